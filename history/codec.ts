@@ -1,0 +1,68 @@
+import type { Dialogue, PersonState, Rfm } from './fold.js';
+
+/**
+ * How a person's history is laid out as the fields of one small hash (Redis keeps it as a listpack
+ * while every value stays under 64 bytes). The in-memory store keeps exactly the same fields, so
+ * both backends share this encoding and its byte counts.
+ *
+ *   d:<topic>  dialogue: stage|start|last-start|first-start per stage|counts per stage|channels
+ *   s          recent event fingerprints, comma-separated
+ *   m          RFM inputs: last purchase|purchases|total value
+ *   o          last applied Kafka offset per partition: p=offset;...
+ *   v          version, bumped by every write (optimistic concurrency between workers)
+ */
+export type Fields = Record<string, string>;
+
+export const DIALOGUE_PREFIX = 'd:';
+
+const b36 = (n: number) => Math.round(n).toString(36);
+const un36 = (s: string) => (s === '' ? 0 : parseInt(s, 36));
+
+export function encodeDialogue(d: Dialogue): string {
+  const firsts = d.first.map((f) => (f === 0 ? '' : b36(f - d.start))).join(',');
+  return `${d.stage}|${b36(d.start)}|${b36(d.last - d.start)}|${firsts}|${d.counts.join(',')}|${d.channels.join(',')}`;
+}
+
+export function decodeDialogue(s: string): Dialogue {
+  const [stage = '0', start36 = '', last36 = '', firsts = '', counts = '', channels = ''] = s.split('|');
+  const start = un36(start36);
+  return {
+    stage: Number(stage),
+    start,
+    last: start + un36(last36),
+    first: firsts.split(',').map((f) => (f === '' ? 0 : start + un36(f))),
+    counts: counts.split(',').map(Number),
+    channels: channels === '' ? [] : channels.split(','),
+  };
+}
+
+export function encodeRfm(r: Rfm): string {
+  return `${b36(r.last)}|${r.count}|${r.total}`;
+}
+
+export function decodeRfm(s: string): Rfm {
+  const [last = '', count = '0', total = '0'] = s.split('|');
+  return { last: un36(last), count: Number(count), total: Number(total) };
+}
+
+export function decodeOffsets(s: string | undefined): Map<string, number> {
+  const m = new Map<string, number>();
+  if (!s) return m;
+  for (const part of s.split(';')) {
+    const eq = part.lastIndexOf('=');
+    if (eq > 0) m.set(part.slice(0, eq), Number(part.slice(eq + 1)));
+  }
+  return m;
+}
+
+export function encodeOffsets(m: Map<string, number>): string {
+  return [...m].map(([p, o]) => `${p}=${o}`).join(';');
+}
+
+export function decodeState(f: Fields): PersonState {
+  const dialogues = new Map<string, Dialogue>();
+  for (const [k, v] of Object.entries(f)) {
+    if (k.startsWith(DIALOGUE_PREFIX)) dialogues.set(k.slice(DIALOGUE_PREFIX.length), decodeDialogue(v));
+  }
+  return { dialogues, seen: f.s ? f.s.split(',') : [], rfm: f.m ? decodeRfm(f.m) : null };
+}

@@ -1,0 +1,137 @@
+import type { Transition } from '../contract/transition.js';
+
+/**
+ * The communication-history fold: (state, events) -> (state, transitions).
+ * Pure: no clock, no I/O. Both stores (Redis and in-memory) call it, so they cannot disagree.
+ */
+
+export interface Dialogue {
+  /** Highest stage reached, as an index into the ladder. Only ever goes up within a dialogue. */
+  stage: number;
+  /** When this dialogue began (its first interaction), epoch ms. */
+  start: number;
+  /** Last interaction, epoch ms. */
+  last: number;
+  /** When each stage was first reached; 0 where it never was. */
+  first: number[];
+  /** Interactions per stage. */
+  counts: number[];
+  channels: string[];
+}
+
+export interface Rfm {
+  last: number;
+  count: number;
+  total: number;
+}
+
+export interface PersonState {
+  /** By topic. A Map, so that a topic named `__proto__` is just a topic. */
+  dialogues: Map<string, Dialogue>;
+  /** Fingerprints of the most recent event ids, oldest first: a client retry of an event counts once. */
+  seen: string[];
+  rfm: Rfm | null;
+}
+
+export interface FoldEvent {
+  id: string;
+  ts: number;
+  channel: string;
+  topic: string;
+  stage: number;
+  /** Set on purchases that carry an amount; feeds the RFM inputs. */
+  value?: number | undefined;
+}
+
+export interface FoldOptions {
+  ladder: readonly string[];
+  quietMs: number;
+  /** How many event fingerprints to remember per person. */
+  seenSize: number;
+}
+
+export interface FoldResult {
+  state: PersonState;
+  transitions: Transition[];
+  /** Topics whose dialogue changed. */
+  changed: Set<string>;
+  /** Events that counted (not repeats). */
+  applied: number;
+}
+
+export const emptyState = (): PersonState => ({ dialogues: new Map(), seen: [], rfm: null });
+
+/** FNV-1a, 32 bits, base 36: short enough to keep dozens per person, wide enough not to collide in practice. */
+export function fingerprint(id: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) {
+    h ^= id.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0).toString(36);
+}
+
+function newDialogue(e: FoldEvent, stages: number): Dialogue {
+  const first = new Array<number>(stages).fill(0);
+  first[e.stage] = e.ts;
+  return { stage: e.stage, start: e.ts, last: e.ts, first, counts: new Array<number>(stages).fill(0), channels: [] };
+}
+
+export function transitionId(person: string, topic: string, start: number, to: string): string {
+  return `${person}|${topic}|${start.toString(36)}|${to}`;
+}
+
+export function fold(person: string, prev: PersonState, events: readonly FoldEvent[], opts: FoldOptions): FoldResult {
+  const stages = opts.ladder.length;
+  const state: PersonState = {
+    dialogues: new Map(prev.dialogues),
+    seen: prev.seen.slice(),
+    rfm: prev.rfm ? { ...prev.rfm } : null,
+  };
+  const seen = new Set(state.seen);
+  const transitions: Transition[] = [];
+  const changed = new Set<string>();
+  let applied = 0;
+
+  for (const e of events) {
+    if (e.stage < 0 || e.stage >= stages) continue;
+    const fp = fingerprint(e.id);
+    if (seen.has(fp)) continue;
+    seen.add(fp);
+    state.seen.push(fp);
+    applied++;
+
+    const current = state.dialogues.get(e.topic);
+    let d: Dialogue;
+    if (!current || e.ts - current.last > opts.quietMs) {
+      d = newDialogue(e, stages);
+      transitions.push(mkTransition(person, e, d.start, null, opts.ladder));
+    } else {
+      d = { ...current, first: current.first.slice(), counts: current.counts.slice(), channels: current.channels.slice() };
+      if (e.stage > d.stage) {
+        transitions.push(mkTransition(person, e, d.start, opts.ladder[d.stage] ?? null, opts.ladder));
+        d.stage = e.stage;
+      }
+      // Late events (client clocks, retries) may carry earlier times: keep the earliest first-reached.
+      const f = d.first[e.stage] ?? 0;
+      if (f === 0 || e.ts < f) d.first[e.stage] = e.ts;
+      if (e.ts > d.last) d.last = e.ts;
+    }
+    d.counts[e.stage] = (d.counts[e.stage] ?? 0) + 1;
+    if (!d.channels.includes(e.channel)) d.channels.push(e.channel);
+    state.dialogues.set(e.topic, d);
+    changed.add(e.topic);
+
+    if (e.value !== undefined) {
+      const r = state.rfm ?? { last: 0, count: 0, total: 0 };
+      state.rfm = { last: Math.max(r.last, e.ts), count: r.count + 1, total: r.total + e.value };
+    }
+  }
+  if (state.seen.length > opts.seenSize) state.seen.splice(0, state.seen.length - opts.seenSize);
+  return { state, transitions, changed, applied };
+}
+
+function mkTransition(person: string, e: FoldEvent, start: number, from: string | null, ladder: readonly string[]): Transition {
+  const to = ladder[e.stage] ?? String(e.stage);
+  return { id: transitionId(person, e.topic, start, to), person, topic: e.topic, from, to, at: e.ts, channel: e.channel };
+}

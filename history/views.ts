@@ -1,0 +1,46 @@
+import { decodeState, type Fields } from './codec.js';
+
+/** What the query API shows of a person. Times are ISO strings: marketers read them. */
+export interface DialogueView {
+  topic: string;
+  stage: string;
+  started: string;
+  lastActivity: string;
+  firstReached: Record<string, string>;
+  counts: Record<string, number>;
+  channels: string[];
+}
+
+export interface PersonView {
+  person: string;
+  dialogues: DialogueView[];
+  rfm: { lastPurchase: string; purchases: number; totalValue: number } | null;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export function personView(person: string, fields: Fields, ladder: readonly string[]): PersonView {
+  const state = decodeState(fields);
+  const dialogues: DialogueView[] = [];
+  for (const [topic, d] of state.dialogues) {
+    const firstReached: Record<string, string> = {};
+    const counts: Record<string, number> = {};
+    ladder.forEach((name, i) => {
+      const f = d.first[i] ?? 0;
+      if (f !== 0) firstReached[name] = iso(f);
+      counts[name] = d.counts[i] ?? 0;
+    });
+    dialogues.push({
+      topic,
+      stage: ladder[d.stage] ?? String(d.stage),
+      started: iso(d.start),
+      lastActivity: iso(d.last),
+      firstReached,
+      counts,
+      channels: d.channels,
+    });
+  }
+  dialogues.sort((a, b) => (a.lastActivity < b.lastActivity ? 1 : a.lastActivity > b.lastActivity ? -1 : 0));
+  const rfm = state.rfm ? { lastPurchase: iso(state.rfm.last), purchases: state.rfm.count, totalValue: state.rfm.total } : null;
+  return { person, dialogues, rfm };
+}

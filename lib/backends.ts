@@ -1,0 +1,66 @@
+import { Redis } from 'ioredis';
+import { TOPICS } from '../contract/raw-event.js';
+import { PartitionedLog } from '../embedded/partitioned-log.js';
+import type { FoldOptions } from '../history/fold.js';
+import type { HistoryStore } from '../history/store.js';
+import { MemoryHistoryStore } from '../history/store-memory.js';
+import { RedisHistoryStore } from '../history/store-redis.js';
+import type { Env } from './config.js';
+import { createKafka, ensureTopics, KafkaLogConsumer, KafkaLogProducer } from './kafka.js';
+import type { LogConsumer, LogProducer } from './log.js';
+import type { Logger } from './logger.js';
+
+/**
+ * The one place that decides between the real stack (Kafka + Redis) and the embedded backends.
+ * Both sides satisfy the same interfaces, so everything above is unaware of the choice.
+ */
+export interface Backends {
+  mode: 'real' | 'embedded';
+  producer: LogProducer;
+  /** A consumer-group member on `clicks.raw`. */
+  rawConsumer(): LogConsumer;
+  store: HistoryStore;
+  close(): Promise<void>;
+}
+
+export async function openBackends(env: Env, fold: FoldOptions, logger: Logger): Promise<Backends> {
+  if (!env.KAFKA_BROKERS !== !env.REDIS_URL) {
+    throw new Error('set both KAFKA_BROKERS and REDIS_URL for the real stack, or neither for the embedded mode');
+  }
+  if (!env.KAFKA_BROKERS || !env.REDIS_URL) {
+    const log = new PartitionedLog(env.KAFKA_PARTITIONS);
+    const store = new MemoryHistoryStore(fold);
+    return {
+      mode: 'embedded',
+      producer: log.producer(),
+      rawConsumer: () => log.consumer(TOPICS.raw),
+      store,
+      close: async () => {},
+    };
+  }
+
+  const kafka = createKafka(env.KAFKA_BROKERS, env.KAFKA_CLIENT_ID, logger);
+  await ensureTopics(kafka, env.KAFKA_PARTITIONS, env.KAFKA_REPLICATION_FACTOR);
+  const producer = new KafkaLogProducer(kafka, { ackTimeoutMs: env.INGEST_ACK_TIMEOUT_MS });
+  await producer.connect();
+  // Keep retrying while Redis is away instead of failing commands: the worker must wait, not skip.
+  const redis = new Redis(env.REDIS_URL, { maxRetriesPerRequest: null, enableAutoPipelining: false });
+  const store = new RedisHistoryStore(redis, fold, env.REDIS_PREFIX);
+  const consumers: LogConsumer[] = [];
+  return {
+    mode: 'real',
+    producer,
+    rawConsumer: () => {
+      const c = new KafkaLogConsumer(kafka, { groupId: env.KAFKA_GROUP_ID, topic: TOPICS.raw });
+      consumers.push(c);
+      return c;
+    },
+    store,
+    close: async () => {
+      for (const c of consumers) await c.stop();
+      await producer.close();
+      await store.close();
+      redis.disconnect();
+    },
+  };
+}

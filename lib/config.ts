@@ -1,0 +1,50 @@
+import { z } from 'zod';
+
+/**
+ * Environment, parsed once at start by each process's main.ts. No other module reads process.env.
+ * A bad value stops start-up with the variable's name and the reason.
+ */
+const port = z.coerce.number().int().min(0).max(65535);
+const optionalString = z
+  .string()
+  .optional()
+  .transform((s) => (s && s.trim() !== '' ? s.trim() : undefined));
+
+export const Env = z.object({
+  PORT: port.default(8080),
+  HOST: z.string().default('127.0.0.1'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Comma-separated host:port list. Unset: the embedded in-process log. */
+  KAFKA_BROKERS: optionalString,
+  KAFKA_CLIENT_ID: z.string().default('clickfold'),
+  KAFKA_GROUP_ID: z.string().default('clickfold-history'),
+  KAFKA_PARTITIONS: z.coerce.number().int().min(1).max(1024).default(6),
+  KAFKA_REPLICATION_FACTOR: z.coerce.number().int().min(1).max(7).default(1),
+  /** redis://host:port. Unset: the embedded in-memory store. */
+  REDIS_URL: optionalString,
+  /** Key prefix, so several deployments (or a replay) can share one Redis. */
+  REDIS_PREFIX: z.string().default(''),
+  /** Largest request body ingest reads, in bytes. */
+  INGEST_MAX_BODY: z.coerce.number().int().min(1024).max(16 * 1024 * 1024).default(256 * 1024),
+  /** How long ingest waits for Kafka's acknowledgement before answering 503. */
+  INGEST_ACK_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(5000),
+  /** Seconds a client is told to wait (Retry-After) when Kafka cannot take events. */
+  INGEST_RETRY_AFTER_S: z.coerce.number().int().min(1).max(3600).default(2),
+  /** Take the client address from X-Forwarded-For (only behind a proxy you run). */
+  TRUST_PROXY: z
+    .enum(['true', 'false', '1', '0'])
+    .default('false')
+    .transform((v) => v === 'true' || v === '1'),
+  /** A JSON topic-map file; unset: the demo shop's map. */
+  TOPIC_MAP: optionalString,
+});
+export type Env = z.infer<typeof Env>;
+
+export function parseEnv(env: NodeJS.ProcessEnv = process.env): Env {
+  const r = Env.safeParse(env);
+  if (!r.success) {
+    const lines = r.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new Error(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  return r.data;
+}
