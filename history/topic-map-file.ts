@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { findNodeAtLocation, parseTree, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { DEFAULT_TOPIC_MAP, TopicMapConfig } from './topic-map.js';
 
 /** Loads and validates a topic-map JSON file; errors name the file, the line and the reason. */
@@ -8,73 +9,34 @@ export async function loadTopicMap(path: string | undefined): Promise<TopicMapCo
   return parseTopicMap(text, path);
 }
 
+/**
+ * Parses a topic map. jsonc-parser keeps node offsets, so both a syntax error and a schema error
+ * point at a line a site owner can open (JSON.parse's messages differ between Node versions).
+ */
 export function parseTopicMap(text: string, file = '<topic map>'): TopicMapConfig {
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    const m = /position (\d+)/.exec((err as Error).message);
-    const line = m ? lineAt(text, Number(m[1])) : 1;
-    throw new Error(`${file}:${line}: not valid JSON: ${(err as Error).message}`);
+  const errors: ParseError[] = [];
+  const tree = parseTree(text, errors, { allowTrailingComma: false, disallowComments: true });
+  if (errors.length > 0 || !tree) {
+    const e = errors[0];
+    const line = e ? lineAt(text, e.offset) : 1;
+    throw new Error(`${file}:${line}: not valid JSON: ${e ? printParseErrorCode(e.error) : 'empty'}`);
   }
-  const r = TopicMapConfig.safeParse(json);
+  const r = TopicMapConfig.safeParse(JSON.parse(text));
   if (!r.success) {
-    const lines = r.error.issues.map((i) => `${file}:${lineOfPath(text, i.path)}: ${i.path.join('.') || '(top)'}: ${i.message}`);
+    const lines = r.error.issues.map((i) => {
+      const path = i.path.filter((k): k is string | number => typeof k !== 'symbol');
+      let node = findNodeAtLocation(tree, path);
+      // A missing key has no node: point at its nearest existing parent.
+      for (let n = path.length - 1; !node && n >= 0; n--) node = findNodeAtLocation(tree, path.slice(0, n));
+      return `${file}:${lineAt(text, node?.offset ?? 0)}: ${path.join('.') || '(top)'}: ${i.message}`;
+    });
     throw new Error(lines.join('\n'));
   }
   return r.data;
 }
 
 function lineAt(text: string, offset: number): number {
-  return text.slice(0, offset).split('\n').length;
-}
-
-/**
- * Finds the line of a JSON path by walking the text: good enough for hand-written maps, where the
- * owner needs "line 12" more than an exact column.
- */
-export function lineOfPath(text: string, path: PropertyKey[]): number {
-  let pos = 0;
-  for (const key of path) {
-    if (typeof key === 'number') {
-      // Skip to the key-th element of the array that starts at or after pos.
-      let depth = 0;
-      let index = 0;
-      let i = text.indexOf('[', pos);
-      if (i < 0) break;
-      i++;
-      let inString = false;
-      for (; i < text.length; i++) {
-        const ch = text[i];
-        if (inString) {
-          if (ch === '\\') i++;
-          else if (ch === '"') inString = false;
-          continue;
-        }
-        if (ch === '"') inString = true;
-        else if (ch === '[' || ch === '{') depth++;
-        else if (ch === ']' || ch === '}') {
-          if (depth === 0) break;
-          depth--;
-        } else if (ch === ',' && depth === 0) index++;
-        if (index === key && depth === 0 && /\S/.test(ch ?? '') && ch !== ',') {
-          pos = i;
-          break;
-        }
-        if (index === key && ch === ',' ) {
-          pos = i + 1;
-          if (key > 0) {
-            const next = text.slice(i + 1).search(/\S/);
-            pos = i + 1 + Math.max(0, next);
-            break;
-          }
-        }
-      }
-    } else {
-      const i = text.indexOf(`"${String(key)}"`, pos);
-      if (i < 0) break;
-      pos = i;
-    }
-  }
-  return lineAt(text, pos);
+  let line = 1;
+  for (let i = 0; i < offset && i < text.length; i++) if (text.charCodeAt(i) === 10) line++;
+  return line;
 }

@@ -16,6 +16,8 @@ import type { Logger } from './logger.js';
  */
 export interface Backends {
   mode: 'real' | 'embedded';
+  /** The embedded mode's in-process log (tests and the replay read it); absent on the real stack. */
+  log?: PartitionedLog;
   producer: LogProducer;
   /** A consumer-group member on `clicks.raw`. */
   rawConsumer(): LogConsumer;
@@ -32,6 +34,7 @@ export async function openBackends(env: Env, fold: FoldOptions, logger: Logger):
     const store = new MemoryHistoryStore(fold);
     return {
       mode: 'embedded',
+      log,
       producer: log.producer(),
       rawConsumer: () => log.consumer(TOPICS.raw),
       store,

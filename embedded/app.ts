@@ -1,0 +1,76 @@
+import type { ServerType } from '@hono/node-server';
+import { Hono } from 'hono';
+import type { Transition } from '../contract/transition.js';
+import { createQueryApp } from '../history/query-api.js';
+import { DEFAULT_SEEN_SIZE } from '../history/store.js';
+import { compileTopicMap, type TopicMapConfig } from '../history/topic-map.js';
+import { createBatchHandler } from '../history/worker.js';
+import { createIngestApp } from '../ingest/app.js';
+import { openBackends, type Backends } from '../lib/backends.js';
+import type { Env } from '../lib/config.js';
+import type { LogConsumer } from '../lib/log.js';
+import type { Logger } from '../lib/logger.js';
+import { clientIpResolver, closeServer, listen } from '../lib/serve.js';
+import { createDemoShop } from './demo-shop.js';
+
+export interface RunningApp {
+  port: number;
+  url: string;
+  backends: Backends;
+  app: Hono;
+  /** Stops accepting requests, then stops the worker (after its batch in flight), then the backends. */
+  stop(): Promise<void>;
+}
+
+export interface AppOptions {
+  onTransitions?: (t: Transition[]) => void;
+}
+
+/**
+ * The all-in-one process: ingest, worker, query API and demo shop on one port. Used by `npm start`
+ * and by the end-to-end tests, on whichever backends the environment selects.
+ */
+export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger: Logger, opts: AppOptions = {}): Promise<RunningApp> {
+  const topicMap = compileTopicMap(topicMapConfig);
+  const backends = await openBackends(env, { ladder: topicMap.ladder, quietMs: topicMap.quietMs, seenSize: DEFAULT_SEEN_SIZE }, logger);
+
+  const app = new Hono();
+  app.route(
+    '/',
+    createIngestApp({
+      producer: backends.producer,
+      logger,
+      maxBodyBytes: env.INGEST_MAX_BODY,
+      retryAfterSeconds: env.INGEST_RETRY_AFTER_S,
+      clientIp: clientIpResolver(env.TRUST_PROXY),
+    }),
+  );
+  app.route('/', createQueryApp({ store: backends.store, logger }));
+  app.route('/', createDemoShop());
+
+  let consumer: LogConsumer | undefined;
+  let server: ServerType | undefined;
+  try {
+    consumer = backends.rawConsumer();
+    await consumer.run(createBatchHandler({ store: backends.store, topicMap, producer: backends.producer, logger, onTransitions: opts.onTransitions }));
+    const listening = await listen(app, env.PORT, env.HOST);
+    server = listening.server;
+    const port = listening.port;
+    return {
+      port,
+      url: `http://${env.HOST}:${port}`,
+      backends,
+      app,
+      stop: async () => {
+        await closeServer(listening.server);
+        await consumer?.stop();
+        await backends.close();
+      },
+    };
+  } catch (err) {
+    if (server) await closeServer(server);
+    await consumer?.stop().catch(() => {});
+    await backends.close().catch(() => {});
+    throw err;
+  }
+}

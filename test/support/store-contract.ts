@@ -1,0 +1,105 @@
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import type { FoldEvent, FoldOptions } from '../../history/fold.js';
+import type { BatchRecord } from '../../history/person-batch.js';
+import type { HistoryStore } from '../../history/store.js';
+
+export const FOLD_OPTIONS: FoldOptions = { ladder: ['intro', 'detail', 'purchase'], quietMs: 30 * 86_400_000, seenSize: 32 };
+
+/**
+ * The store contract: every HistoryStore (Redis, in-memory) must pass the same suite.
+ * `make` returns a fresh, empty store for each test.
+ */
+export function storeContract(name: string, make: () => Promise<HistoryStore>, cleanup: () => Promise<void> = async () => {}) {
+  describe(`HistoryStore contract: ${name}`, () => {
+    let store: HistoryStore;
+    let offset = 0;
+    let id = 0;
+    const T0 = Date.UTC(2026, 5, 1);
+    const rec = (person: string, stage: number, ts: number, extra: Partial<FoldEvent> = {}): BatchRecord => ({
+      offset: offset++,
+      person,
+      event: { id: `ev-${++id}`, ts, channel: 'web', topic: 'product:sku-1', stage, ...extra },
+    });
+
+    beforeEach(async () => {
+      store = await make();
+      offset = 0;
+    });
+    afterAll(cleanup);
+
+    it('folds a batch into dialogues and answers from the stage index', async () => {
+      const t = await store.foldBatch('clicks.raw/0', [rec('alice', 0, T0), rec('alice', 1, T0 + 1), rec('bob', 0, T0 + 2)]);
+      expect(t.map((x) => [x.person, x.from, x.to])).toEqual([
+        ['alice', null, 'intro'],
+        ['alice', 'intro', 'detail'],
+        ['bob', null, 'intro'],
+      ]);
+      const alice = await store.getPerson('alice');
+      expect(alice?.dialogues).toMatchObject([{ topic: 'product:sku-1', stage: 'detail', counts: { intro: 1, detail: 1, purchase: 0 }, channels: ['web'] }]);
+      expect(alice?.dialogues[0]?.firstReached).toEqual({ intro: new Date(T0).toISOString(), detail: new Date(T0 + 1).toISOString() });
+      expect(await store.atStage('product:sku-1', 'detail', 10)).toEqual(['alice']);
+      expect(await store.atStage('product:sku-1', 'intro', 10)).toEqual(['bob']);
+      expect(await store.getPerson('nobody')).toBeNull();
+    });
+
+    it('never moves a dialogue back, and moves the person between stage indexes only upwards', async () => {
+      await store.foldBatch('clicks.raw/0', [rec('carol', 2, T0)]);
+      const t = await store.foldBatch('clicks.raw/0', [rec('carol', 0, T0 + 5), rec('carol', 1, T0 + 6)]);
+      expect(t).toEqual([]);
+      const carol = await store.getPerson('carol');
+      expect(carol?.dialogues[0]).toMatchObject({ stage: 'purchase', counts: { intro: 1, detail: 1, purchase: 1 } });
+      expect(await store.atStage('product:sku-1', 'purchase', 10)).toEqual(['carol']);
+      expect(await store.atStage('product:sku-1', 'intro', 10)).toEqual([]);
+    });
+
+    it('skips records redelivered from the same partition offsets', async () => {
+      const batch = [rec('dave', 0, T0), rec('dave', 1, T0 + 1)];
+      const first = await store.foldBatch('clicks.raw/3', batch);
+      const again = await store.foldBatch('clicks.raw/3', batch.map((r) => ({ ...r, event: { ...r.event, id: `${r.event.id}-other` } })));
+      expect(first).toHaveLength(2);
+      expect(again).toEqual([]);
+      expect((await store.getPerson('dave'))?.dialogues[0]?.counts).toEqual({ intro: 1, detail: 1, purchase: 0 });
+    });
+
+    it('counts a client retry of the same event id once', async () => {
+      const r1 = rec('erin', 1, T0);
+      await store.foldBatch('clicks.raw/0', [r1]);
+      // The retry reached Kafka again, so it has a new offset, but the same event id.
+      const t = await store.foldBatch('clicks.raw/0', [{ ...r1, offset: offset++ }]);
+      expect(t).toEqual([]);
+      expect((await store.getPerson('erin'))?.dialogues[0]?.counts).toEqual({ intro: 0, detail: 1, purchase: 0 });
+    });
+
+    it('starts a new dialogue after the quiet period', async () => {
+      await store.foldBatch('clicks.raw/0', [rec('finn', 1, T0)]);
+      const later = T0 + FOLD_OPTIONS.quietMs + 1000;
+      const t = await store.foldBatch('clicks.raw/0', [rec('finn', 0, later)]);
+      expect(t).toMatchObject([{ from: null, to: 'intro' }]);
+      const finn = await store.getPerson('finn');
+      expect(finn?.dialogues[0]).toMatchObject({ stage: 'intro', started: new Date(later).toISOString(), counts: { intro: 1, detail: 0, purchase: 0 } });
+      expect(await store.atStage('product:sku-1', 'intro', 10)).toEqual(['finn']);
+      expect(await store.atStage('product:sku-1', 'detail', 10)).toEqual([]);
+    });
+
+    it('applies concurrent batches for one person from two partitions without losing either', async () => {
+      const a = [rec('gina', 0, T0), rec('gina', 0, T0 + 1, { topic: 'product:sku-2' })];
+      const b = [rec('gina', 1, T0 + 2), rec('gina', 2, T0 + 3, { topic: 'product:sku-3' })];
+      const [ta, tb] = await Promise.all([store.foldBatch('clicks.raw/1', a), store.foldBatch('clicks.raw/2', b)]);
+      expect(ta.length + tb.length).toBe(4);
+      const gina = await store.getPerson('gina');
+      const byTopic = Object.fromEntries(gina!.dialogues.map((d) => [d.topic, d.stage]));
+      expect(byTopic).toEqual({ 'product:sku-1': 'detail', 'product:sku-2': 'intro', 'product:sku-3': 'purchase' });
+    });
+
+    it('keeps RFM inputs from purchases that carry a value', async () => {
+      await store.foldBatch('clicks.raw/0', [rec('hana', 2, T0, { value: 100 }), rec('hana', 2, T0 + 10, { value: 50.5 })]);
+      expect((await store.getPerson('hana'))?.rfm).toEqual({ lastPurchase: new Date(T0 + 10).toISOString(), purchases: 2, totalValue: 150.5 });
+    });
+
+    it('stores hostile topic and person names as plain data', async () => {
+      await store.foldBatch('clicks.raw/0', [rec('__proto__', 0, T0, { topic: 'constructor' }), rec('x{y}z', 1, T0, { topic: 'a|b,c' })]);
+      expect((await store.getPerson('__proto__'))?.dialogues.map((d) => d.topic)).toEqual(['constructor']);
+      expect((await store.getPerson('x{y}z'))?.dialogues[0]).toMatchObject({ topic: 'a|b,c', stage: 'detail' });
+    });
+  });
+}

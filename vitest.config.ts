@@ -1,0 +1,15 @@
+import { defineConfig } from 'vitest/config';
+
+// One run covers every tier; the global setup starts real Kafka and Redis unless KAFKA_BROKERS and
+// REDIS_URL point at running ones. Tiers are named in file names: *.unit, *.int, *.e2e.
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts', '{contract,ingest,history,embedded,lib,tracker-snippet}/**/*.unit.test.ts'],
+    exclude: ['node_modules/**', 'dist/**'],
+    globalSetup: ['test/global-setup.ts'],
+    pool: 'forks',
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    env: { LOG_LEVEL: 'silent' },
+  },
+});
