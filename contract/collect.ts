@@ -29,10 +29,21 @@ const propKey = z
   .max(LIMITS.propKeyLength)
   .refine((k) => !FORBIDDEN_KEYS.has(k), 'reserved key');
 
+/**
+ * Zod's record parsing silently drops a `__proto__` key; we refuse it instead, so a sender learns
+ * that the property was not stored.
+ */
+const noReservedKeys = z.custom<unknown>(
+  (v) => !(v && typeof v === 'object' && Object.keys(v).some((k) => FORBIDDEN_KEYS.has(k))),
+  'reserved property name (__proto__, constructor, prototype)',
+);
+
 /** Flat properties: one level deep keeps the raw record small and the topic map simple. */
-export const Props = z
-  .record(propKey, z.union([z.string().max(LIMITS.propValueLength), z.number().finite(), z.boolean(), z.null()]))
-  .refine((p) => Object.keys(p).length <= LIMITS.propsCount, `at most ${LIMITS.propsCount} properties`);
+export const Props = noReservedKeys.pipe(
+  z
+    .record(propKey, z.union([z.string().max(LIMITS.propValueLength), z.number().finite(), z.boolean(), z.null()]))
+    .refine((p) => Object.keys(p).length <= LIMITS.propsCount, `at most ${LIMITS.propsCount} properties`),
+);
 
 /** What the snippet reports about a clicked element. */
 export const ElementContext = z.object({
