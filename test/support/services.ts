@@ -1,0 +1,35 @@
+/**
+ * Addresses of the real Kafka and Redis that test/global-setup.ts started (or
+ * took from KAFKA_BROKERS / REDIS_URL) for this vitest run.
+ *
+ * Fault tests that need to stop/restart a broker start their own with
+ * `KafkaBroker.start()` from services/kafka.ts: the shared one lives in
+ * vitest's main process and can't be controlled from a test worker.
+ */
+import { inject } from 'vitest';
+
+function provided(key: 'kafkaBrokers' | 'redisUrl', envName: string): string {
+  let value: string | undefined;
+  try {
+    value = inject(key);
+  } catch {
+    value = undefined; // not inside a vitest worker
+  }
+  value ||= process.env[envName];
+  if (!value) {
+    throw new Error(
+      `${key} is not available: run the tests through vitest with test/global-setup.ts as globalSetup (vitest.config.ts), or set ${envName}`,
+    );
+  }
+  return value;
+}
+
+/** "127.0.0.1:PORT" (comma-separated if several), for kafkajs `brokers: kafkaBrokers().split(',')`. */
+export function kafkaBrokers(): string {
+  return provided('kafkaBrokers', 'KAFKA_BROKERS');
+}
+
+/** "redis://127.0.0.1:PORT", for `new Redis(redisUrl())`. */
+export function redisUrl(): string {
+  return provided('redisUrl', 'REDIS_URL');
+}
