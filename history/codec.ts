@@ -66,3 +66,8 @@ export function decodeState(f: Fields): PersonState {
   }
   return { dialogues, seen: f.s ? f.s.split(',') : [], rfm: f.m ? decodeRfm(f.m) : null };
 }
+
+/** Comma-separated id lists (linked visitors). */
+export function decodeList(s: string | undefined): string[] {
+  return s ? s.split(',') : [];
+}

@@ -135,3 +135,45 @@ function mkTransition(person: string, e: FoldEvent, start: number, from: string 
   const to = ladder[e.stage] ?? String(e.stage);
   return { id: transitionId(person, e.topic, start, to), person, topic: e.topic, from, to, at: e.ts, channel: e.channel };
 }
+
+/**
+ * Merges an anonymous visitor's history into the known person's: highest stage, earliest
+ * first-reached times, summed counts, channels united. Returns the transitions the known person
+ * gains (a topic new to them, or a stage higher than theirs), dated `at`.
+ */
+export function mergeInto(person: string, target: PersonState, source: PersonState, at: number, channel: string, opts: FoldOptions): FoldResult {
+  const state: PersonState = { dialogues: new Map(target.dialogues), seen: target.seen.slice(), rfm: target.rfm ? { ...target.rfm } : null };
+  const transitions: Transition[] = [];
+  const changed = new Set<string>();
+  for (const [topic, s] of [...source.dialogues].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+    const t = state.dialogues.get(topic);
+    if (!t) {
+      state.dialogues.set(topic, { ...s, first: s.first.slice(), counts: s.counts.slice(), channels: s.channels.slice() });
+      transitions.push({ id: transitionId(person, topic, s.start, opts.ladder[s.stage]!), person, topic, from: null, to: opts.ladder[s.stage]!, at, channel });
+    } else {
+      const merged: Dialogue = {
+        stage: Math.max(t.stage, s.stage),
+        start: t.start,
+        last: Math.max(t.last, s.last),
+        first: t.first.map((f, i) => {
+          const g = s.first[i] ?? 0;
+          return f === 0 ? g : g === 0 ? f : Math.min(f, g);
+        }),
+        counts: t.counts.map((c, i) => c + (s.counts[i] ?? 0)),
+        channels: [...new Set([...t.channels, ...s.channels])],
+      };
+      if (merged.stage > t.stage) {
+        transitions.push({ id: transitionId(person, topic, t.start, opts.ladder[merged.stage]!), person, topic, from: opts.ladder[t.stage]!, to: opts.ladder[merged.stage]!, at, channel });
+      }
+      state.dialogues.set(topic, merged);
+    }
+    changed.add(topic);
+  }
+  const seen = [...new Set([...state.seen, ...source.seen])];
+  state.seen = seen.slice(Math.max(0, seen.length - opts.seenSize));
+  if (source.rfm) {
+    const r = state.rfm ?? { last: 0, count: 0, total: 0 };
+    state.rfm = { last: Math.max(r.last, source.rfm.last), count: r.count + source.rfm.count, total: r.total + source.rfm.total };
+  }
+  return { state, transitions, changed, applied: 0 };
+}

@@ -1,48 +1,91 @@
-import type { Transition } from '../contract/transition.js';
-import type { Fields } from './codec.js';
+import { decodeList, type Fields } from './codec.js';
+import { foldBatchWith, type FieldBackend, type FoldOutcome } from './fold-batch.js';
 import type { FoldOptions } from './fold.js';
-import { byPerson, planPerson, type BatchRecord } from './person-batch.js';
+import { F, sealedFields, type BatchRecord, type IndexEntry, type PersonPlan } from './person-batch.js';
 import type { HistoryStore } from './store.js';
-import { personView, type PersonView } from './views.js';
+import { hasHistory, personView, type PersonView } from './views.js';
 
 /**
- * The embedded store for `npm start`: the same fields and the same fold as Redis, held in Maps.
- * Single-threaded JavaScript makes each person's write atomic without further ceremony.
+ * The embedded store for `npm start`: the same fields and the same batch fold as Redis, held in
+ * Maps. Single-threaded JavaScript makes each person's write atomic without further ceremony.
  */
 export class MemoryHistoryStore implements HistoryStore {
   private readonly people = new Map<string, Fields>();
   /** topic -> stage index -> person -> last activity */
   private readonly index = new Map<string, Map<number, Map<string, number>>>();
+  private readonly backend: FieldBackend;
 
-  constructor(readonly options: FoldOptions) {}
+  constructor(readonly options: FoldOptions) {
+    this.backend = {
+      read: async (persons) => persons.map((p) => this.people.get(p) ?? null),
+      write: async (plans) => plans.map((plan) => this.write(plan)),
+      seal: async (pairs) => {
+        for (const { person, visitor } of pairs) this.people.set(visitor, sealedFields(this.people.get(visitor) ?? {}, person));
+      },
+      index: async (entries) => entries.forEach((e) => this.indexOne(e)),
+      clearOutbox: async (items) => {
+        for (const { person, field, value } of items) {
+          const f = this.people.get(person);
+          if (f && f[field] === value) delete f[field];
+        }
+      },
+    };
+  }
 
-  async foldBatch(partition: string, records: readonly BatchRecord[]): Promise<Transition[]> {
-    const transitions: Transition[] = [];
-    for (const [person, list] of byPerson(records)) {
-      const plan = planPerson(person, this.people.get(person) ?? null, list, partition, this.options);
-      if (Object.keys(plan.set).length > 0) this.people.set(person, { ...this.people.get(person), ...plan.set });
-      for (const e of plan.index) {
-        let stages = this.index.get(e.topic);
-        if (!stages) this.index.set(e.topic, (stages = new Map()));
-        for (const [stage, members] of stages) if (stage !== e.stage) members.delete(person);
-        let members = stages.get(e.stage);
-        if (!members) stages.set(e.stage, (members = new Map()));
-        members.set(person, e.last);
-      }
-      transitions.push(...plan.transitions);
-    }
-    return transitions;
+  private write(plan: PersonPlan): boolean {
+    const f = this.people.get(plan.person);
+    if (Number(f?.[F.version] ?? 0) !== plan.expectVersion) return false;
+    this.people.set(plan.person, { ...f, ...plan.set });
+    return true;
+  }
+
+  private indexOne(e: IndexEntry): void {
+    let stages = this.index.get(e.topic);
+    if (!stages) this.index.set(e.topic, (stages = new Map()));
+    for (const [stage, members] of stages) if (stage !== e.stage) members.delete(e.person);
+    if (e.stage < 0) return;
+    let members = stages.get(e.stage);
+    if (!members) stages.set(e.stage, (members = new Map()));
+    members.set(e.person, e.last);
+  }
+
+  foldBatch(partition: string, records: readonly BatchRecord[]): Promise<FoldOutcome> {
+    return foldBatchWith(this.backend, partition, records, this.options);
+  }
+
+  private resolve(person: string): string {
+    return this.people.get(person)?.[F.alias] ?? person;
   }
 
   async getPerson(person: string): Promise<PersonView | null> {
-    const f = this.people.get(person);
-    return f ? personView(person, f, this.options.ladder) : null;
+    const id = this.resolve(person);
+    const f = this.people.get(id);
+    return hasHistory(f) ? personView(id, f, this.options.ladder) : null;
   }
 
   async atStage(topic: string, stage: string, limit: number): Promise<string[]> {
     const members = this.index.get(topic)?.get(this.options.ladder.indexOf(stage));
     if (!members) return [];
     return [...members].sort((a, b) => b[1] - a[1]).slice(0, limit).map(([p]) => p);
+  }
+
+  async erase(person: string): Promise<boolean> {
+    const id = this.resolve(person);
+    const f = this.people.get(id);
+    if (!f) return false;
+    const ids = [id, ...decodeList(f[F.linked])];
+    for (const p of ids) {
+      this.people.delete(p);
+      for (const stages of this.index.values()) for (const members of stages.values()) members.delete(p);
+    }
+    return true;
+  }
+
+  /** Every key the store holds for tests that check erase leaves nothing behind. */
+  dump(): { people: string[]; indexed: string[] } {
+    const indexed = new Set<string>();
+    for (const stages of this.index.values()) for (const members of stages.values()) for (const p of members.keys()) indexed.add(p);
+    return { people: [...this.people.keys()], indexed: [...indexed] };
   }
 
   async close(): Promise<void> {}

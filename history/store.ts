@@ -1,4 +1,4 @@
-import type { Transition } from '../contract/transition.js';
+import type { FoldOutcome } from './fold-batch.js';
 import type { FoldOptions } from './fold.js';
 import type { BatchRecord } from './person-batch.js';
 import type { PersonView } from './views.js';
@@ -12,12 +12,16 @@ export interface HistoryStore {
   /**
    * Folds one consumed batch from one partition. Atomic per person, idempotent per record offset
    * (a redelivered record is skipped) and per event id (a client retry counts once). Resolves only
-   * once the result is durable in the store; returns the transitions this call caused.
+   * once the result is durable in the store, with the transitions to publish; call `published()`
+   * once they are.
    */
-  foldBatch(partition: string, records: readonly BatchRecord[]): Promise<Transition[]>;
+  foldBatch(partition: string, records: readonly BatchRecord[]): Promise<FoldOutcome>;
+  /** A person's history; a visitor id merged into a known person answers with that person. */
   getPerson(person: string): Promise<PersonView | null>;
   /** People at `stage` of `topic` (index lookup, not a scan), most recently active first. */
   atStage(topic: string, stage: string, limit: number): Promise<string[]>;
+  /** Removes the person and every visitor id linked to them from every key and index. */
+  erase(person: string): Promise<boolean>;
   close(): Promise<void>;
 }
 

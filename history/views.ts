@@ -1,4 +1,5 @@
-import { decodeState, type Fields } from './codec.js';
+import { decodeList, decodeState, type Fields } from './codec.js';
+import { F } from './person-batch.js';
 
 /** What the query API shows of a person. Times are ISO strings: marketers read them. */
 export interface DialogueView {
@@ -13,6 +14,8 @@ export interface DialogueView {
 
 export interface PersonView {
   person: string;
+  /** Anonymous visitor ids merged into this person by identify. */
+  linkedIds: string[];
   dialogues: DialogueView[];
   rfm: { lastPurchase: string; purchases: number; totalValue: number } | null;
 }
@@ -42,5 +45,11 @@ export function personView(person: string, fields: Fields, ladder: readonly stri
   }
   dialogues.sort((a, b) => (a.lastActivity < b.lastActivity ? 1 : a.lastActivity > b.lastActivity ? -1 : 0));
   const rfm = state.rfm ? { lastPurchase: iso(state.rfm.last), purchases: state.rfm.count, totalValue: state.rfm.total } : null;
-  return { person, dialogues, rfm };
+  const linkedIds = decodeList(fields[F.linked]);
+  return { person, linkedIds, dialogues, rfm };
+}
+
+/** Whether a hash holds anything to show (a sealed visitor holds only its pointer). */
+export function hasHistory(fields: Fields | null | undefined): fields is Fields {
+  return !!fields && Object.keys(fields).some((k) => k !== F.alias && k !== F.offsets && k !== F.version);
 }

@@ -42,7 +42,9 @@ export function createBatchHandler(deps: WorkerDeps): BatchHandler {
         continue;
       }
       const event = toFoldEvent(parsed, topicMap);
-      if (event) records.push({ offset: Number(m.offset), person: parsed.person, event });
+      // identify links the anonymous visitor to the known person; its history merges once.
+      const link = parsed.type === 'identify' && parsed.visitor && parsed.visitor !== parsed.person ? parsed.visitor : undefined;
+      if (event || link) records.push({ offset: Number(m.offset), person: parsed.person, event, link, at: parsed.ts, channel: parsed.channel });
     }
 
     if (invalid.length > 0) {
@@ -56,13 +58,18 @@ export function createBatchHandler(deps: WorkerDeps): BatchHandler {
       );
     }
 
-    const transitions = records.length ? await store.foldBatch(`${batch.topic}/${batch.partition}`, records) : [];
+    if (records.length === 0) return;
+    const outcome = await store.foldBatch(`${batch.topic}/${batch.partition}`, records);
+    const { transitions } = outcome;
     if (transitions.length > 0) {
+      // Published after the fold is durable (it sits in each person's outbox until then), and
+      // before the offsets are committed: a crash in between publishes again, never loses one.
       await producer.send(
         TOPICS.transitions,
         transitions.map((t) => ({ key: t.person, value: JSON.stringify(t) })),
       );
       deps.onTransitions?.(transitions);
+      await outcome.published();
     }
   };
 }

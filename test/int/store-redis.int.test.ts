@@ -13,7 +13,18 @@ storeContract(
   async () => {
     const ns = `t-${randomUUID().slice(0, 8)}:`;
     prefixes.push(ns);
-    return new RedisHistoryStore(redis, FOLD_OPTIONS, ns);
+    const store = new RedisHistoryStore(redis, FOLD_OPTIONS, ns);
+    return {
+      store,
+      // Reads every key of the namespace: person hashes by name, and every member of every index.
+      inspect: async () => {
+        const all = await redis.keys(`${ns}*`);
+        const people = all.filter((k) => k.startsWith(`${ns}h:{`)).map((k) => k.slice(ns.length + 3, -1));
+        const indexed = new Set<string>();
+        for (const k of all.filter((k) => k.startsWith(`${ns}ix:`))) for (const m of await redis.zrange(k, 0, -1)) indexed.add(m);
+        return { people: people.sort(), indexed: [...indexed].sort() };
+      },
+    };
   },
   async () => {
     for (const ns of prefixes) {

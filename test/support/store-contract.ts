@@ -2,6 +2,7 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FoldEvent, FoldOptions } from '../../history/fold.js';
 import type { BatchRecord } from '../../history/person-batch.js';
 import type { HistoryStore } from '../../history/store.js';
+import type { Transition } from '../../contract/transition.js';
 
 export const FOLD_OPTIONS: FoldOptions = { ladder: ['intro', 'detail', 'purchase'], quietMs: 30 * 86_400_000, seenSize: 32 };
 
@@ -9,9 +10,22 @@ export const FOLD_OPTIONS: FoldOptions = { ladder: ['intro', 'detail', 'purchase
  * The store contract: every HistoryStore (Redis, in-memory) must pass the same suite.
  * `make` returns a fresh, empty store for each test.
  */
-export function storeContract(name: string, make: () => Promise<HistoryStore>, cleanup: () => Promise<void> = async () => {}) {
+export interface StoreUnderTest {
+  store: HistoryStore;
+  /** Every person id the store holds anywhere: in a person key, or in any stage index. */
+  inspect(): Promise<{ people: string[]; indexed: string[] }>;
+}
+
+export function storeContract(name: string, make: () => Promise<StoreUnderTest>, cleanup: () => Promise<void> = async () => {}) {
   describe(`HistoryStore contract: ${name}`, () => {
     let store: HistoryStore;
+    let inspect: StoreUnderTest['inspect'];
+    /** Folds and publishes, as the worker does; returns the transitions. */
+    const foldAll = async (partition: string, records: BatchRecord[]): Promise<Transition[]> => {
+      const outcome = await store.foldBatch(partition, records);
+      await outcome.published();
+      return outcome.transitions;
+    };
     let offset = 0;
     let id = 0;
     const T0 = Date.UTC(2026, 5, 1);
@@ -22,13 +36,13 @@ export function storeContract(name: string, make: () => Promise<HistoryStore>, c
     });
 
     beforeEach(async () => {
-      store = await make();
+      ({ store, inspect } = await make());
       offset = 0;
     });
     afterAll(cleanup);
 
     it('folds a batch into dialogues and answers from the stage index', async () => {
-      const t = await store.foldBatch('clicks.raw/0', [rec('alice', 0, T0), rec('alice', 1, T0 + 1), rec('bob', 0, T0 + 2)]);
+      const t = await foldAll('clicks.raw/0', [rec('alice', 0, T0), rec('alice', 1, T0 + 1), rec('bob', 0, T0 + 2)]);
       expect(t.map((x) => [x.person, x.from, x.to])).toEqual([
         ['alice', null, 'intro'],
         ['alice', 'intro', 'detail'],
@@ -43,8 +57,8 @@ export function storeContract(name: string, make: () => Promise<HistoryStore>, c
     });
 
     it('never moves a dialogue back, and moves the person between stage indexes only upwards', async () => {
-      await store.foldBatch('clicks.raw/0', [rec('carol', 2, T0)]);
-      const t = await store.foldBatch('clicks.raw/0', [rec('carol', 0, T0 + 5), rec('carol', 1, T0 + 6)]);
+      await foldAll('clicks.raw/0', [rec('carol', 2, T0)]);
+      const t = await foldAll('clicks.raw/0', [rec('carol', 0, T0 + 5), rec('carol', 1, T0 + 6)]);
       expect(t).toEqual([]);
       const carol = await store.getPerson('carol');
       expect(carol?.dialogues[0]).toMatchObject({ stage: 'purchase', counts: { intro: 1, detail: 1, purchase: 1 } });
@@ -54,8 +68,8 @@ export function storeContract(name: string, make: () => Promise<HistoryStore>, c
 
     it('skips records redelivered from the same partition offsets', async () => {
       const batch = [rec('dave', 0, T0), rec('dave', 1, T0 + 1)];
-      const first = await store.foldBatch('clicks.raw/3', batch);
-      const again = await store.foldBatch('clicks.raw/3', batch.map((r) => ({ ...r, event: { ...r.event, id: `${r.event.id}-other` } })));
+      const first = await foldAll('clicks.raw/3', batch);
+      const again = await foldAll('clicks.raw/3', batch.map((r) => ({ ...r, event: { ...r.event!, id: `${r.event!.id}-other` } })));
       expect(first).toHaveLength(2);
       expect(again).toEqual([]);
       expect((await store.getPerson('dave'))?.dialogues[0]?.counts).toEqual({ intro: 1, detail: 1, purchase: 0 });
@@ -63,17 +77,17 @@ export function storeContract(name: string, make: () => Promise<HistoryStore>, c
 
     it('counts a client retry of the same event id once', async () => {
       const r1 = rec('erin', 1, T0);
-      await store.foldBatch('clicks.raw/0', [r1]);
+      await foldAll('clicks.raw/0', [r1]);
       // The retry reached Kafka again, so it has a new offset, but the same event id.
-      const t = await store.foldBatch('clicks.raw/0', [{ ...r1, offset: offset++ }]);
+      const t = await foldAll('clicks.raw/0', [{ ...r1, offset: offset++ }]);
       expect(t).toEqual([]);
       expect((await store.getPerson('erin'))?.dialogues[0]?.counts).toEqual({ intro: 0, detail: 1, purchase: 0 });
     });
 
     it('starts a new dialogue after the quiet period', async () => {
-      await store.foldBatch('clicks.raw/0', [rec('finn', 1, T0)]);
+      await foldAll('clicks.raw/0', [rec('finn', 1, T0)]);
       const later = T0 + FOLD_OPTIONS.quietMs + 1000;
-      const t = await store.foldBatch('clicks.raw/0', [rec('finn', 0, later)]);
+      const t = await foldAll('clicks.raw/0', [rec('finn', 0, later)]);
       expect(t).toMatchObject([{ from: null, to: 'intro' }]);
       const finn = await store.getPerson('finn');
       expect(finn?.dialogues[0]).toMatchObject({ stage: 'intro', started: new Date(later).toISOString(), counts: { intro: 1, detail: 0, purchase: 0 } });
@@ -84,7 +98,7 @@ export function storeContract(name: string, make: () => Promise<HistoryStore>, c
     it('applies concurrent batches for one person from two partitions without losing either', async () => {
       const a = [rec('gina', 0, T0), rec('gina', 0, T0 + 1, { topic: 'product:sku-2' })];
       const b = [rec('gina', 1, T0 + 2), rec('gina', 2, T0 + 3, { topic: 'product:sku-3' })];
-      const [ta, tb] = await Promise.all([store.foldBatch('clicks.raw/1', a), store.foldBatch('clicks.raw/2', b)]);
+      const [ta, tb] = await Promise.all([foldAll('clicks.raw/1', a), foldAll('clicks.raw/2', b)]);
       expect(ta.length + tb.length).toBe(4);
       const gina = await store.getPerson('gina');
       const byTopic = Object.fromEntries(gina!.dialogues.map((d) => [d.topic, d.stage]));
@@ -92,14 +106,73 @@ export function storeContract(name: string, make: () => Promise<HistoryStore>, c
     });
 
     it('keeps RFM inputs from purchases that carry a value', async () => {
-      await store.foldBatch('clicks.raw/0', [rec('hana', 2, T0, { value: 100 }), rec('hana', 2, T0 + 10, { value: 50.5 })]);
+      await foldAll('clicks.raw/0', [rec('hana', 2, T0, { value: 100 }), rec('hana', 2, T0 + 10, { value: 50.5 })]);
       expect((await store.getPerson('hana'))?.rfm).toEqual({ lastPurchase: new Date(T0 + 10).toISOString(), purchases: 2, totalValue: 150.5 });
     });
 
     it('stores hostile topic and person names as plain data', async () => {
-      await store.foldBatch('clicks.raw/0', [rec('__proto__', 0, T0, { topic: 'constructor' }), rec('x{y}z', 1, T0, { topic: 'a|b,c' })]);
+      await foldAll('clicks.raw/0', [rec('__proto__', 0, T0, { topic: 'constructor' }), rec('x{y}z', 1, T0, { topic: 'a|b,c' })]);
       expect((await store.getPerson('__proto__'))?.dialogues.map((d) => d.topic)).toEqual(['constructor']);
       expect((await store.getPerson('x{y}z'))?.dialogues[0]).toMatchObject({ topic: 'a|b,c', stage: 'detail' });
+    });
+    it('publishes transitions left in the outbox by a crash, once', async () => {
+      const batch = [rec('ivan', 0, T0), rec('ivan', 1, T0 + 1)];
+      const crashed = await store.foldBatch('clicks.raw/0', batch);
+      expect(crashed.transitions).toHaveLength(2);
+      // The worker died before publishing: the same records come again.
+      const again = await store.foldBatch('clicks.raw/0', batch);
+      expect(again.transitions.map((t) => t.id)).toEqual(crashed.transitions.map((t) => t.id));
+      await again.published();
+      const third = await store.foldBatch('clicks.raw/0', batch);
+      expect(third.transitions).toEqual([]);
+      expect((await store.getPerson('ivan'))?.dialogues[0]?.counts).toEqual({ intro: 1, detail: 1, purchase: 0 });
+    });
+
+    it('merges an anonymous history into the known person on identify, once', async () => {
+      await foldAll('clicks.raw/1', [rec('anon-1', 0, T0), rec('anon-1', 1, T0 + 1, { topic: 'product:sku-2' }), rec('anon-1', 2, T0 + 2, { topic: 'product:sku-3', value: 20 })]);
+      await foldAll('clicks.raw/2', [rec('user-1', 1, T0 + 3), rec('user-1', 0, T0 + 4, { topic: 'product:sku-2' })]);
+      const identify: BatchRecord = { offset: offset++, person: 'user-1', event: null, link: 'anon-1', at: T0 + 10, channel: 'web' };
+      const t = await foldAll('clicks.raw/2', [identify]);
+      expect(t.map((x) => [x.topic, x.from, x.to])).toEqual([
+        ['product:sku-2', 'intro', 'detail'],
+        ['product:sku-3', null, 'purchase'],
+      ]);
+      const user = await store.getPerson('user-1');
+      const byTopic = Object.fromEntries(user!.dialogues.map((d) => [d.topic, d]));
+      expect(byTopic['product:sku-1']).toMatchObject({ stage: 'detail', counts: { intro: 1, detail: 1, purchase: 0 }, firstReached: { intro: new Date(T0).toISOString() } });
+      expect(byTopic['product:sku-2']).toMatchObject({ stage: 'detail', counts: { intro: 1, detail: 1, purchase: 0 } });
+      expect(byTopic['product:sku-3']).toMatchObject({ stage: 'purchase' });
+      expect(user!.linkedIds).toEqual(['anon-1']);
+      expect(user!.rfm).toMatchObject({ purchases: 1, totalValue: 20 });
+      // The visitor id now answers with the known person, and the indexes hold only the known person.
+      expect((await store.getPerson('anon-1'))?.person).toBe('user-1');
+      expect(await store.atStage('product:sku-1', 'detail', 10)).toEqual(['user-1']);
+      expect(await store.atStage('product:sku-3', 'purchase', 10)).toEqual(['user-1']);
+
+      // A second identify, and a redelivery of the first, merge nothing again.
+      expect(await foldAll('clicks.raw/2', [{ ...identify, offset: offset++ }])).toEqual([]);
+      expect(await foldAll('clicks.raw/2', [identify])).toEqual([]);
+      expect((await store.getPerson('user-1'))?.dialogues.find((d) => d.topic === 'product:sku-1')?.counts).toEqual({ intro: 1, detail: 1, purchase: 0 });
+
+      // Later events of the visitor id (another device tab, another partition) land on the known person.
+      await foldAll('clicks.raw/1', [rec('anon-1', 2, T0 + 20)]);
+      expect((await store.getPerson('user-1'))?.dialogues.find((d) => d.topic === 'product:sku-1')?.stage).toBe('purchase');
+      // Events that carry only the user id (e-mail, call centre) land there too.
+      await foldAll('clicks.raw/2', [rec('user-1', 1, T0 + 30, { channel: 'email', topic: 'product:sku-4' })]);
+      expect((await store.getPerson('user-1'))?.dialogues.find((d) => d.topic === 'product:sku-4')?.channels).toEqual(['email']);
+    });
+
+    it('erases a person and the visitor ids linked to them from every key and index', async () => {
+      await foldAll('clicks.raw/1', [rec('anon-2', 1, T0)]);
+      await foldAll('clicks.raw/2', [rec('user-2', 0, T0 + 1, { topic: 'product:sku-9' }), { offset: offset++, person: 'user-2', event: null, link: 'anon-2', at: T0 + 2 }]);
+      await foldAll('clicks.raw/0', [rec('bystander', 1, T0)]);
+      expect(await store.erase('anon-2')).toBe(true);
+      const left = await inspect();
+      expect(left.people).toEqual(['bystander']);
+      expect(left.indexed).toEqual(['bystander']);
+      expect(await store.getPerson('user-2')).toBeNull();
+      expect(await store.getPerson('anon-2')).toBeNull();
+      expect(await store.erase('user-2')).toBe(false);
     });
   });
 }
