@@ -1,6 +1,7 @@
 import type { ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { Transition } from '../contract/transition.js';
+import { LiveFeed } from '../history/live-feed.js';
 import { createQueryApp } from '../history/query-api.js';
 import { DEFAULT_SEEN_SIZE } from '../history/store.js';
 import { compileTopicMap, type TopicMapConfig } from '../history/topic-map.js';
@@ -15,6 +16,8 @@ import { createDemoShop } from './demo-shop.js';
 
 export interface RunningApp {
   port: number;
+  /** Live transitions, as the worker publishes them. */
+  feed: LiveFeed;
   url: string;
   backends: Backends;
   app: Hono;
@@ -48,16 +51,22 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
   app.route('/', createQueryApp({ store: backends.store, logger }));
   app.route('/', createDemoShop());
 
+  const feed = new LiveFeed();
+  if (opts.onTransitions) {
+    const listener = opts.onTransitions;
+    feed.subscribe({}, (t) => listener([t]));
+  }
   let consumer: LogConsumer | undefined;
   let server: ServerType | undefined;
   try {
     consumer = backends.rawConsumer();
-    await consumer.run(createBatchHandler({ store: backends.store, topicMap, producer: backends.producer, logger, onTransitions: opts.onTransitions }));
+    await consumer.run(createBatchHandler({ store: backends.store, topicMap, producer: backends.producer, logger, onTransitions: (t) => feed.publish(t) }));
     const listening = await listen(app, env.PORT, env.HOST);
     server = listening.server;
     const port = listening.port;
     return {
       port,
+      feed,
       url: `http://${env.HOST}:${port}`,
       backends,
       app,
