@@ -1,4 +1,4 @@
-import type { Dialogue, PersonState, Rfm } from './fold.js';
+import { FINGERPRINT_WIDTH, type Dialogue, type PersonState, type Rfm } from './fold.js';
 
 /**
  * How a person's history is laid out as the fields of one small hash (Redis keeps it as a listpack
@@ -6,7 +6,8 @@ import type { Dialogue, PersonState, Rfm } from './fold.js';
  * both backends share this encoding and its byte counts.
  *
  *   d:<topic>  dialogue: stage|start|last-start|first-start per stage|counts per stage|channels
- *   s          recent event fingerprints, comma-separated
+ *   s          recent event fingerprints, fixed width, concatenated (Redis keeps it in a key of
+ *              its own that expires: it only guards against client retries, which come soon)
  *   m          RFM inputs: last purchase|purchases|total value
  *   o          last applied Kafka offset per partition: p=offset;...
  *   v          version, bumped by every write (optimistic concurrency between workers)
@@ -64,10 +65,21 @@ export function decodeState(f: Fields): PersonState {
   for (const [k, v] of Object.entries(f)) {
     if (k.startsWith(DIALOGUE_PREFIX)) dialogues.set(k.slice(DIALOGUE_PREFIX.length), decodeDialogue(v));
   }
-  return { dialogues, seen: f.s ? f.s.split(',') : [], rfm: f.m ? decodeRfm(f.m) : null };
+  return { dialogues, seen: decodeSeen(f.s), rfm: f.m ? decodeRfm(f.m) : null };
 }
 
 /** Comma-separated id lists (linked visitors). */
 export function decodeList(s: string | undefined): string[] {
   return s ? s.split(',') : [];
+}
+
+export function encodeSeen(seen: readonly string[]): string {
+  return seen.join('');
+}
+
+export function decodeSeen(s: string | undefined): string[] {
+  const out: string[] = [];
+  if (!s) return out;
+  for (let i = 0; i + FINGERPRINT_WIDTH <= s.length; i += FINGERPRINT_WIDTH) out.push(s.slice(i, i + FINGERPRINT_WIDTH));
+  return out;
 }

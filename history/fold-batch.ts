@@ -8,16 +8,16 @@ import { byPerson, F, linksOf, outboxField, planPerson, type BatchRecord, type I
  * fold, so the Redis and the in-memory store share one algorithm and differ only in I/O.
  */
 export interface FieldBackend {
-  /** Each person's hash, or null when there is none. */
-  read(persons: string[]): Promise<(Fields | null)[]>;
+  /** Each person's fields (with the outbox of `partition`), or null when there is none. */
+  read(persons: string[], partition: string): Promise<(Fields | null)[]>;
   /** Compare-and-set writes: each lands only if the person's version is still `expectVersion`. */
-  write(plans: PersonPlan[]): Promise<boolean[]>;
+  write(plans: PersonPlan[], partition: string): Promise<boolean[]>;
   /** Points each visitor at the person it was merged into and removes the visitor's own history. */
   seal(pairs: { person: string; visitor: string }[]): Promise<void>;
   /** Idempotent stage-index upserts and removals. */
   index(entries: IndexEntry[]): Promise<void>;
-  /** Deletes an outbox field if it still holds exactly `value` (a later write keeps its own). */
-  clearOutbox(items: { person: string; field: string; value: string }[]): Promise<void>;
+  /** Deletes the partition's outbox if it still holds exactly `value` (a later write keeps its own). */
+  clearOutbox(items: { person: string; value: string }[], partition: string): Promise<void>;
 }
 
 export interface FoldOutcome {
@@ -33,13 +33,13 @@ export async function foldBatchWith(backend: FieldBackend, partition: string, re
   const transitions: Transition[] = [];
   const index: IndexEntry[] = [];
   const seals: { person: string; visitor: string }[] = [];
-  const outboxes: { person: string; field: string; value: string }[] = [];
+  const outboxes: { person: string; value: string }[] = [];
   let pending = byPerson(records);
 
   for (let attempt = 0; pending.size > 0; attempt++) {
     if (attempt === MAX_ATTEMPTS) throw new Error(`write conflicts persisted for ${pending.size} people after ${MAX_ATTEMPTS} attempts`);
     const people = [...pending.keys()];
-    const current = await backend.read(people);
+    const current = await backend.read(people, partition);
 
     // A visitor merged into a known person: its records now belong to that person.
     let rerouted = false;
@@ -57,13 +57,13 @@ export async function foldBatchWith(backend: FieldBackend, partition: string, re
     const links = [...new Set(people.flatMap((p) => linksOf(pending.get(p)!)))];
     const linkFields = new Map<string, Fields>();
     if (links.length > 0) {
-      const lf = await backend.read(links);
+      const lf = await backend.read(links, partition);
       links.forEach((v, i) => lf[i] && linkFields.set(v, lf[i]));
     }
 
     const plans = people.map((p, i) => planPerson(p, current[i] ?? null, pending.get(p)!, partition, opts, linkFields));
     const writes = plans.filter((p) => Object.keys(p.set).length > 0);
-    const ok = writes.length ? await backend.write(writes) : [];
+    const ok = writes.length ? await backend.write(writes, partition) : [];
     const conflicted = new Set(writes.filter((_, i) => !ok[i]).map((p) => p.person));
 
     const next = new Map<string, BatchRecord[]>();
@@ -76,9 +76,7 @@ export async function foldBatchWith(backend: FieldBackend, partition: string, re
       index.push(...plan.index);
       for (const s of plan.seal) seals.push({ person: plan.person, visitor: s.visitor });
       if (plan.transitions.length > 0) {
-        const field = outboxField(partition);
-        const value = plan.set[field] ?? JSON.stringify(plan.transitions);
-        outboxes.push({ person: plan.person, field, value });
+        outboxes.push({ person: plan.person, value: plan.set[outboxField(partition)] ?? JSON.stringify(plan.transitions) });
       }
     }
     pending = next;
@@ -89,7 +87,7 @@ export async function foldBatchWith(backend: FieldBackend, partition: string, re
   return {
     transitions,
     published: async () => {
-      if (outboxes.length > 0) await backend.clearOutbox(outboxes);
+      if (outboxes.length > 0) await backend.clearOutbox(outboxes, partition);
     },
   };
 }

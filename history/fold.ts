@@ -61,14 +61,27 @@ export interface FoldResult {
 
 export const emptyState = (): PersonState => ({ dialogues: new Map(), seen: [], rfm: null });
 
-/** FNV-1a, 32 bits, base 36: short enough to keep dozens per person, wide enough not to collide in practice. */
+const FP_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+/** Fingerprints have a fixed width, so a ring of them is stored without separators. */
+export const FINGERPRINT_WIDTH = 6;
+
+/**
+ * FNV-1a, 32 bits, as 6 base-64 characters: short enough to keep dozens per person, wide enough
+ * that a false "already seen" (about ring size / 2^32 per event) does not happen in practice.
+ */
 export function fingerprint(id: string): string {
   let h = 0x811c9dc5;
   for (let i = 0; i < id.length; i++) {
     h ^= id.charCodeAt(i);
     h = Math.imul(h, 0x01000193);
   }
-  return (h >>> 0).toString(36);
+  h >>>= 0;
+  let s = '';
+  for (let i = 0; i < FINGERPRINT_WIDTH; i++) {
+    s += FP_ALPHABET[h & 63];
+    h = Math.floor(h / 64);
+  }
+  return s;
 }
 
 function newDialogue(e: FoldEvent, stages: number): Dialogue {

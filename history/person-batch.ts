@@ -1,5 +1,5 @@
 import type { Transition } from '../contract/transition.js';
-import { DIALOGUE_PREFIX, decodeList, decodeOffsets, decodeState, encodeDialogue, encodeOffsets, encodeRfm, type Fields } from './codec.js';
+import { DIALOGUE_PREFIX, decodeList, decodeOffsets, decodeState, encodeDialogue, encodeOffsets, encodeRfm, encodeSeen, type Fields } from './codec.js';
 import { fold, mergeInto, type FoldEvent, type FoldOptions, type PersonState } from './fold.js';
 
 /**
@@ -109,7 +109,7 @@ export function planPerson(
   const set: Fields = {};
   if (fresh.length > 0) {
     for (const topic of changed) set[DIALOGUE_PREFIX + topic] = encodeDialogue(state.dialogues.get(topic)!);
-    if (state.seen.length !== prev.seen.length || state.seen.at(-1) !== prev.seen.at(-1)) set[F.seen] = state.seen.join(',');
+    if (state.seen.length !== prev.seen.length || state.seen.at(-1) !== prev.seen.at(-1)) set[F.seen] = encodeSeen(state.seen);
     if (state.rfm && (!prev.rfm || state.rfm.count !== prev.rfm.count)) set[F.rfm] = encodeRfm(state.rfm);
     if (newlyLinked) set[F.linked] = [...linked].join(',');
     offsets.set(partition, fresh[fresh.length - 1]!.offset);

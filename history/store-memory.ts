@@ -1,7 +1,7 @@
 import { decodeList, type Fields } from './codec.js';
 import { foldBatchWith, type FieldBackend, type FoldOutcome } from './fold-batch.js';
 import type { FoldOptions } from './fold.js';
-import { F, sealedFields, type BatchRecord, type IndexEntry, type PersonPlan } from './person-batch.js';
+import { F, outboxField, sealedFields, type BatchRecord, type IndexEntry, type PersonPlan } from './person-batch.js';
 import type { HistoryStore } from './store.js';
 import { hasHistory, personView, type PersonView } from './views.js';
 
@@ -23,8 +23,9 @@ export class MemoryHistoryStore implements HistoryStore {
         for (const { person, visitor } of pairs) this.people.set(visitor, sealedFields(this.people.get(visitor) ?? {}, person));
       },
       index: async (entries) => entries.forEach((e) => this.indexOne(e)),
-      clearOutbox: async (items) => {
-        for (const { person, field, value } of items) {
+      clearOutbox: async (items, partition) => {
+        const field = outboxField(partition);
+        for (const { person, value } of items) {
           const f = this.people.get(person);
           if (f && f[field] === value) delete f[field];
         }

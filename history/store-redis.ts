@@ -2,45 +2,66 @@ import type { Cluster, Redis } from 'ioredis';
 import type { Fields } from './codec.js';
 import { foldBatchWith, type FieldBackend, type FoldOutcome } from './fold-batch.js';
 import type { FoldOptions } from './fold.js';
-import { F, type BatchRecord, type IndexEntry, type PersonPlan } from './person-batch.js';
+import { F, outboxField, type BatchRecord, type IndexEntry, type PersonPlan } from './person-batch.js';
 import { DIALOGUE_PREFIX, decodeList } from './codec.js';
 import { keys, type HistoryStore } from './store.js';
 import { hasHistory, personView, type PersonView } from './views.js';
 
 /**
+ * A person's history is one small hash that Redis keeps as a listpack (every value under 64
+ * bytes). What could grow past that lives in keys of its own in the same hash-tag slot: the recent
+ * event fingerprints (expiring), the linked visitor ids, and the per-partition outbox. A hash that
+ * once held a long value stays a (much larger) hashtable, so these must never enter it.
+ *
+ * KEYS: 1 history hash, 2 fingerprints, 3 linked ids, 4 outbox hash (field = partition).
+ */
+
+/**
  * Compare-and-set on the person's version: the write lands only if nobody else (a zombie worker
- * after a rebalance) wrote since we read. One key per call, so it runs unchanged on Redis Cluster.
+ * after a rebalance) wrote since we read. One person's keys per call, so it runs on Redis Cluster.
+ * ARGV: expected version, fingerprint TTL, partition, then field/value pairs.
  */
 const WRITE_IF_VERSION = `
 local v = redis.call('HGET', KEYS[1], 'v')
 if (v or '0') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+local fields = {}
+for i = 4, #ARGV, 2 do
+  local f = ARGV[i]
+  if f == 's' then
+    redis.call('SET', KEYS[2], ARGV[i + 1], 'EX', ARGV[2])
+  elseif f == 'l' then
+    redis.call('SET', KEYS[3], ARGV[i + 1])
+  elseif string.sub(f, 1, 2) == 'x:' then
+    redis.call('HSET', KEYS[4], ARGV[3], ARGV[i + 1])
+  else
+    fields[#fields + 1] = f
+    fields[#fields + 1] = ARGV[i + 1]
+  end
+end
+if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
 return 1
 `;
 
 /** Leaves a merged visitor as a pointer to its person (keeping offsets), history removed. */
 const SEAL = `
-local f = redis.call('HGETALL', KEYS[1])
-local o = nil
-local v = 0
-for i = 1, #f, 2 do
-  if f[i] == 'o' then o = f[i + 1] elseif f[i] == 'v' then v = tonumber(f[i + 1]) end
-end
-redis.call('DEL', KEYS[1])
+local o = redis.call('HGET', KEYS[1], 'o')
+local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 if o then redis.call('HSET', KEYS[1], 'o', o) end
 redis.call('HSET', KEYS[1], 'u', ARGV[1], 'v', tostring(v + 1))
 return 1
 `;
 
+/** KEYS: outbox hash. ARGV: partition, the value written. */
 const CLEAR_OUTBOX = `
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 1
 `;
 
 type Client = (Redis | Cluster) & {
-  clickfoldWrite(key: string, expectVersion: string, ...fieldValues: string[]): Promise<number>;
-  clickfoldSeal(key: string, person: string): Promise<number>;
-  clickfoldClearOutbox(key: string, field: string, value: string): Promise<number>;
+  clickfoldWrite(h: string, seen: string, linked: string, outbox: string, expectVersion: string, seenTtl: string, partition: string, ...fieldValues: string[]): Promise<number>;
+  clickfoldSeal(h: string, seen: string, linked: string, person: string): Promise<number>;
+  clickfoldClearOutbox(outbox: string, partition: string, value: string): Promise<number>;
 };
 type Pipeline = ReturnType<Redis['pipeline']> & Client;
 
@@ -53,34 +74,59 @@ export class RedisHistoryStore implements HistoryStore {
     readonly options: FoldOptions,
     /** Key prefix: replays build into a fresh namespace, then switch over. */
     private readonly ns = '',
+    /** How long a person's recent event fingerprints are kept after their last event. */
+    private readonly seenTtlSeconds = 86_400,
   ) {
     if (!('clickfoldWrite' in redis)) {
-      redis.defineCommand('clickfoldWrite', { numberOfKeys: 1, lua: WRITE_IF_VERSION });
-      redis.defineCommand('clickfoldSeal', { numberOfKeys: 1, lua: SEAL });
+      redis.defineCommand('clickfoldWrite', { numberOfKeys: 4, lua: WRITE_IF_VERSION });
+      redis.defineCommand('clickfoldSeal', { numberOfKeys: 3, lua: SEAL });
       redis.defineCommand('clickfoldClearOutbox', { numberOfKeys: 1, lua: CLEAR_OUTBOX });
     }
     this.redis = redis as Client;
-    const key = (p: string) => keys.person(this.ns, p);
+    const k = (p: string) => ({
+      h: keys.person(this.ns, p),
+      seen: keys.seen(this.ns, p),
+      linked: keys.linked(this.ns, p),
+      outbox: keys.outbox(this.ns, p),
+    });
+    const ttl = String(this.seenTtlSeconds);
     this.backend = {
-      read: async (persons) => {
+      read: async (persons, partition) => {
         const p = this.pipeline();
-        for (const person of persons) p.hgetall(key(person));
-        return (await exec<Fields>(p)).map((f) => (Object.keys(f).length ? f : null));
+        for (const person of persons) {
+          const x = k(person);
+          p.hgetall(x.h).get(x.seen).get(x.linked).hget(x.outbox, partition);
+        }
+        const r = await exec<Fields | string | null>(p);
+        return persons.map((_, i) => {
+          const f = r[4 * i] as Fields;
+          const [seen, linked, outbox] = r.slice(4 * i + 1, 4 * i + 4) as (string | null)[];
+          if (seen) f[F.seen] = seen;
+          if (linked) f[F.linked] = linked;
+          if (outbox) f[outboxField(partition)] = outbox;
+          return Object.keys(f).length ? f : null;
+        });
       },
-      write: async (plans: PersonPlan[]) => {
+      write: async (plans: PersonPlan[], partition: string) => {
         const p = this.pipeline();
-        for (const plan of plans) p.clickfoldWrite(key(plan.person), String(plan.expectVersion), ...Object.entries(plan.set).flat());
+        for (const plan of plans) {
+          const x = k(plan.person);
+          p.clickfoldWrite(x.h, x.seen, x.linked, x.outbox, String(plan.expectVersion), ttl, partition, ...Object.entries(plan.set).flat());
+        }
         return (await exec<number>(p)).map((r) => r === 1);
       },
       seal: async (pairs) => {
         const p = this.pipeline();
-        for (const { person, visitor } of pairs) p.clickfoldSeal(key(visitor), person);
+        for (const { person, visitor } of pairs) {
+          const x = k(visitor);
+          p.clickfoldSeal(x.h, x.seen, x.linked, person);
+        }
         await exec(p);
       },
       index: (entries) => this.updateIndex(entries),
-      clearOutbox: async (items) => {
+      clearOutbox: async (items, partition) => {
         const p = this.pipeline();
-        for (const { person, field, value } of items) p.clickfoldClearOutbox(key(person), field, value);
+        for (const { person, value } of items) p.clickfoldClearOutbox(k(person).outbox, partition, value);
         await exec(p);
       },
     };
@@ -113,13 +159,13 @@ export class RedisHistoryStore implements HistoryStore {
   }
 
   private async resolve(person: string): Promise<{ id: string; fields: Fields | null }> {
-    const f = await this.redis.hgetall(keys.person(this.ns, person));
-    const alias = f[F.alias];
+    const [f] = await this.backend.read([person], '');
+    const alias = f?.[F.alias];
     if (alias && alias !== person) {
-      const g = await this.redis.hgetall(keys.person(this.ns, alias));
-      return { id: alias, fields: Object.keys(g).length ? g : null };
+      const [g] = await this.backend.read([alias], '');
+      return { id: alias, fields: g ?? null };
     }
-    return { id: person, fields: Object.keys(f).length ? f : null };
+    return { id: person, fields: f ?? null };
   }
 
   async getPerson(person: string): Promise<PersonView | null> {
@@ -138,7 +184,7 @@ export class RedisHistoryStore implements HistoryStore {
     const topics = Object.keys(fields).filter((k) => k.startsWith(DIALOGUE_PREFIX)).map((k) => k.slice(DIALOGUE_PREFIX.length));
     await this.updateIndex(ids.flatMap((p) => topics.map((topic) => ({ person: p, topic, stage: -1, last: 0 }))));
     const p = this.pipeline();
-    for (const x of ids) p.del(keys.person(this.ns, x));
+    for (const x of ids) p.del(keys.person(this.ns, x), keys.seen(this.ns, x), keys.linked(this.ns, x), keys.outbox(this.ns, x));
     await exec(p);
     return true;
   }

@@ -30,6 +30,12 @@ export const DEFAULT_SEEN_SIZE = 32;
 /** Key layout, shared by every component that touches Redis. The `{...}` hash tag keeps a person's keys in one cluster slot. */
 export const keys = {
   person: (ns: string, person: string) => `${ns}h:{${person}}`,
+  /** Recent event fingerprints; expires, since client retries come within minutes. */
+  seen: (ns: string, person: string) => `${ns}r:{${person}}`,
+  /** Visitor ids merged into the person. */
+  linked: (ns: string, person: string) => `${ns}l:{${person}}`,
+  /** Transitions written but not yet published, per partition; normally absent. */
+  outbox: (ns: string, person: string) => `${ns}x:{${person}}`,
   stageIndex: (ns: string, topic: string, stage: string) => `${ns}ix:{${topic}}:${stage}`,
   topics: (ns: string) => `${ns}topics`,
 };

@@ -59,7 +59,7 @@ export function createBatchHandler(deps: WorkerDeps): BatchHandler {
     }
 
     if (records.length === 0) return;
-    const outcome = await store.foldBatch(`${batch.topic}/${batch.partition}`, records);
+    const outcome = await store.foldBatch(String(batch.partition), records);
     const { transitions } = outcome;
     if (transitions.length > 0) {
       // Published after the fold is durable (it sits in each person's outbox until then), and

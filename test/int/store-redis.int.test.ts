@@ -19,7 +19,7 @@ storeContract(
       // Reads every key of the namespace: person hashes by name, and every member of every index.
       inspect: async () => {
         const all = await redis.keys(`${ns}*`);
-        const people = all.filter((k) => k.startsWith(`${ns}h:{`)).map((k) => k.slice(ns.length + 3, -1));
+        const people = [...new Set(all.filter((k) => /^.{2}\{/.test(k.slice(ns.length)) && !k.startsWith(`${ns}ix:`)).map((k) => k.slice(ns.length + 3, -1)))];
         const indexed = new Set<string>();
         for (const k of all.filter((k) => k.startsWith(`${ns}ix:`))) for (const m of await redis.zrange(k, 0, -1)) indexed.add(m);
         return { people: people.sort(), indexed: [...indexed].sort() };
