@@ -32,15 +32,20 @@ export const TopicMapConfig = z
     /** Whether `data-topic`/`data-stage` hints on an event override the rules. */
     hints: z.boolean().default(true),
     rules: z.array(Rule).default([]),
+    /** Rules per site, tried before the shared ones; the ladder is shared by every site and channel. */
+    sites: z.record(z.string().min(1).max(64), z.object({ rules: z.array(Rule) }).strict()).default({}),
   })
   .strict()
   .superRefine((m, ctx) => {
     if (new Set(m.ladder).size !== m.ladder.length) ctx.addIssue({ code: 'custom', path: ['ladder'], message: 'stages must be distinct' });
-    m.rules.forEach((r, i) => {
-      if (!m.ladder.includes(r.stage)) {
-        ctx.addIssue({ code: 'custom', path: ['rules', i, 'stage'], message: `"${r.stage}" is not on the ladder (${m.ladder.join(' < ')})` });
-      }
-    });
+    const check = (rules: Rule[], path: (string | number)[]) =>
+      rules.forEach((r, i) => {
+        if (!m.ladder.includes(r.stage)) {
+          ctx.addIssue({ code: 'custom', path: [...path, i, 'stage'], message: `"${r.stage}" is not on the ladder (${m.ladder.join(' < ')})` });
+        }
+      });
+    check(m.rules, ['rules']);
+    for (const [site, s] of Object.entries(m.sites)) check(s.rules, ['sites', site, 'rules']);
   });
 export type TopicMapConfig = z.infer<typeof TopicMapConfig>;
 
@@ -55,6 +60,7 @@ export const DEFAULT_TOPIC_MAP: TopicMapConfig = TopicMapConfig.parse({
 
 /** The parts of an event that classification looks at. */
 export interface Classifiable {
+  site?: string | undefined;
   channel: string;
   type: string;
   name?: string | undefined;
@@ -128,7 +134,7 @@ function fill(template: string, params: Record<string, string>, props: Record<st
 
 export function compileTopicMap(config: TopicMapConfig): TopicMap {
   const ladder = config.ladder;
-  const rules: CompiledRule[] = config.rules.map((r) => {
+  const compile = (r: Rule): CompiledRule => {
     const p = r.url ? compilePath(r.url) : null;
     return {
       path: p?.re ?? null,
@@ -138,9 +144,13 @@ export function compileTopicMap(config: TopicMapConfig): TopicMap {
       topic: r.topic,
       stage: ladder.indexOf(r.stage),
     };
-  });
+  };
+  const shared = config.rules.map(compile);
+  // Per site: its own rules first, then the shared ones. A Map, so a site named __proto__ is just a site.
+  const bySite = new Map(Object.entries(config.sites).map(([site, s]) => [site, [...s.rules.map(compile), ...shared]]));
 
   function byRules(e: Classifiable, path: string | null): Classification | null {
+    const rules = (e.site !== undefined && bySite.get(e.site)) || shared;
     for (const r of rules) {
       if (r.channel !== undefined && r.channel !== e.channel) continue;
       if (r.event !== undefined && r.event !== e.name && r.event !== e.type) continue;
