@@ -12,7 +12,13 @@ export interface FieldBackend {
   read(persons: string[], partition: string): Promise<(Fields | null)[]>;
   /** Compare-and-set writes: each lands only if the person's version is still `expectVersion`. */
   write(plans: PersonPlan[], partition: string): Promise<boolean[]>;
-  /** Points each visitor at the person it was merged into and removes the visitor's own history. */
+  /**
+   * Points each visitor at the person its history merges into, if the visitor's version is still
+   * the one the merge read (compare-and-set, bumping it). From then on every write of the visitor
+   * is re-routed to the person, and a writer that read the visitor before fails its own CAS.
+   */
+  mark(items: { person: string; visitor: string; expectVersion: number }[]): Promise<boolean[]>;
+  /** After the person's write: removes a marked visitor's own history, keeping the pointer. */
   seal(pairs: { person: string; visitor: string }[]): Promise<void>;
   /** Idempotent stage-index upserts and removals. */
   index(entries: IndexEntry[]): Promise<void>;
@@ -34,7 +40,7 @@ export async function foldBatchWith(backend: FieldBackend, partition: string, re
   const index: IndexEntry[] = [];
   const seals: { person: string; visitor: string }[] = [];
   const outboxes: { person: string; value: string }[] = [];
-  let pending = byPerson(records);
+  let pending = joinLinkedVisitors(byPerson(records));
 
   for (let attempt = 0; pending.size > 0; attempt++) {
     if (attempt === MAX_ATTEMPTS) throw new Error(`write conflicts persisted for ${pending.size} people after ${MAX_ATTEMPTS} attempts`);
@@ -52,7 +58,10 @@ export async function foldBatchWith(backend: FieldBackend, partition: string, re
       pending.set(target, list);
       rerouted = true;
     });
-    if (rerouted) continue;
+    if (rerouted) {
+      pending = joinLinkedVisitors(pending);
+      continue;
+    }
 
     const links = [...new Set(people.flatMap((p) => linksOf(pending.get(p)!)))];
     const linkFields = new Map<string, Fields>();
@@ -62,9 +71,15 @@ export async function foldBatchWith(backend: FieldBackend, partition: string, re
     }
 
     const plans = people.map((p, i) => planPerson(p, current[i] ?? null, pending.get(p)!, partition, opts, linkFields));
-    const writes = plans.filter((p) => Object.keys(p.set).length > 0);
+    // Mark merged visitors first: the person's write below then holds everything they had, and
+    // nothing can be added to them afterwards. A visitor that changed since we read it means a
+    // retry of the whole person, with the visitor read again.
+    const marks = plans.flatMap((p) => p.seal.map((s) => ({ person: p.person, visitor: s.visitor, expectVersion: s.version })));
+    const marked = marks.length ? await backend.mark(marks) : [];
+    const conflicted = new Set(marks.filter((_, i) => !marked[i]).map((m) => m.person));
+    const writes = plans.filter((p) => Object.keys(p.set).length > 0 && !conflicted.has(p.person));
     const ok = writes.length ? await backend.write(writes, partition) : [];
-    const conflicted = new Set(writes.filter((_, i) => !ok[i]).map((p) => p.person));
+    writes.forEach((p, i) => !ok[i] && conflicted.add(p.person));
 
     const next = new Map<string, BatchRecord[]>();
     for (const plan of plans) {
@@ -90,4 +105,22 @@ export async function foldBatchWith(backend: FieldBackend, partition: string, re
       if (outboxes.length > 0) await backend.clearOutbox(outboxes, partition);
     },
   };
+}
+
+/**
+ * A visitor linked by an identify in this same batch has its records of the batch folded with the
+ * person's, in log order. Folded apart, the person's applied offset would pass them by: offsets
+ * guard redelivery only while each person's records are applied in order.
+ */
+function joinLinkedVisitors(pending: Map<string, BatchRecord[]>): Map<string, BatchRecord[]> {
+  for (const [person, list] of [...pending]) {
+    for (const visitor of linksOf(list)) {
+      const theirs = pending.get(visitor);
+      if (!theirs || visitor === person || !pending.has(person)) continue;
+      pending.delete(visitor);
+      const joined = [...pending.get(person)!, ...theirs.map((r) => ({ ...r, person }))].sort((a, b) => a.offset - b.offset);
+      pending.set(person, joined);
+    }
+  }
+  return pending;
 }

@@ -39,7 +39,7 @@ export interface PersonPlan {
   /** Index entries for every topic the batch touched, applied idempotently after the write. */
   index: IndexEntry[];
   /** Visitors merged into this person: each is left pointing at the person, its history removed. */
-  seal: { visitor: string; topics: string[] }[];
+  seal: { visitor: string; topics: string[]; version: number }[];
   applied: number;
 }
 
@@ -132,7 +132,7 @@ export function planPerson(
   const seal = [...new Set(records.flatMap((r) => (r.link && r.link !== person && linked.has(r.link) ? [r.link] : [])))].map((visitor) => {
     const vf = linkedFields.get(visitor) ?? {};
     const topics = Object.keys(vf).filter((k) => k.startsWith(DIALOGUE_PREFIX)).map((k) => k.slice(DIALOGUE_PREFIX.length));
-    return { visitor, topics };
+    return { visitor, topics, version: Number(vf[F.version] ?? 0) };
   });
   for (const s of seal) for (const topic of s.topics) index.push({ person: s.visitor, topic, stage: -1, last: 0 });
 
@@ -155,9 +155,9 @@ export function linksOf(records: readonly BatchRecord[]): string[] {
   return [...new Set(records.flatMap((r) => (r.link && r.link !== r.person ? [r.link] : [])))];
 }
 
-/** What remains of a visitor merged into `person`: the pointer, its offsets, a bumped version. */
+/** What remains of a visitor merged into `person`: the pointer, its offsets and version. */
 export function sealedFields(fields: Fields, person: string): Fields {
-  const out: Fields = { [F.alias]: person, [F.version]: String(Number(fields[F.version] ?? 0) + 1) };
+  const out: Fields = { [F.alias]: person, [F.version]: fields[F.version] ?? '1' };
   const offsets = fields[F.offsets];
   if (offsets) out[F.offsets] = offsets;
   return out;

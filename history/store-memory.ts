@@ -19,6 +19,13 @@ export class MemoryHistoryStore implements HistoryStore {
     this.backend = {
       read: async (persons) => persons.map((p) => this.people.get(p) ?? null),
       write: async (plans) => plans.map((plan) => this.write(plan)),
+      mark: async (items) =>
+        items.map(({ person, visitor, expectVersion }) => {
+          const f = this.people.get(visitor);
+          if (Number(f?.[F.version] ?? 0) !== expectVersion) return false;
+          this.people.set(visitor, { ...f, [F.alias]: person, [F.version]: String(expectVersion + 1) });
+          return true;
+        }),
       seal: async (pairs) => {
         for (const { person, visitor } of pairs) this.people.set(visitor, sealedFields(this.people.get(visitor) ?? {}, person));
       },

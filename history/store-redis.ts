@@ -42,13 +42,20 @@ if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
 return 1
 `;
 
-/** Leaves a merged visitor as a pointer to its person (keeping offsets), history removed. */
+/** Points a visitor at its person if its version is still ARGV[2]; bumps the version. */
+const MARK = `
+if (redis.call('HGET', KEYS[1], 'v') or '0') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'u', ARGV[1], 'v', tostring(tonumber(ARGV[2]) + 1))
+return 1
+`;
+
+/** Leaves a merged visitor as a pointer to its person (keeping offsets and version), history removed. */
 const SEAL = `
 local o = redis.call('HGET', KEYS[1], 'o')
-local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+local v = redis.call('HGET', KEYS[1], 'v') or '1'
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 if o then redis.call('HSET', KEYS[1], 'o', o) end
-redis.call('HSET', KEYS[1], 'u', ARGV[1], 'v', tostring(v + 1))
+redis.call('HSET', KEYS[1], 'u', ARGV[1], 'v', v)
 return 1
 `;
 
@@ -61,6 +68,7 @@ return 1
 type Client = (Redis | Cluster) & {
   clickfoldWrite(h: string, seen: string, linked: string, outbox: string, expectVersion: string, seenTtl: string, partition: string, ...fieldValues: string[]): Promise<number>;
   clickfoldSeal(h: string, seen: string, linked: string, person: string): Promise<number>;
+  clickfoldMark(h: string, person: string, expectVersion: string): Promise<number>;
   clickfoldClearOutbox(outbox: string, partition: string, value: string): Promise<number>;
 };
 type Pipeline = ReturnType<Redis['pipeline']> & Client;
@@ -80,6 +88,7 @@ export class RedisHistoryStore implements HistoryStore {
     if (!('clickfoldWrite' in redis)) {
       redis.defineCommand('clickfoldWrite', { numberOfKeys: 4, lua: WRITE_IF_VERSION });
       redis.defineCommand('clickfoldSeal', { numberOfKeys: 3, lua: SEAL });
+      redis.defineCommand('clickfoldMark', { numberOfKeys: 1, lua: MARK });
       redis.defineCommand('clickfoldClearOutbox', { numberOfKeys: 1, lua: CLEAR_OUTBOX });
     }
     this.redis = redis as Client;
@@ -113,6 +122,11 @@ export class RedisHistoryStore implements HistoryStore {
           const x = k(plan.person);
           p.clickfoldWrite(x.h, x.seen, x.linked, x.outbox, String(plan.expectVersion), ttl, partition, ...Object.entries(plan.set).flat());
         }
+        return (await exec<number>(p)).map((r) => r === 1);
+      },
+      mark: async (items) => {
+        const p = this.pipeline();
+        for (const { person, visitor, expectVersion } of items) p.clickfoldMark(k(visitor).h, person, String(expectVersion));
         return (await exec<number>(p)).map((r) => r === 1);
       },
       seal: async (pairs) => {

@@ -4,6 +4,7 @@ import { PartitionedLog } from '../embedded/partitioned-log.js';
 import type { FoldOptions } from '../history/fold.js';
 import type { HistoryStore } from '../history/store.js';
 import { MemoryHistoryStore } from '../history/store-memory.js';
+import { activeNamespaceKey } from '../history/replay.js';
 import { RedisHistoryStore } from '../history/store-redis.js';
 import type { Env } from './config.js';
 import { createKafka, ensureTopics, KafkaLogConsumer, KafkaLogProducer } from './kafka.js';
@@ -48,13 +49,17 @@ export async function openBackends(env: Env, fold: FoldOptions, logger: Logger):
   await producer.connect();
   // Keep retrying while Redis is away instead of failing commands: the worker must wait, not skip.
   const redis = new Redis(env.REDIS_URL, { maxRetriesPerRequest: null, enableAutoPipelining: false });
-  const store = new RedisHistoryStore(redis, fold, env.REDIS_PREFIX);
+  // A finished replay may have pointed the deployment at the namespace it built (npm run replay -- --switch).
+  const active = await redis.get(activeNamespaceKey(env.REDIS_PREFIX));
+  const { namespace, groupId } = active ? (JSON.parse(active) as { namespace: string; groupId: string }) : { namespace: env.REDIS_PREFIX, groupId: env.KAFKA_GROUP_ID };
+  if (active) logger.info({ namespace, groupId }, 'using the namespace a replay switched to');
+  const store = new RedisHistoryStore(redis, fold, namespace);
   const consumers: LogConsumer[] = [];
   return {
     mode: 'real',
     producer,
     rawConsumer: () => {
-      const c = new KafkaLogConsumer(kafka, { groupId: env.KAFKA_GROUP_ID, topic: TOPICS.raw });
+      const c = new KafkaLogConsumer(kafka, { groupId, topic: TOPICS.raw });
       consumers.push(c);
       return c;
     },

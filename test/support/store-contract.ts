@@ -162,6 +162,26 @@ export function storeContract(name: string, make: () => Promise<StoreUnderTest>,
       expect((await store.getPerson('user-1'))?.dialogues.find((d) => d.topic === 'product:sku-4')?.channels).toEqual(['email']);
     });
 
+    it('merges a visitor whose events sit in the same batch as the identify, before and after it', async () => {
+      const batch: BatchRecord[] = [
+        rec('anon-3', 0, T0),
+        rec('anon-3', 1, T0 + 1),
+        { offset: offset++, person: 'user-3', event: null, link: 'anon-3', at: T0 + 2, channel: 'web' },
+        rec('user-3', 0, T0 + 3, { topic: 'product:sku-5' }),
+        rec('anon-3', 2, T0 + 4),
+      ];
+      await foldAll('clicks.raw/0', batch);
+      const user = await store.getPerson('user-3');
+      expect(Object.fromEntries(user!.dialogues.map((d) => [d.topic, d.counts]))).toEqual({
+        'product:sku-1': { intro: 1, detail: 1, purchase: 1 },
+        'product:sku-5': { intro: 1, detail: 0, purchase: 0 },
+      });
+      expect((await store.getPerson('anon-3'))?.person).toBe('user-3');
+      // Redelivered as a whole, it changes nothing.
+      expect(await foldAll('clicks.raw/0', batch)).toEqual([]);
+      expect((await store.getPerson('user-3'))?.dialogues.find((d) => d.topic === 'product:sku-1')?.counts).toEqual({ intro: 1, detail: 1, purchase: 1 });
+    });
+
     it('erases a person and the visitor ids linked to them from every key and index', async () => {
       await foldAll('clicks.raw/1', [rec('anon-2', 1, T0)]);
       await foldAll('clicks.raw/2', [rec('user-2', 0, T0 + 1, { topic: 'product:sku-9' }), { offset: offset++, person: 'user-2', event: null, link: 'anon-2', at: T0 + 2 }]);
