@@ -43,7 +43,8 @@ export function personView(person: string, fields: Fields, ladder: readonly stri
       channels: d.channels,
     });
   }
-  dialogues.sort((a, b) => (a.lastActivity < b.lastActivity ? 1 : a.lastActivity > b.lastActivity ? -1 : 0));
+  // Most recent first; the topic breaks ties, so every store lists the same dialogues in the same order.
+  dialogues.sort((a, b) => (a.lastActivity !== b.lastActivity ? (a.lastActivity < b.lastActivity ? 1 : -1) : a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : 0));
   const rfm = state.rfm ? { lastPurchase: iso(state.rfm.last), purchases: state.rfm.count, totalValue: state.rfm.total } : null;
   const linkedIds = decodeList(fields[F.linked]);
   return { person, linkedIds, dialogues, rfm };

@@ -59,7 +59,7 @@ export async function openBackends(env: Env, fold: FoldOptions, logger: Logger):
     mode: 'real',
     producer,
     rawConsumer: () => {
-      const c = new KafkaLogConsumer(kafka, { groupId, topic: TOPICS.raw });
+      const c = new KafkaLogConsumer(kafka, { groupId, topic: TOPICS.raw, sessionTimeoutMs: env.KAFKA_SESSION_TIMEOUT_MS });
       consumers.push(c);
       return c;
     },

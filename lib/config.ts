@@ -20,6 +20,8 @@ export const Env = z.object({
   KAFKA_GROUP_ID: z.string().default('clickfold-history'),
   KAFKA_PARTITIONS: z.coerce.number().int().min(1).max(1024).default(6),
   KAFKA_REPLICATION_FACTOR: z.coerce.number().int().min(1).max(7).default(1),
+  /** A worker silent this long loses its partitions to the others (the broker allows 6 s to 30 min). */
+  KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(6000).max(1_800_000).default(30_000),
   /** redis://host:port. Unset: the embedded in-memory store. */
   REDIS_URL: optionalString,
   /** Key prefix, so several deployments (or a replay) can share one Redis. */
@@ -37,6 +39,14 @@ export const Env = z.object({
     .transform((v) => v === 'true' || v === '1'),
   /** A JSON topic-map file; unset: the demo shop's map. */
   TOPIC_MAP: optionalString,
+  /** A JSON sites file (origins, write keys, limits, bot policy); unset: the demo site only. */
+  INGEST_SITES: optionalString,
+  /** Secret for e-mail click-link signatures (HMAC-SHA256); unset: only allow-listed redirect hosts. */
+  INGEST_LINK_SECRET: optionalString.refine((s) => s === undefined || s.length >= 16, 'at least 16 characters'),
+  /** Largest Segment-compatible /v1/batch body, bytes (Segment's own limit is 500 KB). */
+  INGEST_BATCH_MAX_BODY: z.coerce.number().int().min(32 * 1024).max(16 * 1024 * 1024).default(512 * 1024),
+  /** On SIGTERM, how long ingest waits for requests in flight before closing their connections. */
+  INGEST_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(120_000).default(10_000),
 });
 export type Env = z.infer<typeof Env>;
 
