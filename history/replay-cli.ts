@@ -1,8 +1,8 @@
 import { parseArgs } from 'node:util';
-import { Redis } from 'ioredis';
 import { parseEnv } from '../lib/config.js';
 import { createKafka, ensureTopics, KafkaLogProducer } from '../lib/kafka.js';
 import { createLogger } from '../lib/logger.js';
+import { createRedis, hasRedis } from '../lib/redis.js';
 import { activeNamespaceKey, replay, type ReplayProgress } from './replay.js';
 import { loadTopicMap } from './topic-map-file.js';
 
@@ -35,7 +35,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const env = parseEnv();
-  if (!env.KAFKA_BROKERS || !env.REDIS_URL) {
+  if (!env.KAFKA_BROKERS || !hasRedis(env)) {
     console.error('replay needs KAFKA_BROKERS and REDIS_URL (the embedded mode keeps no log to replay)');
     return 2;
   }
@@ -43,7 +43,7 @@ async function main(): Promise<number> {
   const map = await loadTopicMap(values.map ?? env.TOPIC_MAP);
   const kafka = createKafka(env.KAFKA_BROKERS, `${env.KAFKA_CLIENT_ID}-replay`, logger);
   await ensureTopics(kafka, env.KAFKA_PARTITIONS, env.KAFKA_REPLICATION_FACTOR);
-  const redis = new Redis(env.REDIS_URL, { maxRetriesPerRequest: null });
+  const redis = createRedis(env);
   const producer = new KafkaLogProducer(kafka, { ackTimeoutMs: env.INGEST_ACK_TIMEOUT_MS });
   await producer.connect();
   let lastPrint = 0;

@@ -146,8 +146,27 @@ export class RedisHistoryStore implements HistoryStore {
     };
   }
 
+  /**
+   * A pipeline on one Redis; on a cluster, where a pipeline may only touch one node, the same
+   * commands sent at once and grouped per node by ioredis (autopipelining), with the same
+   * `exec()` result shape.
+   */
   private pipeline(): Pipeline {
-    return this.redis.pipeline() as Pipeline;
+    if (!this.redis.isCluster) return this.redis.pipeline() as Pipeline;
+    const client = this.redis as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    const pending: Promise<unknown>[] = [];
+    const batch: Pipeline = new Proxy({} as Pipeline, {
+      get: (_, name: string) => {
+        if (name === 'exec') {
+          return async () => (await Promise.allSettled(pending)).map((r) => (r.status === 'fulfilled' ? [null, r.value] : [r.reason as Error, null]));
+        }
+        return (...args: unknown[]) => {
+          pending.push(client[name]!(...args));
+          return batch;
+        };
+      },
+    });
+    return batch;
   }
 
   foldBatch(partition: string, records: readonly BatchRecord[]): Promise<FoldOutcome> {

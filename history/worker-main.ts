@@ -5,6 +5,7 @@ import { loadTopicMap } from './topic-map-file.js';
 import { openBackends } from '../lib/backends.js';
 import { parseEnv } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
+import { hasRedis } from '../lib/redis.js';
 import { onShutdown } from '../lib/serve.js';
 
 /**
@@ -14,7 +15,7 @@ import { onShutdown } from '../lib/serve.js';
 try {
   const env = parseEnv();
   const logger = createLogger('worker', env.LOG_LEVEL);
-  if (!env.KAFKA_BROKERS || !env.REDIS_URL) throw new Error('the worker needs KAFKA_BROKERS and REDIS_URL (npm start runs everything embedded)');
+  if (!env.KAFKA_BROKERS || !hasRedis(env)) throw new Error('the worker needs KAFKA_BROKERS and REDIS_URL or REDIS_CLUSTER_NODES (npm start runs everything embedded)');
   const topicMap = compileTopicMap(await loadTopicMap(env.TOPIC_MAP));
   const backends = await openBackends(env, { ladder: topicMap.ladder, quietMs: topicMap.quietMs, seenSize: DEFAULT_SEEN_SIZE }, logger);
   const consumer = backends.rawConsumer();

@@ -1,4 +1,3 @@
-import { Redis } from 'ioredis';
 import { TOPICS } from '../contract/raw-event.js';
 import { PartitionedLog } from '../embedded/partitioned-log.js';
 import type { FoldOptions } from '../history/fold.js';
@@ -10,6 +9,7 @@ import type { Env } from './config.js';
 import { createKafka, ensureTopics, KafkaLogConsumer, KafkaLogProducer } from './kafka.js';
 import type { LogConsumer, LogProducer } from './log.js';
 import type { Logger } from './logger.js';
+import { createRedis, hasRedis } from './redis.js';
 
 /**
  * The one place that decides between the real stack (Kafka + Redis) and the embedded backends.
@@ -27,10 +27,10 @@ export interface Backends {
 }
 
 export async function openBackends(env: Env, fold: FoldOptions, logger: Logger): Promise<Backends> {
-  if (!env.KAFKA_BROKERS !== !env.REDIS_URL) {
-    throw new Error('set both KAFKA_BROKERS and REDIS_URL for the real stack, or neither for the embedded mode');
+  if (!env.KAFKA_BROKERS !== !hasRedis(env)) {
+    throw new Error('set both KAFKA_BROKERS and REDIS_URL (or REDIS_CLUSTER_NODES) for the real stack, or neither for the embedded mode');
   }
-  if (!env.KAFKA_BROKERS || !env.REDIS_URL) {
+  if (!env.KAFKA_BROKERS || !hasRedis(env)) {
     const log = new PartitionedLog(env.KAFKA_PARTITIONS);
     const store = new MemoryHistoryStore(fold);
     return {
@@ -48,7 +48,7 @@ export async function openBackends(env: Env, fold: FoldOptions, logger: Logger):
   const producer = new KafkaLogProducer(kafka, { ackTimeoutMs: env.INGEST_ACK_TIMEOUT_MS });
   await producer.connect();
   // Keep retrying while Redis is away instead of failing commands: the worker must wait, not skip.
-  const redis = new Redis(env.REDIS_URL, { maxRetriesPerRequest: null, enableAutoPipelining: false });
+  const redis = createRedis(env);
   // A finished replay may have pointed the deployment at the namespace it built (npm run replay -- --switch).
   const active = await redis.get(activeNamespaceKey(env.REDIS_PREFIX));
   const { namespace, groupId } = active ? (JSON.parse(active) as { namespace: string; groupId: string }) : { namespace: env.REDIS_PREFIX, groupId: env.KAFKA_GROUP_ID };

@@ -24,6 +24,8 @@ export const Env = z.object({
   KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(6000).max(1_800_000).default(30_000),
   /** redis://host:port. Unset: the embedded in-memory store. */
   REDIS_URL: optionalString,
+  /** host:port,host:port of a Redis Cluster's nodes; used instead of REDIS_URL. */
+  REDIS_CLUSTER_NODES: optionalString,
   /** Key prefix, so several deployments (or a replay) can share one Redis. */
   REDIS_PREFIX: z.string().default(''),
   /** Largest request body ingest reads, in bytes. */

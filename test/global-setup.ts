@@ -1,17 +1,17 @@
 /**
- * vitest globalSetup: one real Kafka broker and one real Redis for the whole
- * run, shared by every test file (in every worker).
+ * vitest globalSetup: one real Kafka broker, one real Redis and one local three-master Redis
+ * Cluster for the whole run, shared by every test file (in every worker).
  *
- * - KAFKA_BROKERS and REDIS_URL both set (e.g. from `npm run stack`, or CI
- *   services): use those, start nothing.
- * - Otherwise start a KafkaBroker and a RedisServer (in parallel) on free
- *   ports and stop/remove them in teardown.
+ * - KAFKA_BROKERS and REDIS_URL both set (e.g. from `npm run stack`, or CI services): use those,
+ *   start nothing else but the cluster (unless REDIS_CLUSTER_NODES is set too).
+ * - Otherwise start them all in parallel on free ports and stop/remove them in teardown.
  *
- * Tests read the addresses with kafkaBrokers() / redisUrl() from
+ * Tests read the addresses with kafkaBrokers() / redisUrl() / redisClusterNodes() from
  * test/support/services.ts (vitest's provide/inject); process.env is set too.
  */
 import type { TestProject } from 'vitest/node';
 import { KafkaBroker } from '../services/kafka.js';
+import { RedisCluster } from '../services/redis-cluster.js';
 import { RedisServer } from '../services/redis.js';
 
 declare module 'vitest' {
@@ -20,46 +20,55 @@ declare module 'vitest' {
     kafkaBrokers: string;
     /** "redis://host:port" of the Redis for this run. */
     redisUrl: string;
+    /** "host:port,host:port,host:port" of the Redis Cluster's masters for this run. */
+    redisClusterNodes: string;
   }
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const envBrokers = process.env.KAFKA_BROKERS?.trim();
-  const envRedis = process.env.REDIS_URL?.trim();
-  if (envBrokers && envRedis) {
-    project.provide('kafkaBrokers', envBrokers);
-    project.provide('redisUrl', envRedis);
-    return async () => {};
-  }
-
+  const given = {
+    kafka: process.env.KAFKA_BROKERS?.trim(),
+    redis: process.env.REDIS_URL?.trim(),
+    cluster: process.env.REDIS_CLUSTER_NODES?.trim(),
+  };
+  const useGiven = !!(given.kafka && given.redis);
   const t0 = Date.now();
-  let kafka: KafkaBroker | undefined;
-  let redis: RedisServer | undefined;
+  const started: { destroy(): Promise<void> }[] = [];
   const results = await Promise.allSettled([
-    KafkaBroker.start().then((k) => (kafka = k)),
-    RedisServer.start().then((r) => (redis = r)),
+    useGiven ? Promise.resolve(undefined) : KafkaBroker.start().then((k) => (started.push(k), k)),
+    useGiven ? Promise.resolve(undefined) : RedisServer.start().then((r) => (started.push(r), r)),
+    given.cluster ? Promise.resolve(undefined) : RedisCluster.start().then((c) => (started.push(c), c)),
   ]);
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed || !kafka || !redis) {
-    await Promise.allSettled([kafka?.destroy(), redis?.destroy()]);
-    throw failed?.reason ?? new Error('global-setup: services did not start');
+  if (failed) {
+    await Promise.allSettled(started.map((s) => s.destroy()));
+    throw failed.reason;
   }
-  if (process.env.CLICKFOLD_SERVICES_VERBOSE) {
-    console.error(`[global-setup] Kafka ${kafka.brokers} + Redis ${redis.url} up in ${Date.now() - t0} ms`);
-  }
+  const [kafka, redis, cluster] = results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
+    KafkaBroker | undefined,
+    RedisServer | undefined,
+    RedisCluster | undefined,
+  ];
+  const addresses = {
+    kafkaBrokers: kafka?.brokers ?? given.kafka!,
+    redisUrl: redis?.url ?? given.redis!,
+    redisClusterNodes: cluster?.nodes ?? given.cluster!,
+  };
+  if (process.env.CLICKFOLD_SERVICES_VERBOSE) console.error(`[global-setup] ${JSON.stringify(addresses)} up in ${Date.now() - t0} ms`);
 
-  project.provide('kafkaBrokers', kafka.brokers);
-  project.provide('redisUrl', redis.url);
-  process.env.KAFKA_BROKERS = kafka.brokers;
-  process.env.REDIS_URL = redis.url;
+  project.provide('kafkaBrokers', addresses.kafkaBrokers);
+  project.provide('redisUrl', addresses.redisUrl);
+  project.provide('redisClusterNodes', addresses.redisClusterNodes);
+  process.env.KAFKA_BROKERS = addresses.kafkaBrokers;
+  process.env.REDIS_URL = addresses.redisUrl;
 
-  const k = kafka;
-  const r = redis;
   return async () => {
     const t = Date.now();
-    await Promise.allSettled([k.destroy(), r.destroy()]);
+    await Promise.allSettled(started.map((s) => s.destroy()));
     if (process.env.CLICKFOLD_SERVICES_VERBOSE) console.error(`[global-setup] services stopped in ${Date.now() - t} ms`);
-    if (process.env.KAFKA_BROKERS === k.brokers) delete process.env.KAFKA_BROKERS;
-    if (process.env.REDIS_URL === r.url) delete process.env.REDIS_URL;
+    if (!useGiven) {
+      delete process.env.KAFKA_BROKERS;
+      delete process.env.REDIS_URL;
+    }
   };
 }

@@ -36,7 +36,7 @@ function readRawFromLog(log: PartitionedLog, ids: Set<string>) {
     .filter((r) => ids.has(r.id));
 }
 
-describe.each<Mode>(['real', 'embedded'])('collect to queryable stage (%s backends)', (mode) => {
+describe.each<Mode>(['real', 'cluster', 'embedded'])('collect to queryable stage (%s backends)', (mode) => {
   let app: RunningApp;
   beforeAll(async () => {
     app = await startTestApp(mode);
@@ -64,7 +64,7 @@ describe.each<Mode>(['real', 'embedded'])('collect to queryable stage (%s backen
     expect(person).toMatchObject({ person: visitor, dialogues: [{ topic: 'product:sku-1', stage: 'detail', counts: { intro: 1, detail: 1, purchase: 0 } }] });
 
     const ids = new Set(body.events.map((e) => e.id));
-    const records = mode === 'real' ? await readRawFromKafka(ids) : readRawFromLog(app.backends.log!, ids);
+    const records = mode !== 'embedded' ? await readRawFromKafka(ids) : readRawFromLog(app.backends.log!, ids);
     expect(records).toHaveLength(2);
     for (const r of records) {
       expect(r.key).toBe(visitor);

@@ -6,7 +6,7 @@ import type { RunningApp } from '../../embedded/app.js';
 import { batch, eventually, post, startTestApp, type Mode } from '../support/app.js';
 import { readTopic } from '../support/kafka-read.js';
 
-describe.each<Mode>(['real', 'embedded'])('transitions and identity through the whole pipeline (%s backends)', (mode) => {
+describe.each<Mode>(['real', 'cluster', 'embedded'])('transitions and identity through the whole pipeline (%s backends)', (mode) => {
   let app: RunningApp;
   const live: Transition[] = [];
   beforeAll(async () => {
@@ -22,7 +22,7 @@ describe.each<Mode>(['real', 'embedded'])('transitions and identity through the 
       const t = JSON.parse(v) as Transition;
       return t.person === person ? t : undefined;
     };
-    if (mode === 'real') return readTopic(TOPICS.transitions, keep, (f) => f.length >= count);
+    if (mode !== 'embedded') return readTopic(TOPICS.transitions, keep, (f) => f.length >= count);
     return eventually(async () => {
       const found = app.backends.log!.read(TOPICS.transitions).flat().flatMap((m) => keep('', m.value) ?? []);
       return found.length >= count ? found : undefined;

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningApp } from '../../embedded/app.js';
 import { replay } from '../../history/replay.js';
@@ -8,14 +8,17 @@ import { compileTopicMap, DEFAULT_TOPIC_MAP } from '../../history/topic-map.js';
 import { createKafka, KafkaLogProducer } from '../../lib/kafka.js';
 import { createLogger } from '../../lib/logger.js';
 import { batch, eventually, post, startTestApp } from '../support/app.js';
-import { kafkaBrokers, redisUrl } from '../support/services.js';
+import { kafkaBrokers, redisClusterNodes, redisUrl } from '../support/services.js';
 
-describe('replay from clicks.raw into a fresh namespace', () => {
+describe.each(['real', 'cluster'] as const)('replay from clicks.raw into a fresh namespace (%s Redis)', (mode) => {
   let app: RunningApp;
-  const redis = new Redis(redisUrl());
+  const redis =
+    mode === 'cluster'
+      ? new Cluster(redisClusterNodes().split(',').map((hp) => ({ host: hp.split(':')[0]!, port: Number(hp.split(':')[1]) })), { enableAutoPipelining: true })
+      : new Redis(redisUrl());
   const live = `live-${randomUUID().slice(0, 8)}:`;
   beforeAll(async () => {
-    app = await startTestApp('real', { REDIS_PREFIX: live });
+    app = await startTestApp(mode, { REDIS_PREFIX: live });
   });
   afterAll(async () => {
     await app?.stop();

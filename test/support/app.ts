@@ -3,12 +3,13 @@ import { startApp, type RunningApp } from '../../embedded/app.js';
 import { DEFAULT_TOPIC_MAP, type TopicMapConfig } from '../../history/topic-map.js';
 import { parseEnv } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
-import { kafkaBrokers, redisUrl } from './services.js';
+import { kafkaBrokers, redisClusterNodes, redisUrl } from './services.js';
 
-export type Mode = 'real' | 'embedded';
+export type Mode = 'real' | 'cluster' | 'embedded';
 
 /**
- * The all-in-one app on a free port. `real`: the run's Kafka and Redis, with its own consumer group
+ * The all-in-one app on a free port. `real`: the run's Kafka and Redis (`cluster`: its Redis
+ * Cluster), with its own consumer group
  * and Redis key prefix so test files do not share state; `embedded`: the in-process log and store.
  */
 export async function startTestApp(mode: Mode, overrides: Record<string, string> = {}, map: TopicMapConfig = DEFAULT_TOPIC_MAP): Promise<RunningApp> {
@@ -16,9 +17,15 @@ export async function startTestApp(mode: Mode, overrides: Record<string, string>
   const env = parseEnv({
     PORT: '0',
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
-    ...(mode === 'real'
-      ? { KAFKA_BROKERS: kafkaBrokers(), REDIS_URL: redisUrl(), KAFKA_GROUP_ID: `test-${tag}`, REDIS_PREFIX: `e2e-${tag}:`, KAFKA_PARTITIONS: '3' }
-      : {}),
+    ...(mode === 'embedded'
+      ? {}
+      : {
+          KAFKA_BROKERS: kafkaBrokers(),
+          ...(mode === 'cluster' ? { REDIS_CLUSTER_NODES: redisClusterNodes() } : { REDIS_URL: redisUrl() }),
+          KAFKA_GROUP_ID: `test-${tag}`,
+          REDIS_PREFIX: `e2e-${tag}:`,
+          KAFKA_PARTITIONS: '3',
+        }),
     ...overrides,
   });
   return startApp(env, map, createLogger('test', env.LOG_LEVEL));

@@ -8,7 +8,7 @@
  */
 import { inject } from 'vitest';
 
-function provided(key: 'kafkaBrokers' | 'redisUrl', envName: string): string {
+function provided(key: 'kafkaBrokers' | 'redisUrl' | 'redisClusterNodes', envName: string): string {
   let value: string | undefined;
   try {
     value = inject(key);
@@ -32,4 +32,9 @@ export function kafkaBrokers(): string {
 /** "redis://127.0.0.1:PORT", for `new Redis(redisUrl())`. */
 export function redisUrl(): string {
   return provided('redisUrl', 'REDIS_URL');
+}
+
+/** "host:port,host:port,host:port" of the run's Redis Cluster masters (REDIS_CLUSTER_NODES). */
+export function redisClusterNodes(): string {
+  return provided('redisClusterNodes', 'REDIS_CLUSTER_NODES');
 }
