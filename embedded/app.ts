@@ -7,6 +7,8 @@ import { DEFAULT_SEEN_SIZE } from '../history/store.js';
 import { compileTopicMap, type TopicMapConfig } from '../history/topic-map.js';
 import { createBatchHandler } from '../history/worker.js';
 import { createIngestApp } from '../ingest/app.js';
+import { createIngestMetrics } from '../ingest/metrics.js';
+import { compileSites, loadSites } from '../ingest/sites.js';
 import { openBackends, type Backends } from '../lib/backends.js';
 import type { Env } from '../lib/config.js';
 import type { LogConsumer } from '../lib/log.js';
@@ -35,6 +37,7 @@ export interface AppOptions {
  */
 export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger: Logger, opts: AppOptions = {}): Promise<RunningApp> {
   const topicMap = compileTopicMap(topicMapConfig);
+  const sites = compileSites(await loadSites(env.INGEST_SITES));
   const backends = await openBackends(env, { ladder: topicMap.ladder, quietMs: topicMap.quietMs, seenSize: DEFAULT_SEEN_SIZE }, logger);
 
   const app = new Hono();
@@ -46,6 +49,10 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
       maxBodyBytes: env.INGEST_MAX_BODY,
       retryAfterSeconds: env.INGEST_RETRY_AFTER_S,
       clientIp: clientIpResolver(env.TRUST_PROXY),
+      sites,
+      linkSecret: env.INGEST_LINK_SECRET,
+      batchMaxBodyBytes: env.INGEST_BATCH_MAX_BODY,
+      metrics: createIngestMetrics({ process: true }),
     }),
   );
   app.route('/', createQueryApp({ store: backends.store, logger }));

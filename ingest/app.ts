@@ -1,45 +1,62 @@
 import { Hono, type Context } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
-import { cors } from 'hono/cors';
+import { SEGMENT_LIMITS } from '../contract/segment.js';
 import type { LogProducer } from '../lib/log.js';
 import type { Logger } from '../lib/logger.js';
-import { collectHandler } from './collect.js';
-import { httpError, onError } from './errors.js';
+import { collectRoute } from './collect.js';
+import type { RouteDeps } from './context.js';
+import { emailRoutes } from './email.js';
+import { createUaParser } from './enrich.js';
+import { onError } from './errors.js';
+import { createIngestMetrics, metricsHandler, type IngestMetrics } from './metrics.js';
+import { segmentRoutes } from './segment.js';
+import { createSink } from './sink.js';
+import { compileSites, DEMO_SITES, type SiteRegistry } from './sites.js';
 import { snippetRoute } from './snippet-route.js';
 
 export interface IngestOptions {
   producer: LogProducer;
   logger: Logger;
+  /** Largest /v1/collect body, bytes. */
   maxBodyBytes: number;
   retryAfterSeconds: number;
   clientIp?: (c: Context) => string | undefined;
+  /** Sites, their origins, write keys, limits and bot policy; default: the demo site (`DEMO_SITES`). */
+  sites?: SiteRegistry;
+  /** Secret for e-mail click-link signatures; unset: only allow-listed redirect hosts. */
+  linkSecret?: string | undefined;
+  /** Largest /v1/batch body, bytes; default 512 KiB (Segment's limit is 500 KB). */
+  batchMaxBodyBytes?: number;
+  /** Metrics on a registry of their own; default: a fresh one per app. */
+  metrics?: IngestMetrics;
+  now?: () => number;
 }
 
-/** The ingest HTTP surface. I/O only through `producer`, so tests can run it without a port. */
+/**
+ * The ingest HTTP surface: the snippet's `/v1/collect`, the Segment-compatible API, the e-mail
+ * pixel and redirect, health, readiness and metrics. I/O only through `producer`, so tests can
+ * run it without a port.
+ */
 export function createIngestApp(opts: IngestOptions): Hono {
   const app = new Hono();
   app.onError(onError(opts.logger));
+  const metrics = opts.metrics ?? createIngestMetrics();
+  const deps: RouteDeps = {
+    sink: createSink({ producer: opts.producer, logger: opts.logger, metrics, retryAfterSeconds: opts.retryAfterSeconds }),
+    sites: opts.sites ?? compileSites(DEMO_SITES),
+    logger: opts.logger,
+    clientIp: opts.clientIp ?? (() => undefined),
+    parseUa: createUaParser(),
+    now: opts.now ?? Date.now,
+  };
 
   app.get('/healthz', (c) => c.json({ ok: true }));
   app.get('/readyz', (c) => (opts.producer.ready() ? c.json({ ready: true }) : c.json({ ready: false }, 503)));
+  app.get('/metrics', metricsHandler(metrics));
 
   app.route('/', snippetRoute());
 
-  app.use('/v1/collect', cors({ origin: (origin) => origin || '*', allowMethods: ['POST', 'OPTIONS'], maxAge: 86400 }));
-  app.post(
-    '/v1/collect',
-    bodyLimit({
-      maxSize: opts.maxBodyBytes,
-      onError: () => {
-        throw httpError(413, 'body_too_large', `the body is larger than ${opts.maxBodyBytes} bytes`);
-      },
-    }),
-    collectHandler({
-      producer: opts.producer,
-      logger: opts.logger,
-      retryAfterSeconds: opts.retryAfterSeconds,
-      clientIp: opts.clientIp ?? (() => undefined),
-    }),
-  );
+  app.route('/', collectRoute(deps, { metrics, maxBodyBytes: opts.maxBodyBytes }));
+  app.route('/', segmentRoutes(deps, { metrics, batchMaxBodyBytes: opts.batchMaxBodyBytes ?? SEGMENT_LIMITS.batchBytes }));
+  app.route('/', emailRoutes(deps, { metrics, linkSecret: opts.linkSecret }));
   return app;
 }

@@ -1,83 +1,81 @@
-import type { Context } from 'hono';
+import { Hono, type Context } from 'hono';
 import type { CollectBatch, CollectEvent } from '../contract/collect.js';
-import { TOPICS, type RawEvent } from '../contract/raw-event.js';
-import { LogUnavailableError, type LogMessage, type LogProducer } from '../lib/log.js';
-import type { Logger } from '../lib/logger.js';
-import { anonymizeIp, boundedTime, createUaParser } from './enrich.js';
-import { httpError, type Issue } from './errors.js';
+import { limitBody, readJsonBody } from './body.js';
+import { enforceLimits, requestRef, type IngestEnv, type RouteDeps } from './context.js';
+import { anonymizeIp } from './enrich.js';
+import { httpError } from './errors.js';
+import { instrument, type IngestMetrics } from './metrics.js';
+import { siteCors } from './site-cors.js';
+import { applyBotPolicy, toRawMessage, type Enrichment, type EventInput } from './raw.js';
 import { checkBatch } from './validate.js';
 
 export interface CollectOptions {
-  producer: LogProducer;
-  logger: Logger;
-  retryAfterSeconds: number;
-  /** Returns the client address (already chosen between socket and X-Forwarded-For). */
-  clientIp: (c: Context) => string | undefined;
-  now?: () => number;
+  maxBodyBytes: number;
+  metrics: IngestMetrics;
 }
 
-const DAY = 86_400_000;
-const MAX_PAST_MS = 7 * DAY;
-const MAX_FUTURE_MS = 10 * 60_000;
-const DEAD_LETTER_EXCERPT = 2048;
+const ROUTE = '/v1/collect';
 
-const JSON_TYPES = /^(application\/json|text\/plain)\s*(;|$)/i;
+/** `/v1/collect` with its middleware: request id and metrics, CORS per site, the byte limit. */
+export function collectRoute(deps: RouteDeps, opts: CollectOptions): Hono<IngestEnv> {
+  const app = new Hono<IngestEnv>();
+  app.use(ROUTE, instrument(opts.metrics, ROUTE), siteCors(deps.sites));
+  app.post(
+    ROUTE,
+    limitBody(
+      opts.maxBodyBytes,
+      async (c) => {
+        throw await deps.sink.reject(requestRef(c, ROUTE, deps.now()), 413, 'body_too_large', `the body is larger than ${opts.maxBodyBytes} bytes`);
+      },
+      async (c, r) => {
+        throw await deps.sink.reject(requestRef(c, ROUTE, deps.now()), r.status, r.reason, r.message);
+      },
+    ),
+    collectHandler(deps, opts),
+  );
+  return app;
+}
 
 /** `POST /v1/collect`: the snippet's batches, as JSON or as sendBeacon's text/plain. */
-export function collectHandler(opts: CollectOptions) {
-  const parseUa = createUaParser();
-  const now = opts.now ?? Date.now;
+export function collectHandler(deps: RouteDeps, opts: CollectOptions) {
+  const { sink } = deps;
 
-  const deadLetter = async (site: string | undefined, reason: string, issues: Issue[], payload: unknown, rt: number) => {
-    const value = JSON.stringify({ stage: 'ingest', site, reason, issues, rt, payload: excerpt(payload) });
-    try {
-      await opts.producer.send(TOPICS.invalid, [{ key: site ?? '', value }]);
-    } catch (err) {
-      // The sender still gets its 400 with the reason, so nothing vanishes silently.
-      opts.logger.warn({ err, site, reason }, 'could not write a dead letter');
-    }
-  };
+  return async (c: Context<IngestEnv>) => {
+    const rt = deps.now();
+    const read = await readJsonBody(c, { maxBytes: opts.maxBodyBytes });
+    if (!read.ok) throw await sink.reject(requestRef(c, ROUTE, rt), read.status, read.reason, read.message, { payload: read.text });
 
-  return async (c: Context) => {
-    const type = c.req.header('content-type') ?? '';
-    if (!JSON_TYPES.test(type)) {
-      throw httpError(415, 'unsupported_media_type', 'send the batch as application/json or text/plain');
-    }
-    const rt = now();
-    const text = await c.req.text();
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch (err) {
-      await deadLetter(undefined, 'malformed_json', [], text, rt);
-      throw httpError(400, 'malformed_json', `the body is not valid JSON: ${(err as Error).message}`);
-    }
-
-    const check = checkBatch(body);
+    const check = checkBatch(read.body);
     if (!check.ok) {
-      const site = typeof (body as { site?: unknown })?.site === 'string' ? (body as { site: string }).site.slice(0, 64) : undefined;
-      await deadLetter(site, 'invalid_batch', check.issues, body, rt);
-      throw httpError(400, 'invalid_batch', 'the batch envelope is invalid', { issues: check.issues });
+      const site = siteOf(read.body);
+      throw await sink.reject(requestRef(c, ROUTE, rt, site), 400, 'invalid_batch', 'the batch envelope is invalid', { issues: check.issues, payload: read.text });
     }
-
     const { batch, events, rejected } = check;
-    const ua = parseUa(c.req.header('user-agent'));
-    const ip = anonymizeIp(opts.clientIp(c));
-    const messages = events.map((e) => toMessage(batch, e, rt, ua.ua, ua.bot, ip));
+    const ref = requestRef(c, ROUTE, rt, batch.site);
 
-    const deadLetters = rejected.map((r) => deadLetter(batch.site, 'invalid_event', r.issues, r.event, rt));
-    if (messages.length > 0) {
-      try {
-        await opts.producer.send(TOPICS.raw, messages);
-      } catch (err) {
-        if (!(err instanceof LogUnavailableError)) throw err;
-        opts.logger.warn({ err: err.message, site: batch.site, events: messages.length }, 'Kafka unavailable, answering 503');
-        throw httpError(503, 'unavailable', 'events could not be stored right now; retry later', {
-          headers: { 'retry-after': String(opts.retryAfterSeconds) },
-        });
-      }
+    const site = deps.sites.byId(batch.site);
+    if (!site) throw await sink.reject(ref, 403, 'unknown_site', `site "${batch.site}" is not configured`, { payload: read.text });
+    const origin = c.req.header('origin');
+    if (origin !== undefined && !site.allowsOrigin(origin)) {
+      throw await sink.reject(ref, 403, 'origin_not_allowed', `origin ${origin.slice(0, 256)} may not send events for site "${site.id}"`, { payload: read.text });
     }
-    await Promise.all(deadLetters);
+    enforceLimits(deps, c, site, ROUTE);
+
+    const { ua, bot } = deps.parseUa(c.req.header('user-agent'));
+    const x: Enrichment = { rt, ua, bot, ip: anonymizeIp(deps.clientIp(c)) };
+    const { kept, dropped } = applyBotPolicy(site, events.map((e) => ({ e, x })));
+    sink.skipped(ROUTE, 'bot', dropped);
+    const messages = kept.map(({ e }) => toRawMessage(toInput(batch, e), x));
+
+    const deadLetters = sink.deadLetter(
+      ref,
+      rejected.map((r) => ({ reason: 'invalid_event', issues: r.issues, index: r.index, payload: r.event })),
+    );
+    try {
+      await sink.produce(ref, messages);
+    } finally {
+      await deadLetters;
+    }
 
     if (rejected.length > 0) {
       const message =
@@ -89,34 +87,29 @@ export function collectHandler(opts: CollectOptions) {
         body: { accepted: messages.length, rejected: rejected.map((r) => r.index) },
       });
     }
-    return c.json({ accepted: messages.length }, 202);
+    return c.json(dropped > 0 ? { accepted: messages.length, dropped } : { accepted: messages.length }, 202);
   };
 }
 
-function toMessage(
-  batch: CollectBatch,
-  e: CollectEvent,
-  rt: number,
-  ua: RawEvent['ua'],
-  bot: boolean,
-  ip: string | undefined,
-): LogMessage {
+function siteOf(body: unknown): string | undefined {
+  const site = (body as { site?: unknown } | null)?.site;
+  return typeof site === 'string' ? site.slice(0, 64) : undefined;
+}
+
+function toInput(batch: CollectBatch, e: CollectEvent): EventInput {
   // identify() names the known person; until then the visitor id is the person.
   const user = e.type === 'identify' ? e.user : batch.user;
-  const person = user ?? batch.visitor;
-  const raw: RawEvent = {
-    v: 1,
+  return {
     id: e.id,
     site: batch.site,
-    person,
+    person: user ?? batch.visitor,
     visitor: batch.visitor,
     user,
     session: batch.session,
     channel: 'web',
     type: e.type,
     name: e.type === 'track' ? e.name : undefined,
-    ts: boundedTime(e.ts, rt, MAX_PAST_MS, MAX_FUTURE_MS),
-    rt,
+    ts: e.ts,
     url: e.url,
     ref: e.type === 'page' ? e.ref : undefined,
     title: e.type === 'page' ? e.title : undefined,
@@ -125,14 +118,5 @@ function toMessage(
     el: e.type === 'click' ? e.el : undefined,
     props: e.props,
     value: e.value,
-    ua,
-    ip,
-    bot: bot || undefined,
   };
-  return { key: person, value: JSON.stringify(raw) };
-}
-
-function excerpt(payload: unknown): string {
-  const s = typeof payload === 'string' ? payload : JSON.stringify(payload);
-  return s.length > DEAD_LETTER_EXCERPT ? `${s.slice(0, DEAD_LETTER_EXCERPT)}…` : s;
 }

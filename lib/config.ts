@@ -10,6 +10,11 @@ const optionalString = z
   .optional()
   .transform((s) => (s && s.trim() !== '' ? s.trim() : undefined));
 
+/** A comma-separated list of secrets, each long enough not to be guessed. */
+const keyList = optionalString
+  .transform((s) => (s ? s.split(',').map((k) => k.trim()).filter(Boolean) : []))
+  .refine((keys) => keys.every((k) => k.length >= 16), 'each key needs at least 16 characters');
+
 export const Env = z.object({
   PORT: port.default(8080),
   HOST: z.string().default('127.0.0.1'),
@@ -49,6 +54,18 @@ export const Env = z.object({
   INGEST_BATCH_MAX_BODY: z.coerce.number().int().min(32 * 1024).max(16 * 1024 * 1024).default(512 * 1024),
   /** On SIGTERM, how long ingest waits for requests in flight before closing their connections. */
   INGEST_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(120_000).default(10_000),
+  /** Query API keys with full access (read and erase), comma-separated. Required on the real stack. */
+  API_KEYS: keyList,
+  /** Query API keys that may only read (no erase), comma-separated. */
+  API_READ_KEYS: keyList,
+  /** Comma-separated http(s) URLs that receive every transition (history/webhooks.ts). */
+  WEBHOOK_URLS: optionalString
+    .transform((s) => (s ? s.split(',').map((u) => u.trim()).filter(Boolean) : []))
+    .refine((urls) => urls.every((u) => /^https?:\/\/[^\s]+$/.test(u) && URL.canParse(u)), 'each entry must be an http:// or https:// URL'),
+  /** HMAC-SHA256 key that signs webhook deliveries; required with WEBHOOK_URLS. */
+  WEBHOOK_SECRET: optionalString.refine((s) => s === undefined || s.length >= 16, 'at least 16 characters'),
+  /** Longest pause between two attempts to deliver to a webhook that keeps failing, ms (the pause doubles from 250 ms). */
+  WEBHOOK_RETRY_MAX_MS: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
 });
 export type Env = z.infer<typeof Env>;
 

@@ -1,0 +1,117 @@
+import { promisify } from 'node:util';
+import { gunzip as gunzipCb } from 'node:zlib';
+import type { Context, MiddlewareHandler } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+
+const gunzip = promisify(gunzipCb);
+
+/** JSON, or the text/plain that `navigator.sendBeacon` sends without a CORS preflight. */
+const JSON_TYPES = /^(application\/json|text\/plain)\s*(;|$)/i;
+
+/** Depth of the whole body; every legitimate payload stays far below it. */
+export const MAX_BODY_DEPTH = 16;
+
+/** The client went away mid-body, or sent a broken chunked encoding: no one may read this answer. */
+const UNREADABLE = { ok: false, status: 400, reason: 'unreadable_body', message: 'the body could not be read to its end' } as const;
+
+export type BodyResult =
+  | { ok: true; body: unknown; text: string }
+  | { ok: false; status: ContentfulStatusCode; reason: string; message: string; text?: string };
+
+export interface ReadBodyOptions {
+  maxBytes: number;
+  /** Segment's libraries may gzip (Content-Encoding: gzip); the snippet never does. */
+  gzip?: boolean;
+}
+
+/**
+ * Reads a JSON body: media type, encoding, size after decompression, strict UTF-8, syntax, depth.
+ * Returns a result instead of throwing, so the endpoint decides how to answer and what to dead-letter.
+ * The raw byte limit is `limitBody` (before the handler), so nothing here reads an oversized body.
+ */
+export async function readJsonBody(c: Context, opts: ReadBodyOptions): Promise<BodyResult> {
+  const type = c.req.header('content-type') ?? '';
+  if (!JSON_TYPES.test(type)) {
+    return { ok: false, status: 415, reason: 'unsupported_media_type', message: 'send the body as application/json (or text/plain)' };
+  }
+  const encoding = (c.req.header('content-encoding') ?? 'identity').trim().toLowerCase();
+  if (encoding !== 'identity' && !(opts.gzip && encoding === 'gzip')) {
+    return { ok: false, status: 415, reason: 'unsupported_encoding', message: `content-encoding "${encoding.slice(0, 32)}" is not supported${opts.gzip ? ' (use gzip or none)' : ''}` };
+  }
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(await c.req.arrayBuffer());
+  } catch {
+    return UNREADABLE;
+  }
+  if (encoding === 'gzip') {
+    try {
+      bytes = await gunzip(bytes, { maxOutputLength: opts.maxBytes });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+        return { ok: false, status: 413, reason: 'body_too_large', message: `the body is larger than ${opts.maxBytes} bytes once decompressed` };
+      }
+      return { ok: false, status: 400, reason: 'malformed_gzip', message: 'the body is not valid gzip' };
+    }
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    return {
+      ok: false,
+      status: 400,
+      reason: 'invalid_utf8',
+      message: 'the body is not valid UTF-8',
+      text: new TextDecoder('utf-8').decode(bytes.subarray(0, 4096)),
+    };
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (err) {
+    return { ok: false, status: 400, reason: 'malformed_json', message: `the body is not valid JSON: ${(err as Error).message}`, text };
+  }
+  if (depthExceeds(body, MAX_BODY_DEPTH)) {
+    return { ok: false, status: 400, reason: 'too_deep', message: `the body nests deeper than ${MAX_BODY_DEPTH} levels`, text };
+  }
+  return { ok: true, body, text };
+}
+
+/** Iterative, so a body of 100,000 nested arrays is measured, not a stack overflow. */
+function depthExceeds(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (d > max) return true;
+    for (const x of Array.isArray(v) ? v : Object.values(v)) if (x !== null && typeof x === 'object') stack.push([x, d + 1]);
+  }
+  return false;
+}
+
+/**
+ * The byte limit before the handler: 413 on Content-Length alone, or while streaming a chunked
+ * body. A body stream that breaks while it is measured goes to `onUnreadable`, not to a 500.
+ */
+export function limitBody(
+  maxBytes: number,
+  onTooLarge: (c: Context) => Promise<Response>,
+  onUnreadable: (c: Context, result: Extract<BodyResult, { ok: false }>) => Promise<Response>,
+): MiddlewareHandler {
+  const limit = bodyLimit({ maxSize: maxBytes, onError: onTooLarge });
+  return async (c, next) => {
+    let measured = false;
+    try {
+      await limit(c, async () => {
+        measured = true;
+        await next();
+      });
+    } catch (err) {
+      if (measured || err instanceof HTTPException) throw err;
+      return onUnreadable(c, UNREADABLE);
+    }
+  };
+}
