@@ -30,6 +30,8 @@ export function siteCors(sites: SiteRegistry): MiddlewareHandler {
     await next();
     if (origin !== undefined) {
       c.header('access-control-allow-origin', origin);
+      // The snippet on another origin must read Retry-After to back off as told on 429 and 503.
+      c.header('access-control-expose-headers', 'Retry-After');
       c.header('vary', 'Origin');
     }
   };

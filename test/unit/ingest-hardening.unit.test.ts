@@ -62,6 +62,7 @@ describe('sites: CORS, unknown sites, bot policy', () => {
     const ok = await collect('shop', { origin: 'https://shop.example' });
     expect(ok.status).toBe(202);
     expect(ok.headers.get('access-control-allow-origin')).toBe('https://shop.example');
+    expect(ok.headers.get('access-control-expose-headers')).toBe('Retry-After');
     const foreign = await collect('shop', { origin: 'https://blog.example' });
     expect(foreign.status).toBe(403);
     expect(await foreign.json()).toMatchObject({ error: { code: 'origin_not_allowed', message: expect.stringContaining('blog.example') } });
