@@ -27,6 +27,7 @@ import {
   track,
   waitForExit,
   debug,
+  ServiceProcess,
 } from './proc.js';
 
 const POM = join(SERVICES_DIR, 'kafka', 'pom.xml');
@@ -103,27 +104,22 @@ export interface KafkaBrokerOptions {
   startTimeoutMs?: number;
 }
 
-export class KafkaBroker {
+export class KafkaBroker extends ServiceProcess {
   /** "127.0.0.1:PORT", for kafkajs `brokers` (split on ','). */
   readonly brokers: string;
   readonly host = '127.0.0.1';
   readonly port: number;
   readonly controllerPort: number;
-  readonly dataDir: string;
   /** The broker's log4j output (server.log); stdout/stderr go to stdout.log beside it. */
   readonly logFile: string;
   readonly stdoutFile: string;
   readonly clusterId: string;
 
-  private child: ChildProcess | undefined;
-  private readonly ownsDataDir: boolean;
   private readonly opts: KafkaBrokerOptions;
-  private starting: Promise<void> | undefined;
 
   private constructor(opts: KafkaBrokerOptions, dataDir: string, ownsDataDir: boolean, port: number, controllerPort: number) {
+    super(dataDir, ownsDataDir);
     this.opts = opts;
-    this.dataDir = dataDir;
-    this.ownsDataDir = ownsDataDir;
     this.port = port;
     this.controllerPort = controllerPort;
     this.brokers = `${this.host}:${port}`;
@@ -152,14 +148,6 @@ export class KafkaBroker {
       throw e;
     }
     return broker;
-  }
-
-  get running(): boolean {
-    return isAlive(this.child);
-  }
-
-  get pid(): number | undefined {
-    return this.running ? this.child?.pid : undefined;
   }
 
   /** (Re)start on the same ports and data dir. No-op when already running. */
@@ -233,36 +221,6 @@ export class KafkaBroker {
     await terminate(this.child, graceMs);
     if (pid) debug(`kafka ${this.brokers}: pid ${pid} stopped in ${Date.now() - t0} ms`);
     this.child = undefined;
-  }
-
-  /** Crash it: send `signal` (default SIGKILL) and wait for the exit. For fault tests. */
-  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    const child = this.child;
-    if (!isAlive(child)) return;
-    child.kill(signal);
-    await waitForExit(child, 20_000);
-    this.child = undefined;
-  }
-
-  /** Freeze the JVM (SIGSTOP): connections stay open but nothing answers. */
-  pause(): void {
-    if (isAlive(this.child)) this.child.kill('SIGSTOP');
-  }
-
-  /** Undo pause() (SIGCONT). */
-  resume(): void {
-    if (isAlive(this.child)) this.child.kill('SIGCONT');
-  }
-
-  async restart(): Promise<void> {
-    await this.stop();
-    await this.start();
-  }
-
-  /** stop() and remove the data dir if this object created it. */
-  async destroy(): Promise<void> {
-    await this.stop();
-    if (this.ownsDataDir) rmSync(this.dataDir, { recursive: true, force: true });
   }
 
   /** The last lines of the broker's logs, for error messages. */

@@ -4,7 +4,7 @@
  * that started it, and small helpers.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, rmSync, statSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -195,4 +195,59 @@ export function track(child: ChildProcess): () => void {
   };
   child.once('exit', untrack);
   return untrack;
+}
+
+/**
+ * The lifecycle a local service shares, whatever it is: crash it, freeze it, restart it, remove
+ * it. Subclasses own how it starts and how it stops gracefully.
+ */
+export abstract class ServiceProcess {
+  protected child: ChildProcess | undefined;
+  protected starting: Promise<void> | undefined;
+
+  protected constructor(
+    readonly dataDir: string,
+    protected readonly ownsDataDir: boolean,
+  ) {}
+
+  abstract start(): Promise<void>;
+  abstract stop(graceMs?: number): Promise<void>;
+
+  get running(): boolean {
+    return isAlive(this.child);
+  }
+
+  get pid(): number | undefined {
+    return this.running ? this.child?.pid : undefined;
+  }
+
+  /** Crash it: send `signal` (default SIGKILL) and wait for the exit. For fault tests. */
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const child = this.child;
+    if (!isAlive(child)) return;
+    child.kill(signal);
+    await waitForExit(child, 20_000);
+    this.child = undefined;
+  }
+
+  /** Freeze it (SIGSTOP): connections stay open but nothing answers. */
+  pause(): void {
+    if (isAlive(this.child)) this.child.kill('SIGSTOP');
+  }
+
+  /** Undo pause() (SIGCONT). */
+  resume(): void {
+    if (isAlive(this.child)) this.child.kill('SIGCONT');
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+
+  /** stop() and remove the data dir if this object created it. */
+  async destroy(): Promise<void> {
+    await this.stop();
+    if (this.ownsDataDir) rmSync(this.dataDir, { recursive: true, force: true });
+  }
 }

@@ -17,7 +17,7 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { debug, freePorts, isAlive, sleep, tailFile, terminate, track, waitForExit } from './proc.js';
+import { debug, freePorts, isAlive, ServiceProcess, sleep, tailFile, terminate, track, waitForExit } from './proc.js';
 
 export interface RedisServerOptions {
   /** Working dir (logs, and nodes.conf in cluster mode). Default: a fresh temp dir, removed by destroy(). */
@@ -71,25 +71,20 @@ export function redisCommand(port: number, command: string, timeoutMs = 2_000, h
   });
 }
 
-export class RedisServer {
+export class RedisServer extends ServiceProcess {
   readonly host = '127.0.0.1';
   readonly port: number;
   /** "redis://127.0.0.1:PORT", for ioredis. */
   readonly url: string;
-  readonly dataDir: string;
   readonly logFile: string;
 
-  private child: ChildProcess | undefined;
-  private readonly ownsDataDir: boolean;
   private readonly opts: RedisServerOptions;
   private readonly binary: string;
-  private starting: Promise<void> | undefined;
 
   protected constructor(opts: RedisServerOptions, binary: string, dataDir: string, ownsDataDir: boolean, port: number) {
+    super(dataDir, ownsDataDir);
     this.opts = opts;
     this.binary = binary;
-    this.dataDir = dataDir;
-    this.ownsDataDir = ownsDataDir;
     this.port = port;
     this.url = `redis://${this.host}:${port}`;
     this.logFile = join(dataDir, 'redis.log');
@@ -110,14 +105,6 @@ export class RedisServer {
       throw e;
     }
     return server;
-  }
-
-  get running(): boolean {
-    return isAlive(this.child);
-  }
-
-  get pid(): number | undefined {
-    return this.running ? this.child?.pid : undefined;
   }
 
   /** (Re)start on the same port. No-op when already running. */
@@ -192,34 +179,6 @@ export class RedisServer {
       debug(`redis ${this.url}: pid ${child.pid} stopped`);
     }
     this.child = undefined;
-  }
-
-  /** Crash it (default SIGKILL). For fault tests. */
-  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    const child = this.child;
-    if (!isAlive(child)) return;
-    child.kill(signal);
-    await waitForExit(child, 10_000);
-    this.child = undefined;
-  }
-
-  /** Freeze it (SIGSTOP): connections stay open but nothing answers. */
-  pause(): void {
-    if (isAlive(this.child)) this.child.kill('SIGSTOP');
-  }
-
-  resume(): void {
-    if (isAlive(this.child)) this.child.kill('SIGCONT');
-  }
-
-  async restart(): Promise<void> {
-    await this.stop();
-    await this.start();
-  }
-
-  async destroy(): Promise<void> {
-    await this.stop();
-    if (this.ownsDataDir) rmSync(this.dataDir, { recursive: true, force: true });
   }
 
   logTail(lines = 30): string {

@@ -1,0 +1,24 @@
+import type { Cluster, Redis } from 'ioredis';
+
+/** Every key of a namespace, on one Redis or on every master of a cluster. */
+export async function keysOf(redis: Redis | Cluster, pattern: string): Promise<string[]> {
+  if (!redis.isCluster) return (redis as Redis).keys(pattern);
+  return (await Promise.all((redis as Cluster).nodes('master').map((n) => n.keys(pattern)))).flat();
+}
+
+/**
+ * Every person a store namespace holds anywhere: in a person's own keys (`h:{p}`, `r:{p}`, ...)
+ * or as a member of any stage index. For tests that check erase leaves nothing behind.
+ */
+export async function inspectNamespace(redis: Redis | Cluster, ns: string): Promise<{ people: string[]; indexed: string[] }> {
+  const all = await keysOf(redis, `${ns}*`);
+  const personal = all.filter((k) => /^.{2}\{/.test(k.slice(ns.length)) && !k.startsWith(`${ns}ix:`));
+  const people = [...new Set(personal.map((k) => k.slice(ns.length + 3, -1)))];
+  const indexed = new Set<string>();
+  for (const k of all.filter((k) => k.startsWith(`${ns}ix:`))) for (const m of await redis.zrange(k, 0, -1)) indexed.add(m);
+  return { people: people.sort(), indexed: [...indexed].sort() };
+}
+
+export async function deleteNamespace(redis: Redis | Cluster, ns: string): Promise<void> {
+  for (const k of await keysOf(redis, `${ns}*`)) await redis.del(k);
+}
