@@ -1,16 +1,20 @@
 import type { ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { Transition } from '../contract/transition.js';
+import { apiKeysFromEnv } from '../history/api-auth.js';
 import { LiveFeed } from '../history/live-feed.js';
 import { createQueryApp } from '../history/query-api.js';
 import { DEFAULT_SEEN_SIZE } from '../history/store.js';
 import { compileTopicMap, type TopicMapConfig } from '../history/topic-map.js';
+import { embeddedTransitionLog, kafkaTransitionLog } from '../history/transition-log.js';
+import { startWebhooks, type RunningWebhooks } from '../history/webhooks.js';
 import { createBatchHandler } from '../history/worker.js';
 import { createIngestApp } from '../ingest/app.js';
 import { createIngestMetrics } from '../ingest/metrics.js';
 import { compileSites, loadSites } from '../ingest/sites.js';
 import { openBackends, type Backends } from '../lib/backends.js';
 import type { Env } from '../lib/config.js';
+import { createKafka } from '../lib/kafka.js';
 import type { LogConsumer } from '../lib/log.js';
 import type { Logger } from '../lib/logger.js';
 import { clientIpResolver, closeServer, listen } from '../lib/serve.js';
@@ -55,19 +59,25 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
       metrics: createIngestMetrics({ process: true }),
     }),
   );
-  app.route('/', createQueryApp({ store: backends.store, logger }));
+  const feed = new LiveFeed();
+  app.route('/', createQueryApp({ store: backends.store, logger, feed, keys: apiKeysFromEnv(env) }));
   app.route('/', createDemoShop());
 
-  const feed = new LiveFeed();
   if (opts.onTransitions) {
     const listener = opts.onTransitions;
     feed.subscribe({}, (t) => listener([t]));
   }
   let consumer: LogConsumer | undefined;
   let server: ServerType | undefined;
+  let webhooks: RunningWebhooks | undefined;
   try {
     consumer = backends.rawConsumer();
     await consumer.run(createBatchHandler({ store: backends.store, topicMap, producer: backends.producer, logger, onTransitions: (t) => feed.publish(t) }));
+    if (env.WEBHOOK_URLS.length > 0) {
+      // Webhooks read history.transitions with consumers of their own: the fold never waits for a receiver.
+      const log = backends.log ? embeddedTransitionLog(backends.log) : kafkaTransitionLog(createKafka(env.KAFKA_BROKERS!, `${env.KAFKA_CLIENT_ID}-webhooks`, logger), logger);
+      webhooks = await startWebhooks(log, { urls: env.WEBHOOK_URLS, secret: env.WEBHOOK_SECRET ?? '', retryMaxMs: env.WEBHOOK_RETRY_MAX_MS, groupPrefix: env.KAFKA_GROUP_ID, logger });
+    }
     const listening = await listen(app, env.PORT, env.HOST);
     server = listening.server;
     const port = listening.port;
@@ -78,13 +88,18 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
       backends,
       app,
       stop: async () => {
+        // Open event streams would hold the server open: end them first.
+        feed.close();
         await closeServer(listening.server);
         await consumer?.stop();
+        await webhooks?.stop();
         await backends.close();
       },
     };
   } catch (err) {
+    feed.close();
     if (server) await closeServer(server);
+    await webhooks?.stop().catch(() => {});
     await consumer?.stop().catch(() => {});
     await backends.close().catch(() => {});
     throw err;

@@ -8,8 +8,9 @@ export type TransitionFilter = { topic?: string | undefined; to?: string | undef
  * each listener once: the feed remembers the most recent ids.
  */
 export class LiveFeed {
-  private readonly listeners = new Set<{ filter: TransitionFilter; fn: (t: Transition) => void }>();
+  private readonly listeners = new Set<{ filter: TransitionFilter; fn: (t: Transition) => void; onClose?: (() => void) | undefined }>();
   private readonly recent = new Set<string>();
+  private closed = false;
 
   constructor(private readonly remember = 10_000) {}
 
@@ -30,10 +31,32 @@ export class LiveFeed {
     }
   }
 
-  /** Returns the unsubscribe function. */
-  subscribe(filter: TransitionFilter, fn: (t: Transition) => void): () => void {
-    const entry = { filter, fn };
+  /** Returns the unsubscribe function. `onClose` runs when the feed closes (server-sent event streams end then). */
+  subscribe(filter: TransitionFilter, fn: (t: Transition) => void, onClose?: () => void): () => void {
+    const entry = { filter, fn, onClose };
+    if (this.closed) {
+      onClose?.();
+      return () => {};
+    }
     this.listeners.add(entry);
     return () => this.listeners.delete(entry);
+  }
+
+  /** Ends every subscription (on shutdown: open event streams would keep the HTTP server from closing). */
+  close(): void {
+    this.closed = true;
+    for (const l of [...this.listeners]) {
+      this.listeners.delete(l);
+      try {
+        l.onClose?.();
+      } catch {
+        // as in publish
+      }
+    }
+  }
+
+  /** Subscribers now listening (for tests and health). */
+  get size(): number {
+    return this.listeners.size;
   }
 }

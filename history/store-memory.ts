@@ -1,8 +1,9 @@
-import { decodeList, type Fields } from './codec.js';
+import { randomBytes } from 'node:crypto';
+import { DIALOGUE_PREFIX, decodeDialogue, decodeList, type Fields } from './codec.js';
 import { foldBatchWith, type FieldBackend, type FoldOutcome } from './fold-batch.js';
-import type { FoldOptions } from './fold.js';
+import type { Dialogue, FoldOptions } from './fold.js';
 import { F, outboxField, sealedFields, type BatchRecord, type IndexEntry, type PersonPlan } from './person-batch.js';
-import type { HistoryStore } from './store.js';
+import type { HistoryStore, StageMember, TimeWindow } from './store.js';
 import { hasHistory, personView, type PersonView } from './views.js';
 
 /**
@@ -13,6 +14,10 @@ export class MemoryHistoryStore implements HistoryStore {
   private readonly people = new Map<string, Fields>();
   /** topic -> stage index -> person -> last activity */
   private readonly index = new Map<string, Map<number, Map<string, number>>>();
+  /** Topics that ever had a dialogue (Redis: the `topics` set). */
+  private readonly topicSet = new Set<string>();
+  /** Saved rankings by topic and id, with their expiry time. */
+  private readonly rankings = new Map<string, { persons: string[]; expires: number }>();
   private readonly backend: FieldBackend;
 
   constructor(readonly options: FoldOptions) {
@@ -52,6 +57,7 @@ export class MemoryHistoryStore implements HistoryStore {
     if (!stages) this.index.set(e.topic, (stages = new Map()));
     for (const [stage, members] of stages) if (stage !== e.stage) members.delete(e.person);
     if (e.stage < 0) return;
+    this.topicSet.add(e.topic);
     let members = stages.get(e.stage);
     if (!members) stages.set(e.stage, (members = new Map()));
     members.set(e.person, e.last);
@@ -87,6 +93,56 @@ export class MemoryHistoryStore implements HistoryStore {
       for (const stages of this.index.values()) for (const members of stages.values()) members.delete(p);
     }
     return true;
+  }
+
+  async topics(): Promise<string[]> {
+    return [...this.topicSet].sort();
+  }
+
+  async hasTopic(topic: string): Promise<boolean> {
+    return this.topicSet.has(topic);
+  }
+
+  async stageCounts(topics: readonly string[], window: TimeWindow = {}): Promise<number[][]> {
+    const since = window.since ?? -Infinity;
+    const until = window.until ?? Infinity;
+    return topics.map((topic) =>
+      this.options.ladder.map((_, s) => {
+        let n = 0;
+        for (const last of this.index.get(topic)?.get(s)?.values() ?? []) if (last >= since && last <= until) n++;
+        return n;
+      }),
+    );
+  }
+
+  async stageMembers(topic: string, stage: string, since: number, limit: number): Promise<StageMember[]> {
+    const members = this.index.get(topic)?.get(this.options.ladder.indexOf(stage));
+    if (!members) return [];
+    const out: StageMember[] = [];
+    for (const [person, last] of members) if (last >= since) out.push({ person, last });
+    return out.sort((a, b) => b.last - a.last || (a.person < b.person ? 1 : a.person > b.person ? -1 : 0)).slice(0, limit);
+  }
+
+  async dialogues(topic: string, persons: readonly string[]): Promise<(Dialogue | null)[]> {
+    return persons.map((p) => {
+      const v = this.people.get(p)?.[DIALOGUE_PREFIX + topic];
+      return v === undefined ? null : decodeDialogue(v);
+    });
+  }
+
+  async saveRanking(topic: string, persons: readonly string[], ttlSeconds: number): Promise<string> {
+    const now = Date.now();
+    for (const [k, r] of this.rankings) if (r.expires <= now) this.rankings.delete(k);
+    const id = randomBytes(16).toString('base64url');
+    this.rankings.set(`${topic}\n${id}`, { persons: persons.slice(), expires: now + ttlSeconds * 1000 });
+    return id;
+  }
+
+  async readRanking(topic: string, id: string, offset: number, count: number, ttlSeconds: number): Promise<{ persons: string[]; total: number } | null> {
+    const r = this.rankings.get(`${topic}\n${id}`);
+    if (!r || r.expires <= Date.now()) return null;
+    r.expires = Date.now() + ttlSeconds * 1000;
+    return { persons: r.persons.slice(offset, offset + count), total: r.persons.length };
   }
 
   /** Every key the store holds for tests that check erase leaves nothing behind. */

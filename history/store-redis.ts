@@ -1,10 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import type { Fields } from './codec.js';
+import { decodeDialogue, type Fields } from './codec.js';
 import { foldBatchWith, type FieldBackend, type FoldOutcome } from './fold-batch.js';
-import type { FoldOptions } from './fold.js';
+import type { Dialogue, FoldOptions } from './fold.js';
 import { F, outboxField, type BatchRecord, type IndexEntry, type PersonPlan } from './person-batch.js';
 import { DIALOGUE_PREFIX, decodeList } from './codec.js';
-import { keys, type HistoryStore } from './store.js';
+import { keys, type HistoryStore, type StageMember, type TimeWindow } from './store.js';
 import { hasHistory, personView, type PersonView } from './views.js';
 
 /**
@@ -220,6 +221,63 @@ export class RedisHistoryStore implements HistoryStore {
     for (const x of ids) p.del(keys.person(this.ns, x), keys.seen(this.ns, x), keys.linked(this.ns, x), keys.outbox(this.ns, x));
     await exec(p);
     return true;
+  }
+
+  async topics(): Promise<string[]> {
+    return (await this.redis.smembers(keys.topics(this.ns))).sort();
+  }
+
+  async hasTopic(topic: string): Promise<boolean> {
+    return (await this.redis.sismember(keys.topics(this.ns), topic)) === 1;
+  }
+
+  async stageCounts(topics: readonly string[], window: TimeWindow = {}): Promise<number[][]> {
+    const ladder = this.options.ladder;
+    const min = window.since === undefined ? '-inf' : String(window.since);
+    const max = window.until === undefined ? '+inf' : String(window.until);
+    const whole = window.since === undefined && window.until === undefined;
+    const p = this.pipeline();
+    for (const topic of topics) {
+      for (const stage of ladder) {
+        const key = keys.stageIndex(this.ns, topic, stage);
+        if (whole) p.zcard(key);
+        else p.zcount(key, min, max);
+      }
+    }
+    const r = await exec<number>(p);
+    return topics.map((_, t) => ladder.map((_, s) => Number(r[t * ladder.length + s])));
+  }
+
+  async stageMembers(topic: string, stage: string, since: number, limit: number): Promise<StageMember[]> {
+    const r = await this.redis.zrevrangebyscore(keys.stageIndex(this.ns, topic, stage), '+inf', String(since), 'WITHSCORES', 'LIMIT', 0, limit);
+    const out: StageMember[] = [];
+    for (let i = 0; i + 1 < r.length; i += 2) out.push({ person: r[i]!, last: Number(r[i + 1]) });
+    return out;
+  }
+
+  async dialogues(topic: string, persons: readonly string[]): Promise<(Dialogue | null)[]> {
+    if (persons.length === 0) return [];
+    const p = this.pipeline();
+    for (const person of persons) p.hget(keys.person(this.ns, person), DIALOGUE_PREFIX + topic);
+    return (await exec<string | null>(p)).map((v) => (v === null ? null : decodeDialogue(v)));
+  }
+
+  async saveRanking(topic: string, persons: readonly string[], ttlSeconds: number): Promise<string> {
+    const id = randomBytes(16).toString('base64url');
+    const key = keys.ranking(this.ns, topic, id);
+    const p = this.pipeline();
+    for (let i = 0; i < persons.length; i += 1000) p.rpush(key, ...persons.slice(i, i + 1000));
+    p.expire(key, ttlSeconds);
+    await exec(p);
+    return id;
+  }
+
+  async readRanking(topic: string, id: string, offset: number, count: number, ttlSeconds: number): Promise<{ persons: string[]; total: number } | null> {
+    const key = keys.ranking(this.ns, topic, id);
+    const p = this.pipeline();
+    p.lrange(key, offset, offset + count - 1).llen(key).expire(key, ttlSeconds);
+    const [persons, total] = (await exec<string[] | number>(p)) as [string[], number];
+    return total === 0 ? null : { persons, total };
   }
 
   async close(): Promise<void> {}

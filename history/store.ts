@@ -1,5 +1,5 @@
 import type { FoldOutcome } from './fold-batch.js';
-import type { FoldOptions } from './fold.js';
+import type { Dialogue, FoldOptions } from './fold.js';
 import type { BatchRecord } from './person-batch.js';
 import type { PersonView } from './views.js';
 
@@ -22,8 +22,47 @@ export interface HistoryStore {
   atStage(topic: string, stage: string, limit: number): Promise<string[]>;
   /** Removes the person and every visitor id linked to them from every key and index. */
   erase(person: string): Promise<boolean>;
+
+  // Queries of the marketers' API (history/query-api.ts). All of them read the stage indexes or a
+  // few named hashes; none scans the people.
+
+  /** Every topic that ever had a dialogue (the `topics` set), sorted. */
+  topics(): Promise<string[]>;
+  /** Whether `topic` ever had a dialogue. */
+  hasTopic(topic: string): Promise<boolean>;
+  /**
+   * For each topic, the number of people per stage (ladder order): the members of each stage index,
+   * or with a window only those whose last activity (the index score) lies in [since, until], ms.
+   */
+  stageCounts(topics: readonly string[], window?: TimeWindow): Promise<number[][]>;
+  /** Members of one stage index with last activity at or after `since`, most recent first (equal times: reverse id order, as Redis), at most `limit`. */
+  stageMembers(topic: string, stage: string, since: number, limit: number): Promise<StageMember[]>;
+  /** The current dialogue about `topic` of each person (canonical ids, as the indexes hold them), or null. */
+  dialogues(topic: string, persons: readonly string[]): Promise<(Dialogue | null)[]>;
+  /**
+   * Keeps a ranked list of people (a page-through snapshot of a query) for `ttlSeconds`; returns its
+   * id. Lives with the topic (its hash tag), so paging a list never sees a person twice or misses one.
+   */
+  saveRanking(topic: string, persons: readonly string[], ttlSeconds: number): Promise<string>;
+  /** A slice of a saved ranking and its length (renewing its time to live), or null once it expired. */
+  readRanking(topic: string, id: string, offset: number, count: number, ttlSeconds: number): Promise<{ persons: string[]; total: number } | null>;
   close(): Promise<void>;
 }
+
+/** Inclusive bounds in epoch ms; either may be absent. */
+export interface TimeWindow {
+  since?: number | undefined;
+  until?: number | undefined;
+}
+
+export interface StageMember {
+  person: string;
+  /** Last activity, epoch ms (the index score). */
+  last: number;
+}
+
+/** Ranking ids are random: 128 bits, URL-safe. */
+export const RANKING_ID = /^[A-Za-z0-9_-]{22}$/;
 
 export const DEFAULT_SEEN_SIZE = 32;
 
@@ -37,5 +76,7 @@ export const keys = {
   /** Transitions written but not yet published, per partition; normally absent. */
   outbox: (ns: string, person: string) => `${ns}x:{${person}}`,
   stageIndex: (ns: string, topic: string, stage: string) => `${ns}ix:{${topic}}:${stage}`,
+  /** A saved ranking of a needs query (a list of person ids), paged through by cursor; expires. */
+  ranking: (ns: string, topic: string, id: string) => `${ns}nq:{${topic}}:${id}`,
   topics: (ns: string) => `${ns}topics`,
 };

@@ -1,7 +1,7 @@
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import type { FoldEvent, FoldOptions } from '../../history/fold.js';
 import type { BatchRecord } from '../../history/person-batch.js';
-import type { HistoryStore } from '../../history/store.js';
+import { RANKING_ID, type HistoryStore } from '../../history/store.js';
 import type { Transition } from '../../contract/transition.js';
 
 export const FOLD_OPTIONS: FoldOptions = { ladder: ['intro', 'detail', 'purchase'], quietMs: 30 * 86_400_000, seenSize: 32 };
@@ -180,6 +180,56 @@ export function storeContract(name: string, make: () => Promise<StoreUnderTest>,
       // Redelivered as a whole, it changes nothing.
       expect(await foldAll('clicks.raw/0', batch)).toEqual([]);
       expect((await store.getPerson('user-3'))?.dialogues.find((d) => d.topic === 'product:sku-1')?.counts).toEqual({ intro: 1, detail: 1, purchase: 1 });
+    });
+
+    it('answers the query API from the indexes: topics, people per stage (in a time window), members by recency, dialogues', async () => {
+      expect(await store.topics()).toEqual([]);
+      await foldAll('clicks.raw/0', [
+        rec('q-a', 0, T0),
+        rec('q-b', 0, T0 + 10),
+        rec('q-b', 1, T0 + 20),
+        rec('q-c', 2, T0 + 30),
+        rec('q-d', 1, T0 + 40),
+        rec('q-d', 0, T0 + 5, { topic: 'product:sku-2' }),
+      ]);
+      expect(await store.topics()).toEqual(['product:sku-1', 'product:sku-2']);
+      expect(await store.hasTopic('product:sku-2')).toBe(true);
+      expect(await store.hasTopic('product:nope')).toBe(false);
+      expect(await store.stageCounts(['product:sku-1', 'product:sku-2', 'product:nope'])).toEqual([[1, 2, 1], [1, 0, 0], [0, 0, 0]]);
+      // The window bounds the last activity (the index score), inclusive at both ends.
+      expect(await store.stageCounts(['product:sku-1'], { since: T0 + 20 })).toEqual([[0, 2, 1]]);
+      expect(await store.stageCounts(['product:sku-1'], { since: T0 + 20, until: T0 + 30 })).toEqual([[0, 1, 1]]);
+      expect(await store.stageCounts(['product:sku-1'], { until: T0 })).toEqual([[1, 0, 0]]);
+
+      expect(await store.stageMembers('product:sku-1', 'detail', 0, 10)).toEqual([{ person: 'q-d', last: T0 + 40 }, { person: 'q-b', last: T0 + 20 }]);
+      expect(await store.stageMembers('product:sku-1', 'detail', T0 + 21, 10)).toEqual([{ person: 'q-d', last: T0 + 40 }]);
+      expect(await store.stageMembers('product:sku-1', 'detail', 0, 1)).toEqual([{ person: 'q-d', last: T0 + 40 }]);
+      expect(await store.stageMembers('product:nope', 'detail', 0, 10)).toEqual([]);
+
+      const [b, none, d] = await store.dialogues('product:sku-1', ['q-b', 'nobody', 'q-d']);
+      expect(b).toMatchObject({ stage: 1, start: T0 + 10, last: T0 + 20, first: [T0 + 10, T0 + 20, 0], counts: [1, 1, 0], channels: ['web'] });
+      expect(none).toBeNull();
+      expect(d).toMatchObject({ stage: 1, last: T0 + 40 });
+      expect(await store.dialogues('product:sku-1', [])).toEqual([]);
+
+      // Erasing a person takes them out of every count.
+      await store.erase('q-d');
+      expect(await store.stageCounts(['product:sku-1', 'product:sku-2'])).toEqual([[1, 1, 1], [0, 0, 0]]);
+    });
+
+    it('keeps a ranking for paging: slices in order, its length, unknown or expired ids answer null', async () => {
+      const persons = Array.from({ length: 2500 }, (_, i) => `r-${i}`);
+      const id = await store.saveRanking('product:sku-1', persons, 60);
+      expect(id).toMatch(RANKING_ID);
+      expect(await store.readRanking('product:sku-1', id, 0, 3, 60)).toEqual({ persons: ['r-0', 'r-1', 'r-2'], total: 2500 });
+      expect(await store.readRanking('product:sku-1', id, 2498, 10, 60)).toEqual({ persons: ['r-2498', 'r-2499'], total: 2500 });
+      expect(await store.readRanking('product:sku-1', id, 2500, 10, 60)).toEqual({ persons: [], total: 2500 });
+      // A ranking belongs to its topic (its hash tag); another topic or an unknown id finds nothing.
+      expect(await store.readRanking('product:sku-2', id, 0, 3, 60)).toBeNull();
+      expect(await store.readRanking('product:sku-1', 'A'.repeat(22), 0, 3, 60)).toBeNull();
+      const other = await store.saveRanking('product:sku-1', ['x'], 60);
+      expect(other).not.toBe(id);
+      expect(await store.readRanking('product:sku-1', other, 0, 10, 60)).toEqual({ persons: ['x'], total: 1 });
     });
 
     it('erases a person and the visitor ids linked to them from every key and index', async () => {

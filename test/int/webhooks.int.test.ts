@@ -1,0 +1,149 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TOPICS } from '../../contract/raw-event.js';
+import type { Transition } from '../../contract/transition.js';
+import type { RunningApp } from '../../embedded/app.js';
+import { SIGNATURE_HEADER, verifyWebhook } from '../../history/webhook-signature.js';
+import { batch, eventually, post, startTestApp, type Mode } from '../support/app.js';
+import { readTopic } from '../support/kafka-read.js';
+
+/**
+ * Webhooks end to end: the whole app (ingest, worker, webhook consumer) posts transitions to a
+ * receiver in this test. The receiver is up, then down (connection refused), then answers 503 for
+ * a while, then up again. Every transition must arrive accepted exactly once, each request signed.
+ */
+const SECRET = 'test-webhook-secret-0123456789';
+
+interface Received {
+  transitions: Transition[];
+  delivery: string;
+  accepted: boolean;
+}
+
+class Receiver {
+  readonly requests: Received[] = [];
+  readonly badSignatures: string[] = [];
+  /** Answer 503 to this many more requests that carry transitions of this run's people. */
+  failNext = 0;
+
+  constructor(private readonly run: string) {}
+
+  private server: Server | null = null;
+  port = 0;
+
+  async start(): Promise<void> {
+    const server = createServer((req, res) => {
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (d: string) => (body += d));
+      req.on('end', () => {
+        const check = verifyWebhook(SECRET, req.headers[SIGNATURE_HEADER] as string | undefined, body);
+        if (!check.ok) this.badSignatures.push(check.reason);
+        const parsed = JSON.parse(body) as { transitions: Transition[] };
+        // Other test files share history.transitions on the real stack: fail only this run's requests.
+        const ours = parsed.transitions.some((t) => t.person.startsWith(this.run));
+        const accepted = check.ok && !(ours && this.failNext > 0);
+        if (ours && this.failNext > 0) this.failNext--;
+        this.requests.push({ transitions: parsed.transitions, delivery: String(req.headers['x-clickfold-delivery']), accepted });
+        res.writeHead(accepted ? 204 : 503).end();
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.port, '127.0.0.1', () => resolve());
+    });
+    this.port = (server.address() as AddressInfo).port;
+    this.server = server;
+  }
+
+  async stop(): Promise<void> {
+    const s = this.server;
+    this.server = null;
+    if (!s) return;
+    s.closeAllConnections();
+    await new Promise<void>((resolve) => s.close(() => resolve()));
+  }
+
+  /** Transitions of `prefix`'s people that the receiver accepted (answered 2xx). */
+  accepted(prefix: string): Transition[] {
+    return this.requests.filter((r) => r.accepted).flatMap((r) => r.transitions.filter((t) => t.person.startsWith(prefix)));
+  }
+  attempts(prefix: string): number {
+    return this.requests.filter((r) => r.transitions.some((t) => t.person.startsWith(prefix))).length;
+  }
+}
+
+describe.each<Mode>(['real', 'embedded'])('webhooks (%s backends)', (mode) => {
+  const run = `wh${randomUUID().slice(0, 8)}`;
+  const receiver = new Receiver(run);
+  let app: RunningApp;
+
+  beforeAll(async () => {
+    await receiver.start();
+    app = await startTestApp(mode, { WEBHOOK_URLS: `http://127.0.0.1:${receiver.port}/hooks/clickfold`, WEBHOOK_SECRET: SECRET, WEBHOOK_RETRY_MAX_MS: '800' });
+  });
+  afterAll(async () => {
+    await app?.stop();
+    await receiver.stop();
+  });
+
+  /** Every transition of the run's people on history.transitions, as the worker published them. */
+  const onLog = async (count: number): Promise<Transition[]> => {
+    const keep = (_k: string, v: string) => {
+      const t = JSON.parse(v) as Transition;
+      return t.person.startsWith(run) ? t : undefined;
+    };
+    if (mode !== 'embedded') return readTopic(TOPICS.transitions, keep, (f) => f.length >= count, { settleMs: 0 });
+    return eventually(async () => {
+      const found = app.backends.log!.read(TOPICS.transitions).flat().flatMap((m) => keep('', m.value) ?? []);
+      return found.length >= count ? found : undefined;
+    });
+  };
+
+  const walk = (person: string, sku: string) =>
+    post(app.url, batch(person, [{ type: 'page', url: `/products/${sku}` }, { type: 'page', url: `/products/${sku}/specs` }, { type: 'page', url: `/checkout/${sku}` }]));
+
+  it('delivers each transition once, signed, also after the receiver was down for a while', async () => {
+    // Up: two people walk to purchase (3 transitions each).
+    expect((await walk(`${run}-a1`, 'sku-1')).status).toBe(202);
+    expect((await walk(`${run}-a2`, 'sku-2')).status).toBe(202);
+    await eventually(async () => (receiver.accepted(run).length >= 6 ? true : undefined), 30_000, 'the first deliveries');
+
+    // Down: connections refused. Three more people walk; their history is folded all the same.
+    await receiver.stop();
+    for (const p of ['b1', 'b2', 'b3']) expect((await walk(`${run}-${p}`, 'sku-1')).status).toBe(202);
+    await eventually(async () => {
+      const r = await fetch(`${app.url}/v1/people/${run}-b3`);
+      return r.status === 200 && ((await r.json()) as { dialogues: { stage: string }[] }).dialogues[0]?.stage === 'purchase' ? true : undefined;
+    }, 20_000, 'the fold to go on while the receiver is down');
+    const before = receiver.requests.length;
+    await new Promise((r) => setTimeout(r, 2500));
+
+    // Back, but failing (503) for its first requests; then healthy.
+    receiver.failNext = 2;
+    await receiver.start();
+    const expected = await onLog(15);
+    await eventually(async () => (receiver.accepted(run).length >= 15 ? true : undefined), 30_000, 'every transition delivered');
+    // Settle: nothing more may come.
+    await new Promise((r) => setTimeout(r, 1500));
+
+    const accepted = receiver.accepted(run);
+    const ids = accepted.map((t) => t.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(ids.sort()).toEqual(expected.map((t) => t.id).sort());
+    expect(accepted.filter((t) => t.person === `${run}-b2`).map((t) => [t.from, t.to])).toEqual([
+      [null, 'intro'],
+      ['intro', 'detail'],
+      ['detail', 'purchase'],
+    ]);
+    // The 503s were retried (same delivery id), and every request carried a valid signature.
+    expect(receiver.requests.length - before).toBeGreaterThanOrEqual(3);
+    const rejected = receiver.requests.filter((r) => !r.accepted && r.transitions.some((t) => t.person.startsWith(run)));
+    expect(rejected).toHaveLength(2);
+    for (const r of rejected) expect(receiver.requests.some((q) => q.accepted && q.delivery === r.delivery)).toBe(true);
+    expect(receiver.badSignatures).toEqual([]);
+    expect(receiver.attempts(run)).toBeGreaterThan(receiver.requests.filter((r) => r.accepted && r.transitions.some((t) => t.person.startsWith(run))).length);
+  });
+});
