@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import type { NodeProcess } from '../../services/node-process.js';
 import { sleep } from '../../services/proc.js';
-import { drive, faultPlan, report, startStack, verify, type Proc, type Stack, type Verdict } from './harness.js';
+import { drive, faultPlan, report, startStack, verify, type Stack, type Verdict } from './harness.js';
 
 /**
  * Whatever fails, the final histories equal one clean pass over the events ingest acknowledged.
@@ -33,7 +34,7 @@ describe.sequential('faults', () => {
 
   it('two and three workers joining and leaving the group while events flow', async () => {
     const s = (stack = await startStack());
-    const workers: Proc[] = [await s.worker('worker-1')];
+    const workers: NodeProcess[] = [await s.worker('worker-1')];
     const exits: (number | null)[] = [];
     const plan = faultPlan([
       [0.15, 'worker-2 joins', async () => void workers.push(await s.worker('worker-2'))],

@@ -1,5 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdtempSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -14,7 +13,8 @@ import { compileTopicMap, DEFAULT_TOPIC_MAP } from '../../history/topic-map.js';
 import type { PersonView } from '../../history/views.js';
 import { toFoldEvent } from '../../history/worker.js';
 import { KafkaBroker } from '../../services/kafka.js';
-import { freePorts, REPO_ROOT, sleep } from '../../services/proc.js';
+import { NodeProcess } from '../../services/node-process.js';
+import { freePorts, sleep } from '../../services/proc.js';
 import { RedisServer } from '../../services/redis.js';
 
 /**
@@ -26,85 +26,14 @@ import { RedisServer } from '../../services/redis.js';
 export const MAP = compileTopicMap(DEFAULT_TOPIC_MAP);
 export const FOLD = { ladder: MAP.ladder, quietMs: MAP.quietMs, seenSize: DEFAULT_SEEN_SIZE };
 
-export class Proc {
-  private child: ChildProcess | undefined;
-  private exited: Promise<number | null> | undefined;
-  readonly log: string;
-
-  constructor(
-    readonly name: string,
-    private readonly script: string,
-    private readonly env: Record<string, string>,
-    dir: string,
-  ) {
-    this.log = join(dir, `${name}.log`);
-  }
-
-  /** Starts the process and resolves once its log says `ready`. */
-  async start(ready: RegExp, timeoutMs = 60_000): Promise<void> {
-    const out = createWriteStream(this.log, { flags: 'a' });
-    const child = spawn(process.execPath, ['--import', 'tsx', this.script], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, LOG_LEVEL: 'info', ...this.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    this.child = child;
-    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-    let seen = '';
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${this.name} not ready after ${timeoutMs} ms; see ${this.log}`)), timeoutMs);
-      const onData = (chunk: Buffer) => {
-        out.write(chunk);
-        seen = (seen + chunk.toString()).slice(-4096);
-        if (ready.test(seen)) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      child.stdout!.on('data', onData);
-      child.stderr!.on('data', (c: Buffer) => out.write(c));
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`${this.name} exited with ${code} before it was ready; see ${this.log}`));
-      });
-    }).catch((err) => {
-      child.kill('SIGKILL');
-      throw err;
-    });
-    child.stdout!.on('data', (c: Buffer) => out.write(c));
-  }
-
-  get running(): boolean {
-    return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
-    if (!this.running) return Promise.resolve(this.child?.exitCode ?? null);
-    this.child!.kill(signal);
-    return this.exited!;
-  }
-
-  /** SIGTERM, as an orchestrator stops a process; SIGKILL if it does not exit in time. */
-  async stop(graceMs = 30_000): Promise<number | null> {
-    if (!this.running) return this.child?.exitCode ?? null;
-    const code = this.kill('SIGTERM');
-    const timer = setTimeout(() => this.child?.kill('SIGKILL'), graceMs);
-    try {
-      return await code;
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-}
-
 export interface Stack {
   broker: KafkaBroker;
   redis: RedisServer;
   ingestUrl: string;
-  ingest: Proc;
+  ingest: NodeProcess;
   dir: string;
   /** Starts one more worker process in the consumer group. */
-  worker(name: string): Promise<Proc>;
+  worker(name: string): Promise<NodeProcess>;
   destroy(): Promise<void>;
 }
 
@@ -124,9 +53,9 @@ export async function startStack(): Promise<Stack> {
     INGEST_ACK_TIMEOUT_MS: '3000',
     INGEST_RETRY_AFTER_S: '1',
   };
-  const ingest = new Proc('ingest', 'ingest/main.ts', { ...env, PORT: String(port) }, dir);
+  const ingest = new NodeProcess('ingest', 'ingest/main.ts', { ...env, PORT: String(port) }, dir);
   await ingest.start(/ingest is listening/);
-  const workers: Proc[] = [];
+  const workers: NodeProcess[] = [];
   return {
     broker,
     redis,
@@ -134,7 +63,7 @@ export async function startStack(): Promise<Stack> {
     dir,
     ingestUrl: `http://127.0.0.1:${port}`,
     worker: async (name) => {
-      const w = new Proc(name, 'history/worker-main.ts', env, dir);
+      const w = new NodeProcess(name, 'history/worker-main.ts', env, dir);
       await w.start(/worker is folding/);
       workers.push(w);
       return w;
