@@ -9,13 +9,12 @@
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningApp } from '../../embedded/app.js';
 import { batch, eventually, post, startTestApp } from '../support/app.js';
+import { launchChromium } from '../support/browser.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const LAUNCH_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const ARTIFACTS = fileURLToPath(new URL('../../test-artifacts/', import.meta.url));
 const KEY = 'dashboard-e2e-key-0123456789';
 
@@ -40,8 +39,7 @@ describe('dashboard in Chromium', () => {
   const auth = { authorization: `Bearer ${KEY}` };
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
-    [app, browser] = await Promise.all([startTestApp('embedded', { API_KEYS: KEY }), chromium.launch({ executablePath: CHROMIUM, args: LAUNCH_ARGS })]);
+    [app, browser] = await Promise.all([startTestApp('embedded', { API_KEYS: KEY }), launchChromium()]);
     for (const [person, events] of Object.entries(walks)) expect((await post(app.url, batch(person, events))).status).toBe(202);
     await eventually(async () => {
       const r = await fetch(`${app.url}/v1/topics`, { headers: auth });

@@ -6,11 +6,10 @@
  * Needs Debian's chromium at /usr/bin/chromium (services/install.sh installs it; or
  * `apt-get install -y chromium`), or CHROMIUM_PATH. No browser is downloaded.
  */
-import { existsSync } from 'node:fs';
 import type { ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
 import { html, raw } from 'hono/html';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOPICS, type RawEvent } from '../../contract/raw-event.js';
 import { createDemoShop } from '../../embedded/demo-shop.js';
@@ -26,10 +25,9 @@ import { LogUnavailableError, type LogConsumer, type LogProducer } from '../../l
 import { createLogger } from '../../lib/logger.js';
 import { closeServer, listen } from '../../lib/serve.js';
 import { buildSnippet } from '../../tracker-snippet/build.js';
+import { launchChromium } from '../support/browser.js';
 import { eventually } from '../support/app.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const LAUNCH_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 /** One POST to /v1/collect as the server saw it. */
 interface Post {
@@ -176,10 +174,7 @@ describe('tracker snippet in Chromium', () => {
   const contexts: BrowserContext[] = [];
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(`no Chromium at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
-    }
-    [h, browser] = await Promise.all([startHarness(), chromium.launch({ executablePath: CHROMIUM, args: LAUNCH_ARGS })]);
+    [h, browser] = await Promise.all([startHarness(), launchChromium()]);
   });
 
   afterAll(async () => {
