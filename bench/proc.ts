@@ -1,0 +1,389 @@
+/**
+ * The processes the benchmark measures, one mode per process so that the load generator and the
+ * measured code never share an event loop. bench/run.ts bundles this file with esbuild and forks
+ * it with plain `node` (no TypeScript loader on the hot path or in the CPU profiles); it talks to
+ * its parent over the IPC channel.
+ *
+ *   ingest   createIngestApp + KafkaLogProducer on a free port (the ingest process of the real stack)
+ *   bare     node:http that reads the body and answers 204 (the floor of HTTP in Node)
+ *   hono     a Hono route on @hono/node-server that only parses the JSON body
+ *   raw      the kafkajs producer alone, with the project's settings, sending prepared records
+ *   fold     one worker: KafkaLogConsumer + createBatchHandler + RedisHistoryStore until lag 0
+ *   app      the all-in-one app on Kafka + Redis, reporting probe transitions as they happen
+ */
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { serve } from '@hono/node-server';
+import { Hono } from 'hono';
+import { Redis } from 'ioredis';
+import { CompressionTypes, type Kafka } from 'kafkajs';
+import { startApp } from '../embedded/app.js';
+import { createBatchHandler, toFoldEvent } from '../history/worker.js';
+import { MemoryHistoryStore } from '../history/store-memory.js';
+import { RawEvent, TOPICS } from '../contract/raw-event.js';
+import { RedisHistoryStore } from '../history/store-redis.js';
+import { DEFAULT_SEEN_SIZE } from '../history/store.js';
+import { compileTopicMap, DEFAULT_TOPIC_MAP } from '../history/topic-map.js';
+import { createIngestApp } from '../ingest/app.js';
+import { parseEnv } from '../lib/config.js';
+import { createKafka, ensureTopics, KafkaLogConsumer, KafkaLogProducer, PRODUCER_CONFIG, type KafkaConsumerOptions } from '../lib/kafka.js';
+import type { ConsumedBatch } from '../lib/log.js';
+import { createLogger } from '../lib/logger.js';
+import { clientIpResolver, closeServer, listen } from '../lib/serve.js';
+
+export type ProcMessage =
+  | { type: 'ready'; port?: number }
+  | { type: 'result'; result: unknown }
+  | { type: 'probes'; probes: { person: string; at: number }[] }
+  | { type: 'error'; message: string };
+
+const now = () => performance.timeOrigin + performance.now();
+const send = (m: ProcMessage) => process.send?.(m);
+const args = JSON.parse(process.argv[3] ?? '{}') as Record<string, unknown>;
+const str = (k: string) => String(args[k]);
+const num = (k: string) => Number(args[k]);
+const logger = createLogger(`bench-${process.argv[2]}`, process.env.BENCH_LOG_LEVEL ?? 'error');
+
+/** Event-loop delay of this process (ms): how long a ready callback waited for the loop. */
+const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+loopDelay.enable();
+const loop = () => ({ p50: loopDelay.percentile(50) / 1e6, p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 });
+
+/** Waits for the parent's 'stop', runs `stop`, exits (cleanly, so --cpu-prof writes its profile). */
+function onStop(stop: () => Promise<unknown>) {
+  process.on('message', (m: { type?: string }) => {
+    if (m?.type !== 'stop') return;
+    stop()
+      .then((result) => {
+        if (result !== undefined) send({ type: 'result', result });
+      })
+      .catch((err: unknown) => send({ type: 'error', message: String(err) }))
+      .finally(() => setTimeout(() => process.exit(0), 50));
+  });
+  process.on('disconnect', () => process.exit(0));
+}
+
+async function ingest() {
+  const kafka = createKafka(str('brokers'), 'bench-ingest', logger);
+  await ensureTopics(kafka, num('partitions'), 1);
+  // BENCH_COMPRESSION=gzip: produce requests compressed (kafkajs's built-in codec), to compare.
+  const compression = process.env.BENCH_COMPRESSION === 'gzip' ? CompressionTypes.GZIP : undefined;
+  const producer = new KafkaLogProducer(kafka, { ackTimeoutMs: 5000, compression });
+  await producer.connect();
+  // BENCH_TRACE=1: kafkajs's own view of each produce request (queued in kafkajs, on the wire).
+  const trace: { duration: number; pending: number; size: number }[] = [];
+  if (process.env.BENCH_TRACE) {
+    const inner = (producer as unknown as { producer: import('kafkajs').Producer }).producer;
+    inner.on(inner.events.REQUEST, (e) => {
+      const p = e.payload as { apiName: string; duration: number; pendingDuration: number; size: number };
+      if (p.apiName === 'Produce') trace.push({ duration: p.duration, pending: p.pendingDuration, size: p.size });
+    });
+  }
+  const app = createIngestApp({ producer, logger, maxBodyBytes: 256 * 1024, retryAfterSeconds: 2, clientIp: clientIpResolver(false) });
+  const { server, port } = await listen(app, 0, '127.0.0.1');
+  onStop(async () => {
+    await closeServer(server);
+    const stats = 'stats' in producer ? (producer as { stats(): unknown }).stats() : undefined;
+    await producer.close();
+    const pct = (k: 'duration' | 'pending' | 'size', q: number) => trace.map((t) => t[k]).sort((a, b) => a - b)[Math.floor(q * (trace.length - 1))];
+    const kafkajs = trace.length ? { requests: trace.length, durationP50: pct('duration', 0.5), durationP99: pct('duration', 0.99), pendingP99: pct('pending', 0.99), sizeP50: pct('size', 0.5) } : undefined;
+    return { producer: stats, kafkajs, eventLoopDelayMs: loop() };
+  });
+  send({ type: 'ready', port });
+}
+
+async function bare() {
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      res.statusCode = 204;
+      res.end();
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  onStop(() => new Promise<void>((r) => server.close(() => r())));
+  send({ type: 'ready', port: (server.address() as { port: number }).port });
+}
+
+async function hono() {
+  const app = new Hono();
+  app.post('/v1/collect', async (c) => {
+    const body = (await c.req.json()) as { events?: unknown[] };
+    return c.body(null, body.events ? 204 : 400);
+  });
+  const port = await new Promise<number>((resolve) => {
+    const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, (info) => {
+      onStop(() => new Promise<void>((r) => server.close(() => r())));
+      resolve(info.port);
+    });
+  });
+  send({ type: 'ready', port });
+}
+
+/** Records prepared by run.ts: one `key\tvalue` line each, exactly what ingest produced for them. */
+function loadRecords(path: string): { key: string; value: string }[] {
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const tab = line.indexOf('\t');
+      return { key: line.slice(0, tab), value: line.slice(tab + 1) };
+    });
+}
+
+async function createTopic(kafka: Kafka, topic: string, partitions: number) {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: partitions, replicationFactor: 1 }] });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/**
+ * The kafkajs producer alone: the same records, keys and settings as ingest's producer.
+ * `requestSize` records per send (10: what one HTTP request of the snippet carries), from
+ * `concurrency` callers at once; or one big send after another (`requestSize` 1000s).
+ */
+async function raw() {
+  const records = loadRecords(str('records'));
+  const kafka = createKafka(str('brokers'), 'bench-raw', logger);
+  const topic = str('topic');
+  await createTopic(kafka, topic, num('partitions'));
+  const producer = kafka.producer(PRODUCER_CONFIG);
+  await producer.connect();
+  const size = num('requestSize');
+  const concurrency = num('concurrency');
+  // Warm the connection and the metadata outside the timed part.
+  await producer.send({ topic: `${topic}.warm`, messages: records.slice(0, 10), acks: -1 });
+  let next = 0;
+  const t0 = now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < records.length) {
+        const chunk = records.slice(next, next + size);
+        next += size;
+        await producer.send({ topic, messages: chunk, acks: -1, timeout: 30_000 });
+      }
+    }),
+  );
+  const seconds = (now() - t0) / 1000;
+  await producer.disconnect();
+  send({ type: 'result', result: { events: records.length, seconds, eventsPerSecond: records.length / seconds, cpu: process.cpuUsage() } });
+  setTimeout(() => process.exit(0), 50);
+}
+
+/** One worker process folding a pre-filled topic into Redis until every record is committed. */
+async function fold() {
+  const expected = num('expected');
+  const topic = str('topic');
+  const groupId = str('groupId');
+  const kafka = createKafka(str('brokers'), 'bench-fold', logger);
+  const topicMap = compileTopicMap(DEFAULT_TOPIC_MAP);
+  const redis = new Redis(str('redisUrl'), { maxRetriesPerRequest: null, enableAutoPipelining: false });
+  const store = new RedisHistoryStore(redis, { ladder: topicMap.ladder, quietMs: topicMap.quietMs, seenSize: DEFAULT_SEEN_SIZE }, str('ns'));
+  const producer = new KafkaLogProducer(kafka, { ackTimeoutMs: 5000 });
+  await producer.connect();
+  const consumerOptions = (args.consumer ?? {}) as Partial<KafkaConsumerOptions>;
+  const consumer = new KafkaLogConsumer(kafka, { groupId, topic, ...consumerOptions });
+  // noop: the consumer alone (kafkajs fetch, decode, commit), for the fold's breakdown.
+  // nullProducer: transitions are not published (to see what publishing them costs).
+  const out = args.nullProducer ? { send: async () => {}, ready: () => true, close: async () => {} } : producer;
+  const handler = args.noop ? async () => {} : createBatchHandler({ store, topicMap, producer: out, logger });
+
+  let first = 0;
+  let handled = 0;
+  const sizes: number[] = [];
+  const cpu0 = process.cpuUsage();
+  const allHandled = new Promise<number>((resolve) => {
+    void consumer.run(async (batch: ConsumedBatch) => {
+      if (first === 0) first = now();
+      await handler(batch);
+      handled += batch.messages.length;
+      sizes.push(batch.messages.length);
+      if (handled >= expected) resolve(now());
+    });
+  });
+  const last = await allHandled;
+  const cpu = process.cpuUsage(cpu0);
+
+  // Lag 0: the group's committed offsets reached the end of every partition.
+  const admin = kafka.admin();
+  await admin.connect();
+  const ends = new Map((await admin.fetchTopicOffsets(topic)).map((p) => [p.partition, p.high]));
+  let lag = Infinity;
+  const deadline = Date.now() + 30_000;
+  while (lag > 0 && Date.now() < deadline) {
+    const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    lag = (committed?.partitions ?? []).reduce((sum, p) => sum + (Number(ends.get(p.partition) ?? 0) - Math.max(0, Number(p.offset))), 0);
+    if (lag > 0) await new Promise((r) => setTimeout(r, 5));
+  }
+  const committedAt = now();
+  await admin.disconnect();
+  await consumer.stop();
+  await producer.close();
+  redis.disconnect();
+  sizes.sort((a, b) => a - b);
+  send({
+    type: 'result',
+    result: {
+      events: handled,
+      seconds: (last - first) / 1000,
+      eventsPerSecond: handled / ((last - first) / 1000),
+      secondsToLagZero: (committedAt - first) / 1000,
+      lag,
+      batches: sizes.length,
+      batchSize: { min: sizes[0], median: sizes[sizes.length >> 1], max: sizes[sizes.length - 1] },
+      cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    },
+  });
+  setTimeout(() => process.exit(0), 50);
+}
+
+/**
+ * Where a worker's CPU goes, without Kafka: the prepared records in batches of 2,000, through
+ * each step of the worker in turn. CPU microseconds per event, best of three passes.
+ */
+async function parts() {
+  const records = loadRecords(str('records'));
+  const topicMap = compileTopicMap(DEFAULT_TOPIC_MAP);
+  const fold = { ladder: topicMap.ladder, quietMs: topicMap.quietMs, seenSize: DEFAULT_SEEN_SIZE };
+  const size = 2000;
+  const batches: ConsumedBatch[] = [];
+  for (let i = 0; i < records.length; i += size) {
+    batches.push({
+      topic: 'bench',
+      partition: 0,
+      messages: records.slice(i, i + size).map((r, j) => ({ offset: String(i + j), key: r.key, value: r.value, timestamp: 0 })),
+    });
+  }
+  const nullProducer = { send: async () => {}, ready: () => true, close: async () => {} };
+  const redis = new Redis(str('redisUrl'), { maxRetriesPerRequest: null, enableAutoPipelining: false });
+  const steps: Record<string, (pass: number) => Promise<void> | void> = {
+    'JSON.parse': () => {
+      for (const b of batches) for (const m of b.messages) JSON.parse(m.value);
+    },
+    'JSON.parse + RawEvent.safeParse (zod)': () => {
+      for (const b of batches) for (const m of b.messages) RawEvent.safeParse(JSON.parse(m.value));
+    },
+    'JSON.parse + classify (topic map), no zod': () => {
+      for (const b of batches) for (const m of b.messages) toFoldEvent(JSON.parse(m.value) as RawEvent, topicMap);
+    },
+    'whole batch handler on the in-memory store': async () => {
+      const handler = createBatchHandler({ store: new MemoryHistoryStore(fold), topicMap, producer: nullProducer, logger });
+      for (const b of batches) await handler(b);
+    },
+    // One batch at a time: this is CPU, not the round trips (the worker overlaps three batches).
+    'whole batch handler on Redis (RedisHistoryStore), no Kafka': async (pass) => {
+      const store = new RedisHistoryStore(redis, fold, `parts${pass}:`);
+      const handler = createBatchHandler({ store, topicMap, producer: nullProducer, logger });
+      for (const b of batches) await handler(b);
+    },
+  };
+  const result: Record<string, number> = {};
+  for (const [name, step] of Object.entries(steps)) {
+    let best = Infinity;
+    for (let pass = 0; pass < 3; pass++) {
+      const t0 = process.cpuUsage();
+      await step(pass);
+      const used = process.cpuUsage(t0);
+      best = Math.min(best, (used.user + used.system) / 1000);
+    }
+    result[name] = (best * 1000) / records.length;
+  }
+  redis.disconnect();
+  send({ type: 'result', result });
+  setTimeout(() => process.exit(0), 50);
+}
+
+/** The all-in-one app on the real stack; probe persons' transitions to `purchase` go to the parent. */
+async function app() {
+  const env = parseEnv({
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'error',
+    KAFKA_BROKERS: str('brokers'),
+    REDIS_URL: str('redisUrl'),
+    KAFKA_GROUP_ID: str('groupId'),
+    REDIS_PREFIX: str('ns'),
+    KAFKA_PARTITIONS: String(num('partitions')),
+  });
+  let pending: { person: string; at: number }[] = [];
+  const running = await startApp(env, DEFAULT_TOPIC_MAP, logger, {
+    onTransitions: (ts) => {
+      const at = now();
+      for (const t of ts) if (t.to === 'purchase' && t.person.startsWith('probe-')) pending.push({ person: t.person, at });
+    },
+  });
+  const flush = setInterval(() => {
+    if (pending.length) {
+      send({ type: 'probes', probes: pending });
+      pending = [];
+    }
+  }, 20);
+  onStop(async () => {
+    clearInterval(flush);
+    const producer = running.backends.producer as Partial<KafkaLogProducer>;
+    const stats = producer.stats?.();
+    await running.stop();
+    return { producer: stats, eventLoopDelayMs: loop() };
+  });
+  send({ type: 'ready', port: running.port });
+}
+
+/**
+ * A worker process of the real stack on clicks.raw (from its end: a new group), reporting probe
+ * persons' transitions to `purchase` to the parent as the handler publishes them.
+ */
+async function worker() {
+  const kafka = createKafka(str('brokers'), 'bench-worker', logger);
+  const topicMap = compileTopicMap(DEFAULT_TOPIC_MAP);
+  const redis = new Redis(str('redisUrl'), { maxRetriesPerRequest: null, enableAutoPipelining: false });
+  const store = new RedisHistoryStore(redis, { ladder: topicMap.ladder, quietMs: topicMap.quietMs, seenSize: DEFAULT_SEEN_SIZE }, str('ns'));
+  const producer = new KafkaLogProducer(kafka, { ackTimeoutMs: 5000 });
+  await producer.connect();
+  const consumerOptions = (args.consumer ?? {}) as Partial<KafkaConsumerOptions>;
+  const consumer = new KafkaLogConsumer(kafka, { groupId: str('groupId'), topic: TOPICS.raw, fromBeginning: false, ...consumerOptions });
+  let pending: { person: string; at: number }[] = [];
+  const handler = createBatchHandler({
+    store,
+    topicMap,
+    producer,
+    logger,
+    onTransitions: (ts) => {
+      const at = now();
+      for (const t of ts) if (t.to === 'purchase' && t.person.startsWith('probe-')) pending.push({ person: t.person, at });
+    },
+  });
+  await consumer.run(handler);
+  const flush = setInterval(() => {
+    if (pending.length) {
+      send({ type: 'probes', probes: pending });
+      pending = [];
+    }
+  }, 20);
+  onStop(async () => {
+    clearInterval(flush);
+    await consumer.stop();
+    const stats = producer.stats();
+    await producer.close();
+    redis.disconnect();
+    return { producer: stats, eventLoopDelayMs: loop() };
+  });
+  send({ type: 'ready' });
+}
+
+const modes: Record<string, () => Promise<void>> = { ingest, bare, hono, raw, fold, parts, app, worker };
+const run = modes[process.argv[2] ?? ''];
+if (!run) {
+  console.error(`usage: proc.mjs <${Object.keys(modes).join('|')}> '<json args>'`);
+  process.exit(2);
+}
+run().catch((err: unknown) => {
+  send({ type: 'error', message: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+  setTimeout(() => process.exit(1), 50);
+});

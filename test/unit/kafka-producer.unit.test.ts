@@ -1,0 +1,167 @@
+import type { Kafka, ProducerBatch } from 'kafkajs';
+import { Partitioners } from 'kafkajs';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { KafkaLogProducer, memoizedDefaultPartitioner } from '../../lib/kafka.js';
+import { LogUnavailableError } from '../../lib/log.js';
+
+/** A kafkajs producer stand-in: each sendBatch waits until the test acknowledges or fails it. */
+function fakeKafka() {
+  const requests: { batch: ProducerBatch; ack: () => void; fail: (e: Error) => void }[] = [];
+  const producer = {
+    events: { CONNECT: 'connect', DISCONNECT: 'disconnect' },
+    on: () => {},
+    connect: async () => {},
+    disconnect: vi.fn(async () => {}),
+    sendBatch: (batch: ProducerBatch) =>
+      new Promise((resolve, reject) => {
+        requests.push({ batch, ack: () => resolve([]), fail: reject });
+      }),
+  };
+  const kafka = { producer: () => producer } as unknown as Kafka;
+  return { kafka, producer, requests };
+}
+
+const msgs = (key: string, n: number) => Array.from({ length: n }, (_, i) => ({ key, value: `${key}-${i}` }));
+/** A few turns of the event loop: enough for an acknowledgement to settle and the next request to leave. */
+const turn = async () => {
+  for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+};
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('KafkaLogProducer (micro-batching)', () => {
+  it('sends concurrent sends together, one request at a time, and resolves each on its request’s acknowledgement', async () => {
+    const { kafka, requests } = fakeKafka();
+    const p = new KafkaLogProducer(kafka, { ackTimeoutMs: 60_000 });
+    const done: string[] = [];
+    const a = p.send('clicks.raw', msgs('a', 2)).then(() => done.push('a'));
+    const b = p.send('clicks.invalid', msgs('b', 1)).then(() => done.push('b'));
+    await turn();
+    expect(requests).toHaveLength(1);
+    expect(requests[0]!.batch.acks).toBe(-1);
+    expect(requests[0]!.batch.topicMessages).toEqual([
+      { topic: 'clicks.raw', messages: msgs('a', 2) },
+      { topic: 'clicks.invalid', messages: msgs('b', 1) },
+    ]);
+
+    // While it is in flight, later sends wait and then leave together, in order.
+    const c = p.send('clicks.raw', msgs('c', 1)).then(() => done.push('c'));
+    const d = p.send('clicks.raw', msgs('d', 1)).then(() => done.push('d'));
+    await turn();
+    expect(requests).toHaveLength(1);
+    requests[0]!.ack();
+    await Promise.all([a, b]);
+    await turn();
+    expect(requests).toHaveLength(2);
+    expect(requests[1]!.batch.topicMessages).toEqual([{ topic: 'clicks.raw', messages: [...msgs('c', 1), ...msgs('d', 1)] }]);
+    expect(done).toEqual(['a', 'b']);
+    requests[1]!.ack();
+    await Promise.all([c, d]);
+    expect(done).toEqual(['a', 'b', 'c', 'd']);
+    expect(p.stats()).toMatchObject({ requests: 2, messages: 5, sends: 4 });
+  });
+
+  it('rejects every caller of a failed request with LogUnavailableError, and goes on with the next', async () => {
+    const { kafka, requests } = fakeKafka();
+    const p = new KafkaLogProducer(kafka, { ackTimeoutMs: 60_000 });
+    const a = p.send('t', msgs('a', 1));
+    const b = p.send('t', msgs('b', 1));
+    await turn();
+    const c = p.send('t', msgs('c', 1));
+    requests[0]!.fail(new Error('NOT_LEADER_FOR_PARTITION'));
+    await expect(a).rejects.toBeInstanceOf(LogUnavailableError);
+    await expect(b).rejects.toThrow(/NOT_LEADER_FOR_PARTITION/);
+    await turn();
+    expect(requests).toHaveLength(2);
+    requests[1]!.ack();
+    await expect(c).resolves.toBeUndefined();
+  });
+
+  it('times a send out with LogUnavailableError; one still queued is taken out and never sent', async () => {
+    vi.useFakeTimers();
+    const { kafka, requests } = fakeKafka();
+    const p = new KafkaLogProducer(kafka, { ackTimeoutMs: 1000 });
+    const stuck = p.send('t', msgs('stuck', 1));
+    await vi.advanceTimersToNextTimerAsync(); // the setImmediate that sends it
+    expect(requests).toHaveLength(1);
+    const queued = p.send('t', msgs('queued', 1));
+    const stuckResult = expect(stuck).rejects.toThrow(/no acknowledgement from Kafka within 1000 ms/);
+    const queuedResult = expect(queued).rejects.toBeInstanceOf(LogUnavailableError);
+    await vi.advanceTimersByTimeAsync(1000);
+    await stuckResult;
+    await queuedResult;
+    // The stuck request finally fails; the timed-out queued send is not sent after it.
+    requests[0]!.fail(new Error('request timed out'));
+    await vi.advanceTimersByTimeAsync(10);
+    expect(requests).toHaveLength(1);
+    expect(p.stats().timedOut).toBe(2);
+  });
+
+  it('refuses at once when too many messages are waiting, instead of queueing without bound', async () => {
+    const { kafka, requests } = fakeKafka();
+    const p = new KafkaLogProducer(kafka, { ackTimeoutMs: 60_000, maxQueuedMessages: 10 });
+    const first = p.send('t', msgs('a', 4));
+    await turn();
+    const waiting = p.send('t', msgs('b', 8));
+    await expect(p.send('t', msgs('c', 3))).rejects.toBeInstanceOf(LogUnavailableError);
+    requests[0]!.ack();
+    await first;
+    await turn();
+    requests[1]!.ack();
+    await waiting;
+  });
+
+  it('splits what waits into requests under the byte cap, keeping each send whole and in order', async () => {
+    const { kafka, requests } = fakeKafka();
+    const p = new KafkaLogProducer(kafka, { ackTimeoutMs: 60_000, maxBatchBytes: 30 });
+    const first = p.send('t', msgs('x', 1));
+    await turn();
+    // A message is 4 bytes of key+value ("p" + "p-0"), a send of two 8: three sends fit in 30, not four.
+    const sends = ['p', 'q', 'r', 's'].map((k) => p.send('t', msgs(k, 2)));
+    requests[0]!.ack();
+    await first;
+    await turn();
+    expect(requests[1]!.batch.topicMessages![0]!.messages.map((m) => m.key)).toEqual(['p', 'p', 'q', 'q', 'r', 'r']);
+    requests[1]!.ack();
+    await turn();
+    expect(requests[2]!.batch.topicMessages![0]!.messages.map((m) => m.key)).toEqual(['s', 's']);
+    requests[2]!.ack();
+    await Promise.all(sends);
+  });
+
+  it('close() lets what is queued go out before disconnecting', async () => {
+    const { kafka, producer, requests } = fakeKafka();
+    const p = new KafkaLogProducer(kafka, { ackTimeoutMs: 60_000 });
+    const a = p.send('t', msgs('a', 1));
+    await turn();
+    const b = p.send('t', msgs('b', 1));
+    const closed = p.close();
+    requests[0]!.ack();
+    await a;
+    await turn();
+    expect(producer.disconnect).not.toHaveBeenCalled();
+    requests[1]!.ack();
+    await b;
+    await closed;
+    expect(producer.disconnect).toHaveBeenCalledOnce();
+  });
+});
+
+describe('memoizedDefaultPartitioner', () => {
+  it('puts every key where kafkajs’s DefaultPartitioner (Java murmur2) puts it', () => {
+    for (const n of [1, 3, 6, 12]) {
+      const partitionMetadata = Array.from({ length: n }, (_, partitionId) => ({ partitionId, leader: 1, replicas: [1], isr: [1], partitionErrorCode: 0 }));
+      const plain = Partitioners.DefaultPartitioner();
+      const memo = memoizedDefaultPartitioner();
+      for (let i = 0; i < 2000; i++) {
+        const key = i % 2 ? `v-${i * 7919}` : `26184214286908871261509675${i}`;
+        const args = { topic: 'clicks.raw', partitionMetadata, message: { key, value: 'x' } };
+        const expected = plain(args);
+        expect(memo(args)).toBe(expected);
+        expect(memo(args)).toBe(expected);
+      }
+    }
+  });
+});
