@@ -13,6 +13,7 @@ import { KafkaBroker } from '../services/kafka.js';
 import { NodeProcess } from '../services/node-process.js';
 import { freePorts, REPO_ROOT, sleep } from '../services/proc.js';
 import { RedisServer } from '../services/redis.js';
+import { createScenario } from '../load/scenario.js';
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 600);
 const RATE = Number(process.env.SOAK_EVENTS_PER_SECOND ?? 2000);
@@ -26,21 +27,6 @@ const rssMiB = (pid: number | undefined) => {
   return m ? Number(m[1]) / 1024 : NaN;
 };
 
-/** Page views and clicks of visitors walking products, as the snippet batches them. */
-function batchFor(n: number, now: number): string {
-  const visitor = `soak-${n % 20_000}`;
-  const sku = `sku-${n % 500}`;
-  const paths = [`/products/${sku}`, `/products/${sku}/specs`, `/products/${sku}`, `/checkout/${sku}`];
-  const events = Array.from({ length: BATCH }, (_, i) => ({
-    id: `${visitor}-${n}-${i}`,
-    type: i % 3 === 0 ? 'click' : 'page',
-    ts: now + i,
-    url: `https://shop.example${paths[(n + i) % paths.length]}`,
-    ...(i % 3 === 0 ? { el: { tag: 'a', text: 'See the specs', href: `/products/${sku}/specs` } } : { title: 'Trail Runner' }),
-  }));
-  return JSON.stringify({ site: 'demo', visitor, session: `s-${visitor}`, events });
-}
-
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'clickfold-soak-'));
   console.log(`soak: ${SECONDS} s at ${RATE} events/s (${RATE / BATCH} requests/s of ${BATCH}), sampling every ${SAMPLE_EVERY_S} s`);
@@ -52,6 +38,8 @@ async function main(): Promise<void> {
   await ingest.start(/ingest is listening/);
   await worker.start(/worker is folding/);
   const url = `http://127.0.0.1:${port}/v1/collect`;
+  // The same visitors' walks the k6 scripts and the benchmark play.
+  const scenario = createScenario({ seed: 7, batchSize: BATCH });
   const redis = new Redis(redisServer.url);
   const admin = new Kafka({ brokers: [broker.brokers], logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
@@ -92,9 +80,10 @@ async function main(): Promise<void> {
     const elapsed = (Date.now() - start) / 1000;
     const owed = Math.floor((elapsed * RATE) / BATCH) - sent;
     for (let i = 0; i < owed && inFlight < 64; i++) {
-      const n = sent++;
+      sent++;
       inFlight++;
-      fetch(url, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: batchFor(n, Date.now()) })
+      const b = scenario.nextBatch(Date.now());
+      fetch(url, { method: 'POST', headers: { 'content-type': 'text/plain', 'user-agent': b.userAgent }, body: JSON.stringify(b.body) })
         .then((r) => (r.status === 202 ? r.arrayBuffer() : (failed++, r.arrayBuffer())))
         .catch(() => failed++)
         .finally(() => inFlight--);

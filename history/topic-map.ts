@@ -108,13 +108,23 @@ function compilePath(pattern: string): { re: RegExp; params: string[] } {
   return { re: new RegExp(`^${body}/?$`), params };
 }
 
+/** URLs repeat heavily (every visitor of a product page), and parsing one is the costliest step here. */
+const paths = new Map<string, string | null>();
+const PATH_CACHE_SIZE = 10_000;
+
 function pathOf(url: string): string | null {
+  const hit = paths.get(url);
+  if (hit !== undefined) return hit;
+  let path: string | null;
   try {
     // Relative URLs (server-side channels often send just a path) resolve against a dummy origin.
-    return new URL(url, 'http://x').pathname;
+    path = new URL(url, 'http://x').pathname;
   } catch {
-    return null;
+    path = null;
   }
+  if (paths.size >= PATH_CACHE_SIZE) paths.clear();
+  paths.set(url, path);
+  return path;
 }
 
 const TEMPLATE = /\{([\w.]+)\}/g;

@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { TOPICS } from '../../contract/raw-event.js';
+import { PartitionedLog } from '../../embedded/partitioned-log.js';
+import { MemoryHistoryStore } from '../../history/store-memory.js';
+import { compileTopicMap, DEFAULT_TOPIC_MAP } from '../../history/topic-map.js';
+import { createBatchHandler } from '../../history/worker.js';
+import { createLogger } from '../../lib/logger.js';
+import { FOLD_OPTIONS } from '../support/store-contract.js';
+
+describe('the worker batch step', () => {
+  it('folds valid records and dead-letters the others with their reason, without stopping the partition', async () => {
+    const log = new PartitionedLog(1);
+    const store = new MemoryHistoryStore(FOLD_OPTIONS);
+    const handle = createBatchHandler({ store, topicMap: compileTopicMap(DEFAULT_TOPIC_MAP), producer: log.producer(), logger: createLogger('test', 'silent') });
+    const good = { v: 1, id: 'e1', site: 'demo', person: 'p1', channel: 'web', type: 'page', ts: 1_700_000_000_000, rt: 1_700_000_000_000, url: '/products/sku-1/specs' };
+    const values = [
+      JSON.stringify(good),
+      '{not json',
+      JSON.stringify({ ...good, id: 'e2', v: 2 }),
+      JSON.stringify({ ...good, id: 'e3', ts: 'yesterday' }),
+      JSON.stringify({ ...good, id: 'e4', props: ['not', 'an', 'object'] }),
+    ];
+    await handle({ topic: TOPICS.raw, partition: 0, messages: values.map((value, i) => ({ offset: String(i), key: 'p1', value, timestamp: 0 })) });
+
+    expect((await store.getPerson('p1'))?.dialogues).toMatchObject([{ topic: 'product:sku-1', stage: 'detail', counts: { detail: 1 } }]);
+    const dead = log.read(TOPICS.invalid).flat().map((m) => JSON.parse(m.value) as { reason: string; offset: string });
+    expect(dead.map((d) => d.offset)).toEqual(['1', '2', '3', '4']);
+    expect(dead[0]!.reason).toBe('not JSON');
+    expect(dead[1]!.reason).toMatch(/^not a raw event: v:/);
+    expect(dead[2]!.reason).toMatch(/ts:/);
+    expect(dead[3]!.reason).toMatch(/props/);
+  });
+});
