@@ -150,17 +150,7 @@ export class KafkaBroker extends ServiceProcess {
     return broker;
   }
 
-  /** (Re)start on the same ports and data dir. No-op when already running. */
-  async start(): Promise<void> {
-    if (this.starting) return this.starting;
-    if (this.running) return;
-    this.starting = this.doStart().finally(() => {
-      this.starting = undefined;
-    });
-    return this.starting;
-  }
-
-  private async doStart(): Promise<void> {
+  protected async doStart(): Promise<void> {
     await ensureKafkaJars();
     mkdirSync(join(this.dataDir, 'logs'), { recursive: true });
     this.writeConfig();

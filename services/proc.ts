@@ -210,7 +210,18 @@ export abstract class ServiceProcess {
     protected readonly ownsDataDir: boolean,
   ) {}
 
-  abstract start(): Promise<void>;
+  /** Starts the process and resolves once it serves requests. */
+  protected abstract doStart(): Promise<void>;
+
+  /** (Re)start on the same ports and data dir. No-op when already running. */
+  async start(): Promise<void> {
+    if (this.starting) return this.starting;
+    if (this.running) return;
+    this.starting = this.doStart().finally(() => {
+      this.starting = undefined;
+    });
+    return this.starting;
+  }
   abstract stop(graceMs?: number): Promise<void>;
 
   get running(): boolean {

@@ -107,17 +107,7 @@ export class RedisServer extends ServiceProcess {
     return server;
   }
 
-  /** (Re)start on the same port. No-op when already running. */
-  async start(): Promise<void> {
-    if (this.starting) return this.starting;
-    if (this.running) return;
-    this.starting = this.doStart().finally(() => {
-      this.starting = undefined;
-    });
-    return this.starting;
-  }
-
-  private async doStart(): Promise<void> {
+  protected async doStart(): Promise<void> {
     const args = [
       '--port', String(this.port),
       '--bind', this.host,
