@@ -77,12 +77,6 @@ export class MemoryHistoryStore implements HistoryStore {
     return hasHistory(f) ? personView(id, f, this.options.ladder) : null;
   }
 
-  async atStage(topic: string, stage: string, limit: number): Promise<string[]> {
-    const members = this.index.get(topic)?.get(this.options.ladder.indexOf(stage));
-    if (!members) return [];
-    return [...members].sort((a, b) => b[1] - a[1]).slice(0, limit).map(([p]) => p);
-  }
-
   async erase(person: string): Promise<boolean> {
     const id = this.resolve(person);
     const f = this.people.get(id);

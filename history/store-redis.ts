@@ -207,10 +207,6 @@ export class RedisHistoryStore implements HistoryStore {
     return hasHistory(fields) ? personView(id, fields, this.options.ladder) : null;
   }
 
-  async atStage(topic: string, stage: string, limit: number): Promise<string[]> {
-    return this.redis.zrevrange(keys.stageIndex(this.ns, topic, stage), 0, limit - 1);
-  }
-
   async erase(person: string): Promise<boolean> {
     const { id, fields } = await this.resolve(person);
     if (!fields) return false;

@@ -18,8 +18,6 @@ export interface HistoryStore {
   foldBatch(partition: string, records: readonly BatchRecord[]): Promise<FoldOutcome>;
   /** A person's history; a visitor id merged into a known person answers with that person. */
   getPerson(person: string): Promise<PersonView | null>;
-  /** People at `stage` of `topic` (index lookup, not a scan), most recently active first. */
-  atStage(topic: string, stage: string, limit: number): Promise<string[]>;
   /** Removes the person and every visitor id linked to them from every key and index. */
   erase(person: string): Promise<boolean>;
 

@@ -50,45 +50,37 @@ describe.sequential('faults', () => {
     expect(clean(v)).toEqual(CLEAN);
   });
 
-  it('a broker restart while clients keep sending: ingest answers 503, clients retry', async () => {
+  /** Stops a service for a while as clients keep sending, then checks nothing was lost or doubled. */
+  async function outage(tag: string, down: (s: Stack) => { name: string; service: { stop(): Promise<void>; start(): Promise<void> }; ms: number }) {
     const s = (stack = await startStack());
     await s.worker('worker-1');
+    const { name, service, ms } = down(s);
     const plan = faultPlan([
       [
         0.3,
-        'broker down for 3 s',
+        name,
         async () => {
-          await s.broker.stop();
-          await sleep(3000);
-          await s.broker.start();
+          await service.stop();
+          await sleep(ms);
+          await service.start();
         },
       ],
     ]);
-    const d = await drive(s.ingestUrl, people('broker'), { onProgress: plan.onProgress });
+    const d = await drive(s.ingestUrl, people(tag), { onProgress: plan.onProgress });
     expect(await plan.done()).toHaveLength(1);
     const v = await verify(s, d.acked, 120_000);
+    return { d, v };
+  }
+
+  it('a broker restart while clients keep sending: ingest answers 503, clients retry', async () => {
+    const { d, v } = await outage('broker', (s) => ({ name: 'broker down for 3 s', service: s.broker, ms: 3000 }));
     report('broker restart', v, d);
     expect(d.refused).toBeGreaterThan(0);
     expect(clean(v)).toEqual(CLEAN);
   });
 
   it('a Redis restart while the worker folds: it waits and resumes, committing nothing past Redis', async () => {
-    const s = (stack = await startStack());
-    await s.worker('worker-1');
-    const plan = faultPlan([
-      [
-        0.3,
-        'Redis down for 2 s',
-        async () => {
-          await s.redis.stop();
-          await sleep(2000);
-          await s.redis.start();
-        },
-      ],
-    ]);
-    const d = await drive(s.ingestUrl, people('redis'), { onProgress: plan.onProgress });
-    expect(await plan.done()).toHaveLength(1);
-    const v = await verify(s, d.acked, 120_000);
+    const { d, v } = await outage('redis', (s) => ({ name: 'Redis down for 2 s', service: s.redis, ms: 2000 }));
     report('Redis restart', v, d);
     expect(clean(v)).toEqual(CLEAN);
   });
