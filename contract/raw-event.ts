@@ -5,34 +5,52 @@ import { ElementContext, Props } from './collect.js';
 export const Channel = z.string().min(1).max(32).regex(/^[a-z][a-z0-9_-]*$/);
 
 /**
+ * Bounds of a raw record's fields. The worker checks every record against them (a record on the
+ * topic may come from a buggy or compromised producer, not only from ingest): ids go into Redis
+ * keys and transition ids, so their alphabet has no whitespace, quotes, slashes or braces.
+ */
+export const RAW_LIMITS = {
+  /** The widest id any ingest path writes (Segment's). */
+  idLength: 128,
+  siteLength: 64,
+  textLength: 8192,
+  nameLength: 256,
+} as const;
+export const PERSON_ID = /^[\w.:@+\-|=~!$*]{1,128}$/;
+export const SITE_ID = /^[\w.:@+-]{1,64}$/;
+
+const PersonId = z.string().regex(PERSON_ID, 'an id of 1 to 128 letters, digits and . _ : @ + - | = ~ ! $ *');
+const text = (max: number) => z.string().max(max);
+
+/**
  * One record on Kafka topic `clicks.raw`: a validated, enriched event, keyed by `person`.
  * Short field names on purpose: every byte here is multiplied by the clickstream volume.
  * Version 1; a consumer that meets another `v` dead-letters the record instead of guessing.
  */
 export const RawEvent = z.object({
   v: z.literal(1),
-  id: z.string(),
-  site: z.string(),
+  id: z.string().min(1).max(RAW_LIMITS.idLength),
+  site: z.string().regex(SITE_ID, 'a site id of 1 to 64 letters, digits and . _ : @ + -'),
   /** The partition key: the user id when known, else the visitor id. */
-  person: z.string(),
-  visitor: z.string().optional(),
-  user: z.string().optional(),
-  session: z.string().optional(),
+  person: PersonId,
+  visitor: PersonId.optional(),
+  user: PersonId.optional(),
+  session: text(RAW_LIMITS.idLength).optional(),
   channel: Channel,
   type: z.enum(['page', 'click', 'track', 'identify']),
-  name: z.string().optional(),
+  name: text(RAW_LIMITS.nameLength).optional(),
   /** Event time (client time, clamped by ingest to a bounded skew from `rt`), epoch ms. */
-  ts: z.number(),
+  ts: z.number().finite(),
   /** Ingest receive time, epoch ms. */
-  rt: z.number(),
-  url: z.string().optional(),
-  ref: z.string().optional(),
-  title: z.string().optional(),
-  topic: z.string().optional(),
-  stage: z.string().optional(),
+  rt: z.number().finite(),
+  url: text(RAW_LIMITS.textLength).optional(),
+  ref: text(RAW_LIMITS.textLength).optional(),
+  title: text(RAW_LIMITS.textLength).optional(),
+  topic: text(RAW_LIMITS.nameLength).optional(),
+  stage: text(64).optional(),
   el: ElementContext.optional(),
   props: Props.optional(),
-  value: z.number().optional(),
+  value: z.number().finite().optional(),
   /** Parsed user agent: browser, os, device type. */
   ua: z.object({ b: z.string().optional(), o: z.string().optional(), d: z.string().optional() }).optional(),
   /** Client address with the last IPv4 octet / last 80 IPv6 bits zeroed. */
@@ -45,4 +63,6 @@ export const TOPICS = {
   raw: 'clicks.raw',
   invalid: 'clicks.invalid',
   transitions: 'history.transitions',
+  /** Webhook requests a receiver refused for good (a 4xx other than 408/429), as DeadLetter records keyed by URL. */
+  webhooksParked: 'history.webhooks.parked',
 } as const;

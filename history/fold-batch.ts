@@ -3,6 +3,13 @@ import type { Fields } from './codec.js';
 import type { FoldOptions } from './fold.js';
 import { byPerson, F, linksOf, outboxField, planPerson, type BatchRecord, type IndexEntry, type PersonPlan } from './person-batch.js';
 
+/** A record the fold did not take: refused by a cap, or its person's history could not be folded. */
+export interface FoldRefusal {
+  offset: number;
+  reason: 'link_cap' | 'fold_error';
+  detail: string;
+}
+
 /**
  * The few field-level operations a store must offer; `foldBatchWith` composes them into the batch
  * fold, so the Redis and the in-memory store share one algorithm and differ only in I/O.
@@ -29,6 +36,8 @@ export interface FieldBackend {
 export interface FoldOutcome {
   /** Transitions to publish (new ones, and any a crash left in an outbox). */
   transitions: Transition[];
+  /** Records not folded, for the worker to dead-letter; the others of the batch went on. */
+  refused: FoldRefusal[];
   /** Call after the transitions are published: empties the outboxes they came from. */
   published(): Promise<void>;
 }
@@ -40,6 +49,7 @@ export async function foldBatchWith(backend: FieldBackend, partition: string, re
   const index: IndexEntry[] = [];
   const seals: { person: string; visitor: string }[] = [];
   const outboxes: { person: string; value: string }[] = [];
+  const refused: FoldRefusal[] = [];
   let pending = joinLinkedVisitors(byPerson(records));
 
   for (let attempt = 0; pending.size > 0; attempt++) {
@@ -70,14 +80,24 @@ export async function foldBatchWith(backend: FieldBackend, partition: string, re
       links.forEach((v, i) => lf[i] && linkFields.set(v, lf[i]));
     }
 
-    const plans = people.map((p, i) => planPerson(p, current[i] ?? null, pending.get(p)!, partition, opts, linkFields));
+    const plans: PersonPlan[] = [];
+    people.forEach((p, i) => {
+      try {
+        plans.push(planPerson(p, current[i] ?? null, pending.get(p)!, partition, opts, linkFields));
+      } catch (err) {
+        // Pure code failing on one person's stored history or records (a bug, or a history written
+        // by something else): that person's records are refused, everyone else's batch goes on.
+        const detail = `folding ${p} failed: ${(err as Error).message}`.slice(0, 500);
+        for (const r of pending.get(p)!) refused.push({ offset: r.offset, reason: 'fold_error', detail });
+      }
+    });
     // Mark merged visitors first: the person's write below then holds everything they had, and
     // nothing can be added to them afterwards. A visitor that changed since we read it means a
     // retry of the whole person, with the visitor read again.
     const marks = plans.flatMap((p) => p.seal.map((s) => ({ person: p.person, visitor: s.visitor, expectVersion: s.version })));
     const marked = marks.length ? await backend.mark(marks) : [];
     const conflicted = new Set(marks.filter((_, i) => !marked[i]).map((m) => m.person));
-    const writes = plans.filter((p) => Object.keys(p.set).length > 0 && !conflicted.has(p.person));
+    const writes = plans.filter((p) => (Object.keys(p.set).length > 0 || p.del.length > 0) && !conflicted.has(p.person));
     const ok = writes.length ? await backend.write(writes, partition) : [];
     writes.forEach((p, i) => !ok[i] && conflicted.add(p.person));
 
@@ -89,6 +109,7 @@ export async function foldBatchWith(backend: FieldBackend, partition: string, re
       }
       transitions.push(...plan.transitions);
       index.push(...plan.index);
+      refused.push(...plan.refused);
       for (const s of plan.seal) seals.push({ person: plan.person, visitor: s.visitor });
       if (plan.transitions.length > 0) {
         outboxes.push({ person: plan.person, value: plan.set[outboxField(partition)] ?? JSON.stringify(plan.transitions) });
@@ -101,6 +122,7 @@ export async function foldBatchWith(backend: FieldBackend, partition: string, re
   if (index.length > 0) await backend.index(index);
   return {
     transitions,
+    refused,
     published: async () => {
       if (outboxes.length > 0) await backend.clearOutbox(outboxes, partition);
     },

@@ -48,13 +48,22 @@ export interface FoldOptions {
   quietMs: number;
   /** How many event fingerprints to remember per person. */
   seenSize: number;
+  /** Dialogues kept per person; past it the one quiet the longest goes (default DEFAULT_MAX_DIALOGUES). */
+  maxDialogues?: number | undefined;
+  /** Visitor ids that may be linked to one person (default DEFAULT_MAX_LINKS). */
+  maxLinks?: number | undefined;
 }
+
+export const DEFAULT_MAX_DIALOGUES = 200;
+export const DEFAULT_MAX_LINKS = 100;
 
 export interface FoldResult {
   state: PersonState;
   transitions: Transition[];
   /** Topics whose dialogue changed. */
   changed: Set<string>;
+  /** Topics whose dialogue was dropped to keep the person within `maxDialogues`. */
+  dropped: Set<string>;
   /** Events that counted (not repeats). */
   applied: number;
 }
@@ -94,8 +103,28 @@ export function transitionId(person: string, topic: string, start: number, to: s
   return `${person}|${topic}|${start.toString(36)}|${to}`;
 }
 
+/**
+ * Drops the dialogue quiet the longest (smallest last activity; on a tie the greatest topic, so
+ * the choice does not depend on insertion order) other than `keep`. Returns its topic.
+ */
+function dropQuietest(dialogues: Map<string, Dialogue>, keep: string): string | undefined {
+  let victim: string | undefined;
+  let quiet = Infinity;
+  for (const [topic, d] of dialogues) {
+    if (topic === keep) continue;
+    if (d.last < quiet || (d.last === quiet && victim !== undefined && topic > victim)) {
+      victim = topic;
+      quiet = d.last;
+    }
+  }
+  if (victim !== undefined) dialogues.delete(victim);
+  return victim;
+}
+
 export function fold(person: string, prev: PersonState, events: readonly FoldEvent[], opts: FoldOptions): FoldResult {
   const stages = opts.ladder.length;
+  const maxDialogues = opts.maxDialogues ?? DEFAULT_MAX_DIALOGUES;
+  const dropped = new Set<string>();
   const state: PersonState = {
     dialogues: new Map(prev.dialogues),
     seen: prev.seen.slice(),
@@ -117,6 +146,14 @@ export function fold(person: string, prev: PersonState, events: readonly FoldEve
     const current = state.dialogues.get(e.topic);
     let d: Dialogue;
     if (!current || e.ts - current.last > opts.quietMs) {
+      // A new topic for a person at the cap: make room, never at the expense of this one.
+      while (!current && state.dialogues.size >= maxDialogues) {
+        const gone = dropQuietest(state.dialogues, e.topic);
+        if (gone === undefined) break;
+        dropped.add(gone);
+        changed.delete(gone);
+      }
+      dropped.delete(e.topic);
       d = newDialogue(e, stages);
       transitions.push(mkTransition(person, e, d.start, null, opts.ladder));
     } else {
@@ -141,7 +178,7 @@ export function fold(person: string, prev: PersonState, events: readonly FoldEve
     }
   }
   if (state.seen.length > opts.seenSize) state.seen.splice(0, state.seen.length - opts.seenSize);
-  return { state, transitions, changed, applied };
+  return { state, transitions, changed, dropped, applied };
 }
 
 function mkTransition(person: string, e: FoldEvent, start: number, from: string | null, ladder: readonly string[]): Transition {
@@ -188,5 +225,15 @@ export function mergeInto(person: string, target: PersonState, source: PersonSta
     const r = state.rfm ?? { last: 0, count: 0, total: 0 };
     state.rfm = { last: Math.max(r.last, source.rfm.last), count: r.count + source.rfm.count, total: r.total + source.rfm.total };
   }
-  return { state, transitions, changed, applied: 0 };
+  // Two histories at the cap make one over it: keep the most recent dialogues of both.
+  const dropped = new Set<string>();
+  const maxDialogues = opts.maxDialogues ?? DEFAULT_MAX_DIALOGUES;
+  while (state.dialogues.size > maxDialogues) {
+    const gone = dropQuietest(state.dialogues, '');
+    if (gone === undefined) break;
+    dropped.add(gone);
+    changed.delete(gone);
+  }
+  const kept = dropped.size === 0 ? transitions : transitions.filter((t) => !dropped.has(t.topic));
+  return { state, transitions: kept, changed, dropped, applied: 0 };
 }

@@ -1,6 +1,6 @@
 import type { Transition } from '../contract/transition.js';
 import { DIALOGUE_PREFIX, decodeList, decodeOffsets, decodeState, encodeDialogue, encodeOffsets, encodeRfm, encodeSeen, type Fields } from './codec.js';
-import { fold, mergeInto, type FoldEvent, type FoldOptions, type PersonState } from './fold.js';
+import { DEFAULT_MAX_LINKS, fold, mergeInto, type FoldEvent, type FoldOptions, type PersonState } from './fold.js';
 
 /**
  * Turns one person's slice of a consumed batch into the write a store must apply atomically.
@@ -34,6 +34,8 @@ export interface PersonPlan {
   expectVersion: number;
   /** Fields to set (empty when every record was a repeat). */
   set: Fields;
+  /** Fields to remove: dialogues dropped to keep the person within the cap. */
+  del: string[];
   /** New transitions plus any left unpublished by a crash (the outbox), to publish after the write. */
   transitions: Transition[];
   /** Index entries for every topic the batch touched, applied idempotently after the write. */
@@ -41,6 +43,14 @@ export interface PersonPlan {
   /** Visitors merged into this person: each is left pointing at the person, its history removed. */
   seal: { visitor: string; topics: string[]; version: number }[];
   applied: number;
+  /** Records refused by a cap: not folded; the worker dead-letters them with the reason. */
+  refused: Refusal[];
+}
+
+export interface Refusal {
+  offset: number;
+  reason: 'link_cap';
+  detail: string;
 }
 
 /** Fields of a person hash besides the dialogues (see codec.ts). */
@@ -75,20 +85,38 @@ export function planPerson(
   let state: PersonState = prev;
   const transitions: Transition[] = [];
   const changed = new Set<string>();
+  const dropped = new Set<string>();
+  const refused: Refusal[] = [];
+  const maxLinks = opts.maxLinks ?? DEFAULT_MAX_LINKS;
   let applied = 0;
   let newlyLinked = false;
   let pending: FoldEvent[] = [];
 
+  const take = (r: { transitions: Transition[]; changed: Set<string>; dropped: Set<string> }) => {
+    transitions.push(...r.transitions);
+    r.changed.forEach((t) => {
+      changed.add(t);
+      dropped.delete(t);
+    });
+    r.dropped.forEach((t) => {
+      dropped.add(t);
+      changed.delete(t);
+    });
+  };
   const flush = () => {
     if (pending.length === 0) return;
     const r = fold(person, state, pending, opts);
     state = r.state;
-    transitions.push(...r.transitions);
-    r.changed.forEach((t) => changed.add(t));
+    take(r);
     applied += r.applied;
     pending = [];
   };
   for (const r of fresh) {
+    if (r.link && r.link !== person && !linked.has(r.link) && linked.size >= maxLinks) {
+      // Linking is what an identify storm grows: past the cap the record is refused whole.
+      refused.push({ offset: r.offset, reason: 'link_cap', detail: `${person} has ${linked.size} linked ids already, the most allowed` });
+      continue;
+    }
     if (r.event) pending.push(r.event);
     if (r.link && r.link !== person && !linked.has(r.link)) {
       flush();
@@ -99,19 +127,21 @@ export function planPerson(
       if (source && (!source[F.alias] || source[F.alias] === person)) {
         const m = mergeInto(person, state, decodeState(source), r.at ?? r.event?.ts ?? 0, r.channel ?? 'web', opts);
         state = m.state;
-        transitions.push(...m.transitions);
-        m.changed.forEach((t) => changed.add(t));
+        take(m);
       }
     }
   }
   flush();
 
   const set: Fields = {};
+  // Only dialogues the person had before need removing; one made and dropped in this batch never was written.
+  const del = [...dropped].filter((t) => prev.dialogues.has(t)).map((t) => DIALOGUE_PREFIX + t);
   if (fresh.length > 0) {
     for (const topic of changed) set[DIALOGUE_PREFIX + topic] = encodeDialogue(state.dialogues.get(topic)!);
     if (state.seen.length !== prev.seen.length || state.seen.at(-1) !== prev.seen.at(-1)) set[F.seen] = encodeSeen(state.seen);
     if (state.rfm && (!prev.rfm || state.rfm.count !== prev.rfm.count)) set[F.rfm] = encodeRfm(state.rfm);
     if (newlyLinked) set[F.linked] = [...linked].join(',');
+    // Refused records count as handled: a redelivery skips them like the folded ones.
     offsets.set(partition, fresh[fresh.length - 1]!.offset);
     set[F.offsets] = encodeOffsets(offsets);
     set[F.version] = String(version + 1);
@@ -127,6 +157,7 @@ export function planPerson(
     const d = state.dialogues.get(topic);
     if (d) index.push({ person, topic, stage: d.stage, last: d.last });
   }
+  for (const topic of dropped) index.push({ person, topic, stage: -1, last: 0 });
 
   // Sealing is idempotent, so it is repeated for every link in the batch, also after a redelivery.
   const seal = [...new Set(records.flatMap((r) => (r.link && r.link !== person && linked.has(r.link) ? [r.link] : [])))].map((visitor) => {
@@ -136,7 +167,7 @@ export function planPerson(
   });
   for (const s of seal) for (const topic of s.topics) index.push({ person: s.visitor, topic, stage: -1, last: 0 });
 
-  return { person, expectVersion: version, set, transitions: toPublish, index, seal, applied };
+  return { person, expectVersion: version, set, del, transitions: toPublish, index, seal, applied, refused };
 }
 
 /** Groups a batch by person, keeping each person's records in log order. */

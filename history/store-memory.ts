@@ -3,7 +3,7 @@ import { DIALOGUE_PREFIX, decodeDialogue, decodeList, type Fields } from './code
 import { foldBatchWith, type FieldBackend, type FoldOutcome } from './fold-batch.js';
 import type { Dialogue, FoldOptions } from './fold.js';
 import { F, outboxField, sealedFields, type BatchRecord, type IndexEntry, type PersonPlan } from './person-batch.js';
-import type { HistoryStore, StageMember, TimeWindow } from './store.js';
+import type { AdmitCaps, Admission, HistoryStore, StageMember, TimeWindow } from './store.js';
 import { hasHistory, personView, type PersonView } from './views.js';
 
 /**
@@ -48,8 +48,31 @@ export class MemoryHistoryStore implements HistoryStore {
   private write(plan: PersonPlan): boolean {
     const f = this.people.get(plan.person);
     if (Number(f?.[F.version] ?? 0) !== plan.expectVersion) return false;
-    this.people.set(plan.person, { ...f, ...plan.set });
+    const next = { ...f, ...plan.set };
+    for (const field of plan.del) delete next[field];
+    this.people.set(plan.person, next);
     return true;
+  }
+
+  /** Sites and their topics, as admitted under the caps (Redis: the `sites` and `st:{site}` sets). */
+  private readonly siteTopics = new Map<string, Set<string>>();
+
+  async admit(site: string, topics: readonly string[], caps: AdmitCaps): Promise<Admission> {
+    let known = this.siteTopics.get(site);
+    if (!known) {
+      if (this.siteTopics.size >= caps.sites) return { site: false, topics: topics.map(() => false) };
+      this.siteTopics.set(site, (known = new Set()));
+    }
+    const set = known;
+    return {
+      site: true,
+      topics: topics.map((t) => {
+        if (set.has(t)) return true;
+        if (set.size >= caps.topicsPerSite) return false;
+        set.add(t);
+        return true;
+      }),
+    };
   }
 
   private indexOne(e: IndexEntry): void {

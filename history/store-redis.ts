@@ -5,7 +5,7 @@ import { foldBatchWith, type FieldBackend, type FoldOutcome } from './fold-batch
 import type { Dialogue, FoldOptions } from './fold.js';
 import { F, outboxField, type BatchRecord, type IndexEntry, type PersonPlan } from './person-batch.js';
 import { DIALOGUE_PREFIX, decodeList } from './codec.js';
-import { keys, type HistoryStore, type StageMember, type TimeWindow } from './store.js';
+import { keys, type AdmitCaps, type Admission, type HistoryStore, type StageMember, type TimeWindow } from './store.js';
 import { hasHistory, personView, type PersonView } from './views.js';
 
 /**
@@ -18,15 +18,29 @@ import { hasHistory, personView, type PersonView } from './views.js';
  */
 
 /**
+ * Lua's unpack() fails past about 8,000 values (LUAI_MAXCSTACK), so every variadic call in a script
+ * goes in slices of this many values: a merge of any size stays one atomic script call.
+ */
+const LUA_SLICE = 1000;
+
+/**
  * Compare-and-set on the person's version: the write lands only if nobody else (a zombie worker
  * after a rebalance) wrote since we read. One person's keys per call, so it runs on Redis Cluster.
- * ARGV: expected version, fingerprint TTL, partition, then field/value pairs.
+ * ARGV: expected version, fingerprint TTL, partition, n, then n fields to delete, then field/value pairs.
  */
 const WRITE_IF_VERSION = `
 local v = redis.call('HGET', KEYS[1], 'v')
 if (v or '0') ~= ARGV[1] then return 0 end
+local ndel = tonumber(ARGV[4])
+for i = 5, 4 + ndel, ${LUA_SLICE} do
+  redis.call('HDEL', KEYS[1], unpack(ARGV, i, math.min(i + ${LUA_SLICE} - 1, 4 + ndel)))
+end
 local fields = {}
-for i = 4, #ARGV, 2 do
+local function flush()
+  if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
+  fields = {}
+end
+for i = 5 + ndel, #ARGV, 2 do
   local f = ARGV[i]
   if f == 's' then
     redis.call('SET', KEYS[2], ARGV[i + 1], 'EX', ARGV[2])
@@ -37,10 +51,33 @@ for i = 4, #ARGV, 2 do
   else
     fields[#fields + 1] = f
     fields[#fields + 1] = ARGV[i + 1]
+    if #fields >= ${LUA_SLICE} then flush() end
   end
 end
-if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
+flush()
 return 1
+`;
+
+/**
+ * Admits members into a capped set: a member already there, or a new one while the set has fewer
+ * than ARGV[1] members. KEYS: the set. ARGV: cap, members. Returns 1/0 per member.
+ */
+const ADMIT = `
+local cap = tonumber(ARGV[1])
+local n = redis.call('SCARD', KEYS[1])
+local out = {}
+for i = 2, #ARGV do
+  if redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 1 then
+    out[#out + 1] = 1
+  elseif n < cap then
+    redis.call('SADD', KEYS[1], ARGV[i])
+    n = n + 1
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
 `;
 
 /** Points a visitor at its person if its version is still ARGV[2]; bumps the version. */
@@ -71,6 +108,7 @@ type Client = (Redis | Cluster) & {
   clickfoldSeal(h: string, seen: string, linked: string, person: string): Promise<number>;
   clickfoldMark(h: string, person: string, expectVersion: string): Promise<number>;
   clickfoldClearOutbox(outbox: string, partition: string, value: string): Promise<number>;
+  clickfoldAdmit(set: string, cap: string, ...members: string[]): Promise<number[]>;
 };
 type Pipeline = ReturnType<Redis['pipeline']> & Client;
 
@@ -91,6 +129,7 @@ export class RedisHistoryStore implements HistoryStore {
       redis.defineCommand('clickfoldSeal', { numberOfKeys: 3, lua: SEAL });
       redis.defineCommand('clickfoldMark', { numberOfKeys: 1, lua: MARK });
       redis.defineCommand('clickfoldClearOutbox', { numberOfKeys: 1, lua: CLEAR_OUTBOX });
+      redis.defineCommand('clickfoldAdmit', { numberOfKeys: 1, lua: ADMIT });
     }
     this.redis = redis as Client;
     const k = (p: string) => ({
@@ -121,7 +160,7 @@ export class RedisHistoryStore implements HistoryStore {
         const p = this.pipeline();
         for (const plan of plans) {
           const x = k(plan.person);
-          p.clickfoldWrite(x.h, x.seen, x.linked, x.outbox, String(plan.expectVersion), ttl, partition, ...Object.entries(plan.set).flat());
+          p.clickfoldWrite(x.h, x.seen, x.linked, x.outbox, String(plan.expectVersion), ttl, partition, String(plan.del.length), ...plan.del, ...Object.entries(plan.set).flat());
         }
         return (await exec<number>(p)).map((r) => r === 1);
       },
@@ -172,6 +211,32 @@ export class RedisHistoryStore implements HistoryStore {
 
   foldBatch(partition: string, records: readonly BatchRecord[]): Promise<FoldOutcome> {
     return foldBatchWith(this.backend, partition, records, this.options);
+  }
+
+  /** Admitted members never leave their set, so this process remembers them and asks Redis only about new ones. */
+  private readonly admitted = new Set<string>();
+
+  async admit(site: string, topics: readonly string[], caps: AdmitCaps): Promise<Admission> {
+    const siteKey = `s\n${site}`;
+    const known = (t: string) => this.admitted.has(`t\n${site}\n${t}`);
+    const unknown = [...new Set(topics.filter((t) => !known(t)))];
+    if (this.admitted.has(siteKey) && unknown.length === 0) return { site: true, topics: topics.map(() => true) };
+    if (this.admitted.size >= 100_000) this.admitted.clear();
+    if (!this.admitted.has(siteKey)) {
+      const [ok] = await this.redis.clickfoldAdmit(keys.sites(this.ns), String(caps.sites), site);
+      if (ok !== 1) return { site: false, topics: topics.map(() => false) };
+      this.admitted.add(siteKey);
+    }
+    const answers = new Map<string, boolean>();
+    for (let i = 0; i < unknown.length; i += LUA_SLICE) {
+      const slice = unknown.slice(i, i + LUA_SLICE);
+      const r = await this.redis.clickfoldAdmit(keys.siteTopics(this.ns, site), String(caps.topicsPerSite), ...slice);
+      slice.forEach((t, j) => {
+        answers.set(t, r[j] === 1);
+        if (r[j] === 1) this.admitted.add(`t\n${site}\n${t}`);
+      });
+    }
+    return { site: true, topics: topics.map((t) => answers.get(t) ?? true) };
   }
 
   /** Idempotent, so a crash between the person write and this one heals on redelivery. */

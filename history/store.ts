@@ -16,6 +16,12 @@ export interface HistoryStore {
    * once they are.
    */
   foldBatch(partition: string, records: readonly BatchRecord[]): Promise<FoldOutcome>;
+  /**
+   * Admits `site` into the set of known sites (at most `caps.sites`) and each of `topics` into the
+   * site's known topics (at most `caps.topicsPerSite`). Known members are always admitted; a new one
+   * only while its set has room. What a sender can mint is bounded by these two caps.
+   */
+  admit(site: string, topics: readonly string[], caps: AdmitCaps): Promise<Admission>;
   /** A person's history; a visitor id merged into a known person answers with that person. */
   getPerson(person: string): Promise<PersonView | null>;
   /** Removes the person and every visitor id linked to them from every key and index. */
@@ -45,6 +51,17 @@ export interface HistoryStore {
   /** A slice of a saved ranking and its length (renewing its time to live), or null once it expired. */
   readRanking(topic: string, id: string, offset: number, count: number, ttlSeconds: number): Promise<{ persons: string[]; total: number } | null>;
   close(): Promise<void>;
+}
+
+export interface AdmitCaps {
+  sites: number;
+  topicsPerSite: number;
+}
+
+export interface Admission {
+  site: boolean;
+  /** Per topic, in order; all false when the site was refused. */
+  topics: boolean[];
 }
 
 /** Inclusive bounds in epoch ms; either may be absent. */
@@ -77,4 +94,8 @@ export const keys = {
   /** A saved ranking of a needs query (a list of person ids), paged through by cursor; expires. */
   ranking: (ns: string, topic: string, id: string) => `${ns}nq:{${topic}}:${id}`,
   topics: (ns: string) => `${ns}topics`,
+  /** Sites the worker has admitted (capped). */
+  sites: (ns: string) => `${ns}sites`,
+  /** Topics a site has created (capped per site); the site is the hash tag. */
+  siteTopics: (ns: string, site: string) => `${ns}st:{${site}}`,
 };

@@ -49,7 +49,9 @@ export function streamTransitions(c: Context, feed: LiveFeed, filter: Transition
       while (!done && !stream.aborted) {
         while (queue.length > 0 && !done) {
           const t = queue.shift()!;
-          await stream.writeSSE({ event: 'transition', id: t.id, data: JSON.stringify(t) });
+          // The worker never makes an id with a line break (topics are normalised), but a record on
+          // history.transitions may come from elsewhere: one line break would end the event early.
+          await stream.writeSSE({ event: 'transition', id: /[\r\n]/.test(t.id) ? undefined : t.id, data: JSON.stringify(t) });
         }
         if (done) break;
         let timer: NodeJS.Timeout | undefined;

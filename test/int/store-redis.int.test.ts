@@ -22,10 +22,10 @@ for (const [name, connect] of Object.entries(clients)) {
   const namespaces: string[] = [];
   storeContract(
     name,
-    async () => {
+    async (opts) => {
       const ns = `t-${randomUUID().slice(0, 8)}:`;
       namespaces.push(ns);
-      return { store: new RedisHistoryStore(redis, FOLD_OPTIONS, ns), inspect: () => inspectNamespace(redis, ns) };
+      return { store: new RedisHistoryStore(redis, opts ?? FOLD_OPTIONS, ns), inspect: () => inspectNamespace(redis, ns) };
     },
     async () => {
       for (const ns of namespaces) await deleteNamespace(redis, ns);

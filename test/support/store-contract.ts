@@ -16,7 +16,8 @@ export interface StoreUnderTest {
   inspect(): Promise<{ people: string[]; indexed: string[] }>;
 }
 
-export function storeContract(name: string, make: () => Promise<StoreUnderTest>, cleanup: () => Promise<void> = async () => {}) {
+/** `make(opts)`: a fresh, empty store folding with `opts` (FOLD_OPTIONS when absent). */
+export function storeContract(name: string, make: (opts?: FoldOptions) => Promise<StoreUnderTest>, cleanup: () => Promise<void> = async () => {}) {
   describe(`HistoryStore contract: ${name}`, () => {
     let store: HistoryStore;
     let inspect: StoreUnderTest['inspect'];
@@ -245,6 +246,81 @@ export function storeContract(name: string, make: () => Promise<StoreUnderTest>,
       expect(await store.getPerson('user-2')).toBeNull();
       expect(await store.getPerson('anon-2')).toBeNull();
       expect(await store.erase('user-2')).toBe(false);
+    });
+      describe('caps', () => {
+      const topicRec = (person: string, n: number, ts: number, stage = 0): BatchRecord => rec(person, stage, ts, { topic: `t:${n}` });
+      const topicsOf = async (person: string) => ((await store.getPerson(person))?.dialogues ?? []).map((d) => d.topic).sort();
+
+      it('keeps at most maxDialogues per person: the quietest goes, from the hash and the indexes, never the one being written', async () => {
+        ({ store, inspect } = await make({ ...FOLD_OPTIONS, maxDialogues: 3 }));
+        await foldAll('clicks.raw/0', [topicRec('pat', 1, T0 + 10), topicRec('pat', 2, T0 + 20), topicRec('pat', 3, T0 + 30)]);
+        // t:1 is touched again, so t:2 is now the quietest; t:4 is new and makes room by dropping it.
+        await foldAll('clicks.raw/0', [topicRec('pat', 1, T0 + 40)]);
+        const t = await foldAll('clicks.raw/0', [topicRec('pat', 4, T0 + 50)]);
+        expect(t.map((x) => x.topic)).toEqual(['t:4']);
+        expect(await topicsOf('pat')).toEqual(['t:1', 't:3', 't:4']);
+        expect(await atStage('t:2', 'intro', 10)).toEqual([]);
+        expect(await atStage('t:4', 'intro', 10)).toEqual(['pat']);
+        // A late event of a new topic, older than everything the person has, still gets its dialogue.
+        await foldAll('clicks.raw/0', [topicRec('pat', 5, T0)]);
+        expect(await topicsOf('pat')).toEqual(['t:1', 't:4', 't:5']);
+        // One batch of many new topics keeps the most recent ones and leaves no index entry behind.
+        await foldAll('clicks.raw/0', Array.from({ length: 20 }, (_, i) => topicRec('pat', 100 + i, T0 + 100 + i)));
+        expect(await topicsOf('pat')).toEqual(['t:117', 't:118', 't:119']);
+        for (const n of [1, 4, 5, 100, 116]) expect(await atStage(`t:${n}`, 'intro', 10)).toEqual([]);
+      });
+
+      it('keeps a merge within maxDialogues, keeping the most recent of both histories', async () => {
+        ({ store, inspect } = await make({ ...FOLD_OPTIONS, maxDialogues: 3 }));
+        await foldAll('clicks.raw/1', [topicRec('v-cap', 1, T0 + 1), topicRec('v-cap', 2, T0 + 5), topicRec('v-cap', 3, T0 + 6)]);
+        await foldAll('clicks.raw/2', [topicRec('u-cap', 4, T0 + 2), topicRec('u-cap', 5, T0 + 3), topicRec('u-cap', 6, T0 + 7)]);
+        const t = await foldAll('clicks.raw/2', [{ offset: offset++, person: 'u-cap', event: null, link: 'v-cap', at: T0 + 10, channel: 'web' }]);
+        expect(await topicsOf('u-cap')).toEqual(['t:2', 't:3', 't:6']);
+        // Only the dialogues the person keeps are announced.
+        expect(t.map((x) => x.topic).sort()).toEqual(['t:2', 't:3']);
+        const indexed = (await inspect()).indexed;
+        expect(indexed).not.toContain('v-cap');
+        for (const n of [1, 4, 5]) expect(await atStage(`t:${n}`, 'intro', 10)).toEqual([]);
+      });
+
+      it('refuses links past maxLinks, reporting each refused record; earlier links stay', async () => {
+        ({ store, inspect } = await make({ ...FOLD_OPTIONS, maxLinks: 2 }));
+        const links = ['a', 'b', 'c', 'd'].map((v): BatchRecord => ({ offset: offset++, person: 'storm', event: null, link: `visitor-${v}`, at: T0, channel: 'web' }));
+        const outcome = await store.foldBatch('clicks.raw/0', links);
+        await outcome.published();
+        expect(outcome.refused).toEqual([
+          { offset: links[2]!.offset, reason: 'link_cap', detail: expect.stringContaining('2 linked ids') },
+          { offset: links[3]!.offset, reason: 'link_cap', detail: expect.stringContaining('2 linked ids') },
+        ]);
+        expect((await store.getPerson('storm'))?.linkedIds.sort()).toEqual(['visitor-a', 'visitor-b']);
+        // A redelivery refuses nothing again (the offsets were handled), and links nothing more.
+        expect((await store.foldBatch('clicks.raw/0', links)).refused).toEqual([]);
+      });
+
+      it('merges a visitor with 5,000 dialogues in one identify: every write stays within Lua limits', async () => {
+        ({ store, inspect } = await make({ ...FOLD_OPTIONS, maxDialogues: 10_000 }));
+        const many = Array.from({ length: 5000 }, (_, i) => topicRec('wide-visitor', i, T0 + i, i % 3));
+        await foldAll('clicks.raw/4', many);
+        await foldAll('clicks.raw/5', [topicRec('wide-user', 0, T0 + 1, 2)]);
+        const t = await foldAll('clicks.raw/5', [{ offset: offset++, person: 'wide-user', event: null, link: 'wide-visitor', at: T0 + 10_000, channel: 'web' }]);
+        expect(t).toHaveLength(4999);
+        const user = await store.getPerson('wide-user');
+        expect(user?.dialogues).toHaveLength(5000);
+        expect(await atStage('t:4998', 'intro', 10)).toEqual(['wide-user']);
+        expect(await atStage('t:4999', 'detail', 10)).toEqual(['wide-user']);
+        expect(await store.erase('wide-user')).toBe(true);
+        expect(await inspect()).toEqual({ people: [], indexed: [] });
+      });
+
+      it('admits sites and topics under their caps; known ones always pass', async () => {
+        const caps = { sites: 2, topicsPerSite: 3 };
+        expect(await store.admit('s1', ['a', 'b'], caps)).toEqual({ site: true, topics: [true, true] });
+        expect(await store.admit('s1', ['c', 'd', 'a'], caps)).toEqual({ site: true, topics: [true, false, true] });
+        expect(await store.admit('s1', ['d', 'b'], caps)).toEqual({ site: true, topics: [false, true] });
+        expect(await store.admit('s2', ['a'], caps)).toEqual({ site: true, topics: [true] });
+        expect(await store.admit('s3', ['a'], caps)).toEqual({ site: false, topics: [false] });
+        expect(await store.admit('s1', [], caps)).toEqual({ site: true, topics: [] });
+      });
     });
   });
 }

@@ -22,7 +22,7 @@ describe('topic map', () => {
     // A stage hint alone keeps the URL's topic.
     expect(demo.classify(web('https://shop.example/products/sku-1', { stage: 'detail' }))).toEqual({ topic: 'product:sku-1', stage: 1 });
     // A topic hint alone starts at the ladder's first stage.
-    expect(demo.classify(web('https://shop.example/about', { topic: 'plan:pro' }))).toEqual({ topic: 'plan:pro', stage: 0 });
+    expect(demo.classify(web('https://shop.example/about', { topic: 'product:sku-5' }))).toEqual({ topic: 'product:sku-5', stage: 0 });
     // An unknown stage hint is ignored.
     expect(demo.classify(web('https://shop.example/about', { stage: 'bogus' }))).toBeNull();
   });

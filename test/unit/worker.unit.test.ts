@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { DeadLetter } from '../../contract/dead-letter.js';
 import { TOPICS } from '../../contract/raw-event.js';
 import { PartitionedLog } from '../../embedded/partitioned-log.js';
 import { MemoryHistoryStore } from '../../history/store-memory.js';
@@ -23,11 +24,16 @@ describe('the worker batch step', () => {
     await handle({ topic: TOPICS.raw, partition: 0, messages: values.map((value, i) => ({ offset: String(i), key: 'p1', value, timestamp: 0 })) });
 
     expect((await store.getPerson('p1'))?.dialogues).toMatchObject([{ topic: 'product:sku-1', stage: 'detail', counts: { detail: 1 } }]);
-    const dead = log.read(TOPICS.invalid).flat().map((m) => JSON.parse(m.value) as { reason: string; offset: string });
+    const dead = log.read(TOPICS.invalid).flat().map((m) => DeadLetter.parse(JSON.parse(m.value)));
     expect(dead.map((d) => d.offset)).toEqual(['1', '2', '3', '4']);
-    expect(dead[0]!.reason).toBe('not JSON');
-    expect(dead[1]!.reason).toMatch(/^not a raw event: v:/);
-    expect(dead[2]!.reason).toMatch(/ts:/);
-    expect(dead[3]!.reason).toMatch(/props/);
+    expect(dead.map((d) => [d.stage, d.step, d.reason])).toEqual([
+      ['worker', 'parse', 'invalid_json'],
+      ['worker', 'parse', 'invalid_record'],
+      ['worker', 'parse', 'invalid_record'],
+      ['worker', 'parse', 'invalid_record'],
+    ]);
+    expect(dead[1]!.detail).toMatch(/^not a raw event: v:/);
+    expect(dead[2]!.detail).toMatch(/ts:/);
+    expect(dead[3]!.detail).toMatch(/props/);
   });
 });
