@@ -18,8 +18,11 @@ export function describe(map: TopicMap, input: string, defaults: { site?: string
   } else {
     event = { channel: defaults.channel, type: 'page', url: input, site: defaults.site };
   }
-  const c = map.classify(event);
-  return c ? `${input}  ->  ${c.topic} @ ${map.ladder[c.stage]}` : `${input}  ->  (no rule: kept in Kafka, not in the history)`;
+  const v = map.classifyEvent(event);
+  const hint = v.hintIgnored ? '  (data-topic ignored: no rule produces it, not in hintTopics)' : '';
+  if (v.kind === 'topic') return `${input}  ->  ${v.topic} @ ${map.ladder[v.stage]}${hint}`;
+  if (v.kind === 'refused') return `${input}  ->  refused (${v.reason}): ${v.detail}`;
+  return `${input}  ->  (no rule: kept in Kafka, not in the history)${hint}`;
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -29,6 +29,15 @@ describe('topic-map CLI and the sample map', () => {
     ]);
   });
 
+  it('says when a topic is refused or a hint ignored', async () => {
+    const r = await cli(`/products/${'x'.repeat(200)}`, '{"type":"click","url":"/products/sku-1","topic":"anything"}');
+    expect(r.code).toBe(0);
+    expect(r.out.trim().split('\n').slice(1)).toEqual([
+      `/products/${'x'.repeat(200)}  ->  refused (topic_too_long): the topic has 208 characters, more than 128`,
+      '{"type":"click","url":"/products/sku-1","topic":"anything"}  ->  product:sku-1 @ intro  (data-topic ignored: no rule produces it, not in hintTopics)',
+    ]);
+  });
+
   it('rejects a bad map with the file, the line and the reason, and exit code 2', async () => {
     const file = join(tmpdir(), `bad-map-${process.pid}.json`);
     writeFileSync(file, '{\n  "ladder": ["a", "b"],\n  "rules": [\n    { "url": "/x/:id", "topic": "x:{id}", "stage": "c" }\n  ]\n}\n');
