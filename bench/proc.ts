@@ -23,8 +23,7 @@ import { createBatchHandler, toFoldEvent } from '../history/worker.js';
 import { MemoryHistoryStore } from '../history/store-memory.js';
 import { RawEvent, TOPICS } from '../contract/raw-event.js';
 import { RedisHistoryStore } from '../history/store-redis.js';
-import { DEFAULT_SEEN_SIZE } from '../history/store.js';
-import { compileTopicMap, DEFAULT_TOPIC_MAP } from '../history/topic-map.js';
+import { compileTopicMap, DEFAULT_TOPIC_MAP, foldOptionsOf } from '../history/topic-map.js';
 import { createIngestApp } from '../ingest/app.js';
 import { parseEnv } from '../lib/config.js';
 import { createKafka, ensureTopics, KafkaLogConsumer, KafkaLogProducer, PRODUCER_CONFIG, type KafkaConsumerOptions } from '../lib/kafka.js';
@@ -185,7 +184,7 @@ async function fold() {
   const kafka = createKafka(str('brokers'), 'bench-fold', logger);
   const topicMap = compileTopicMap(DEFAULT_TOPIC_MAP);
   const redis = new Redis(str('redisUrl'), { maxRetriesPerRequest: null, enableAutoPipelining: false });
-  const store = new RedisHistoryStore(redis, { ladder: topicMap.ladder, quietMs: topicMap.quietMs, seenSize: DEFAULT_SEEN_SIZE }, str('ns'));
+  const store = new RedisHistoryStore(redis, foldOptionsOf(topicMap), str('ns'));
   const producer = new KafkaLogProducer(kafka, { ackTimeoutMs: 5000 });
   await producer.connect();
   const consumerOptions = (args.consumer ?? {}) as Partial<KafkaConsumerOptions>;
@@ -251,7 +250,7 @@ async function fold() {
 async function parts() {
   const records = loadRecords(str('records'));
   const topicMap = compileTopicMap(DEFAULT_TOPIC_MAP);
-  const fold = { ladder: topicMap.ladder, quietMs: topicMap.quietMs, seenSize: DEFAULT_SEEN_SIZE };
+  const fold = foldOptionsOf(topicMap);
   const size = 2000;
   const batches: ConsumedBatch[] = [];
   for (let i = 0; i < records.length; i += size) {
@@ -343,7 +342,7 @@ async function worker() {
   const kafka = createKafka(str('brokers'), 'bench-worker', logger);
   const topicMap = compileTopicMap(DEFAULT_TOPIC_MAP);
   const redis = new Redis(str('redisUrl'), { maxRetriesPerRequest: null, enableAutoPipelining: false });
-  const store = new RedisHistoryStore(redis, { ladder: topicMap.ladder, quietMs: topicMap.quietMs, seenSize: DEFAULT_SEEN_SIZE }, str('ns'));
+  const store = new RedisHistoryStore(redis, foldOptionsOf(topicMap), str('ns'));
   const producer = new KafkaLogProducer(kafka, { ackTimeoutMs: 5000 });
   await producer.connect();
   const consumerOptions = (args.consumer ?? {}) as Partial<KafkaConsumerOptions>;

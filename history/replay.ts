@@ -5,10 +5,9 @@ import { TOPICS } from '../contract/raw-event.js';
 import { KafkaLogConsumer } from '../lib/kafka.js';
 import type { LogProducer } from '../lib/log.js';
 import type { Logger } from '../lib/logger.js';
-import { DEFAULT_SEEN_SIZE } from './store.js';
 import { RedisHistoryStore } from './store-redis.js';
 import type { TopicMapConfig } from './topic-map.js';
-import { compileTopicMap } from './topic-map.js';
+import { compileTopicMap, foldOptionsOf } from './topic-map.js';
 import { createBatchHandler } from './worker.js';
 
 /**
@@ -76,7 +75,7 @@ export async function replay(opts: ReplayOptions, producer: LogProducer): Promis
 
   const total = Number(starts.reduce((sum, s) => sum + ((ends.get(s.partition) ?? 0n) - BigInt(s.offset)), 0n));
   const map = compileTopicMap(opts.map);
-  const store = new RedisHistoryStore(opts.redis, { ladder: map.ladder, quietMs: map.quietMs, seenSize: DEFAULT_SEEN_SIZE }, namespace);
+  const store = new RedisHistoryStore(opts.redis, foldOptionsOf(map), namespace);
   const handler = createBatchHandler({ store, topicMap: map, producer: dropTransitions(producer), logger: opts.logger });
   const position = new Map(starts.map((s) => [s.partition, BigInt(s.offset)]));
   const started = Date.now();

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { FoldOptions } from './fold.js';
+import { DEFAULT_SEEN_SIZE } from './store.js';
 
 /**
  * The topic map: per-site rules that classify an event into (topic, stage).
@@ -373,7 +374,7 @@ export function compileTopicMap(config: TopicMapConfig): TopicMap {
 }
 
 /** The fold's options for a map: its ladder and quiet period, and the per-person caps. */
-export function foldOptionsOf(map: TopicMap, seenSize: number): FoldOptions {
+export function foldOptionsOf(map: TopicMap, seenSize: number = DEFAULT_SEEN_SIZE): FoldOptions {
   const l = map.limits(undefined);
   return { ladder: map.ladder, quietMs: map.quietMs, seenSize, maxDialogues: l.dialoguesPerPerson, maxLinks: l.linksPerPerson };
 }

@@ -8,8 +8,7 @@ import type { Transition } from '../../contract/transition.js';
 import type { BatchRecord } from '../../history/person-batch.js';
 import { MemoryHistoryStore } from '../../history/store-memory.js';
 import { RedisHistoryStore } from '../../history/store-redis.js';
-import { DEFAULT_SEEN_SIZE } from '../../history/store.js';
-import { compileTopicMap, DEFAULT_TOPIC_MAP } from '../../history/topic-map.js';
+import { compileTopicMap, DEFAULT_TOPIC_MAP, foldOptionsOf } from '../../history/topic-map.js';
 import type { PersonView } from '../../history/views.js';
 import { toFoldEvent } from '../../history/worker.js';
 import { KafkaBroker } from '../../services/kafka.js';
@@ -24,7 +23,7 @@ import { RedisServer } from '../../services/redis.js';
  */
 
 export const MAP = compileTopicMap(DEFAULT_TOPIC_MAP);
-export const FOLD = { ladder: MAP.ladder, quietMs: MAP.quietMs, seenSize: DEFAULT_SEEN_SIZE };
+export const FOLD = foldOptionsOf(MAP);
 
 export interface Stack {
   broker: KafkaBroker;
