@@ -16,10 +16,19 @@ export const LIMITS = {
   propsCount: 32,
   propKeyLength: 64,
   propValueLength: 512,
+  /** A signature is 64 hex digits; a little room, then the contract refuses it. */
+  sigLength: 128,
 } as const;
 
 const id = z.string().min(1).max(LIMITS.idLength).regex(/^[\w.:@+-]+$/, 'only letters, digits and . _ : @ + -');
 const text = (max: number = LIMITS.textLength) => z.string().max(max);
+
+/**
+ * A user id's signature on a site with an `identitySecret`: hex HMAC-SHA256(secret, user id),
+ * computed by the site's own server. Bounded here; anything but the 64 right hex digits simply
+ * fails verification (ingest/identity.ts), so a garbled one costs the user, not the batch.
+ */
+export const UserSig = z.string().max(LIMITS.sigLength);
 
 /** Keys that would poison a plain object if a consumer ever merged props into one. */
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
@@ -86,7 +95,13 @@ export const ClickEvent = z.object({ type: z.literal('click'), ...base, el: Elem
 
 export const TrackEvent = z.object({ type: z.literal('track'), ...base, name: text(LIMITS.nameLength).min(1) });
 
-export const IdentifyEvent = z.object({ type: z.literal('identify'), ...base, user: id });
+export const IdentifyEvent = z.object({
+  type: z.literal('identify'),
+  ...base,
+  user: id,
+  /** The signature of `user`; required (else refused, `unsigned_identify`) on sites with an identitySecret. */
+  sig: UserSig.optional(),
+});
 
 export const CollectEvent = z.discriminatedUnion('type', [PageEvent, ClickEvent, TrackEvent, IdentifyEvent]);
 export type CollectEvent = z.infer<typeof CollectEvent>;
@@ -97,6 +112,11 @@ export const CollectBatch = z.object({
   session: id.optional(),
   /** Set once the page called identify(); the events then belong to the known person. */
   user: id.optional(),
+  /**
+   * The signature of `user`. On a site with an identitySecret, a batch whose `user` is not signed
+   * is kept as the anonymous visitor's (person = visitor, no user).
+   */
+  sig: UserSig.optional(),
   events: z.array(z.unknown()).min(1).max(LIMITS.eventsPerBatch),
 });
 export type CollectBatch = z.infer<typeof CollectBatch>;

@@ -20,6 +20,8 @@ export const SEGMENT_LIMITS = {
   /** Values (objects, arrays and scalars) inside one properties / traits / context object. */
   values: 500,
   stringLength: 8192,
+  /** `context.clickfold.sig`: 64 hex digits when right; longer is refused by the contract. */
+  sigLength: 128,
 } as const;
 
 /** Keys that would poison a plain object if a consumer ever merged the data into one. */
@@ -98,6 +100,12 @@ export const SegmentContext = SegmentObject.pipe(
     userAgent: short(1024).optional(),
     /** The end user's address, when a server forwards it; anonymised like every address. */
     ip: short(64).optional(),
+    /**
+     * Ours: `sig`, the signature of the event's `userId` (hex HMAC-SHA256 with the site's
+     * identitySecret). Needed only on calls from a browser (an Origin header) to a site with a
+     * secret; analytics.js and analytics-node send it unchanged as `context: {clickfold: {sig}}`.
+     */
+    clickfold: z.looseObject({ sig: short(SEGMENT_LIMITS.sigLength).optional() }).optional(),
   }),
 );
 export type SegmentContext = z.infer<typeof SegmentContext>;

@@ -26,6 +26,11 @@ export interface IngestOptions {
   linkSecret?: string | undefined;
   /** Largest /v1/batch body, bytes; default 512 KiB (Segment's limit is 500 KB). */
   batchMaxBodyBytes?: number;
+  /**
+   * Dead letters written to clicks.invalid per second (INGEST_DEAD_LETTERS_PER_SECOND); past it
+   * refusals are only counted. Default 200.
+   */
+  deadLettersPerSecond?: number;
   /** Metrics on a registry of their own; default: a fresh one per app. */
   metrics?: IngestMetrics;
   now?: () => number;
@@ -41,10 +46,17 @@ export function createIngestApp(opts: IngestOptions): Hono {
   app.onError(onError(opts.logger));
   const metrics = opts.metrics ?? createIngestMetrics();
   const deps: RouteDeps = {
-    sink: createSink({ producer: opts.producer, logger: opts.logger, metrics, retryAfterSeconds: opts.retryAfterSeconds }),
+    sink: createSink({
+      producer: opts.producer,
+      logger: opts.logger,
+      metrics,
+      retryAfterSeconds: opts.retryAfterSeconds,
+      deadLettersPerSecond: opts.deadLettersPerSecond,
+      now: opts.now,
+    }),
     sites: opts.sites ?? compileSites(DEMO_SITES),
     logger: opts.logger,
-    clientIp: opts.clientIp ?? (() => undefined),
+    clientIp: oncePerRequest(opts.clientIp ?? (() => undefined)),
     parseUa: createUaParser(),
     now: opts.now ?? Date.now,
   };
@@ -59,4 +71,15 @@ export function createIngestApp(opts: IngestOptions): Hono {
   app.route('/', segmentRoutes(deps, { metrics, batchMaxBodyBytes: opts.batchMaxBodyBytes ?? SEGMENT_LIMITS.batchBytes }));
   app.route('/', emailRoutes(deps, { metrics, linkSecret: opts.linkSecret }));
   return app;
+}
+
+/** Limits, enrichment and dead letters all ask for the address; resolve (and count fallbacks) once. */
+function oncePerRequest(resolve: (c: Context) => string | undefined): (c: Context) => string | undefined {
+  const seen = new WeakMap<Context, string | undefined>();
+  return (c) => {
+    if (seen.has(c)) return seen.get(c);
+    const address = resolve(c);
+    seen.set(c, address);
+    return address;
+  };
 }

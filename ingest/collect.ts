@@ -7,7 +7,9 @@ import { httpError } from './errors.js';
 import { instrument, type IngestMetrics } from './metrics.js';
 import { siteCors } from './site-cors.js';
 import { applyBotPolicy, toRawMessage, type Enrichment, type EventInput } from './raw.js';
-import { checkBatch } from './validate.js';
+import type { Rejection } from './sink.js';
+import type { Site } from './sites.js';
+import { checkBatch, type IndexedEvent } from './validate.js';
 
 export interface CollectOptions {
   maxBodyBytes: number;
@@ -25,10 +27,10 @@ export function collectRoute(deps: RouteDeps, opts: CollectOptions): Hono<Ingest
     limitBody(
       opts.maxBodyBytes,
       async (c) => {
-        throw await deps.sink.reject(requestRef(c, ROUTE, deps.now()), 413, 'body_too_large', `the body is larger than ${opts.maxBodyBytes} bytes`);
+        throw deps.sink.reject(requestRef(c, ROUTE, deps.now()), 413, 'body_too_large', `the body is larger than ${opts.maxBodyBytes} bytes`);
       },
       async (c, r) => {
-        throw await deps.sink.reject(requestRef(c, ROUTE, deps.now()), r.status, r.reason, r.message);
+        throw deps.sink.reject(requestRef(c, ROUTE, deps.now()), r.status, r.reason, r.message);
       },
     ),
     collectHandler(deps, opts),
@@ -43,40 +45,43 @@ export function collectHandler(deps: RouteDeps, opts: CollectOptions) {
   return async (c: Context<IngestEnv>) => {
     const rt = deps.now();
     const read = await readJsonBody(c, { maxBytes: opts.maxBodyBytes });
-    if (!read.ok) throw await sink.reject(requestRef(c, ROUTE, rt), read.status, read.reason, read.message, { payload: read.text });
+    if (!read.ok) throw sink.reject(requestRef(c, ROUTE, rt), read.status, read.reason, read.message, { payload: read.text });
 
     const check = checkBatch(read.body);
     if (!check.ok) {
       const site = siteOf(read.body);
-      throw await sink.reject(requestRef(c, ROUTE, rt, site), 400, 'invalid_batch', 'the batch envelope is invalid', { issues: check.issues, payload: read.text });
+      throw sink.reject(requestRef(c, ROUTE, rt, site), 400, 'invalid_batch', 'the batch envelope is invalid', { issues: check.issues, payload: read.text });
     }
-    const { batch, events, rejected } = check;
+    const { batch, rejected } = check;
     const ref = requestRef(c, ROUTE, rt, batch.site);
 
     const site = deps.sites.byId(batch.site);
-    if (!site) throw await sink.reject(ref, 403, 'unknown_site', `site "${batch.site}" is not configured`, { payload: read.text });
+    if (!site) throw sink.reject(ref, 403, 'unknown_site', `site "${batch.site}" is not configured`, { payload: read.text });
     const origin = c.req.header('origin');
     if (origin !== undefined && !site.allowsOrigin(origin)) {
-      throw await sink.reject(ref, 403, 'origin_not_allowed', `origin ${origin.slice(0, 256)} may not send events for site "${site.id}"`, { payload: read.text });
+      throw sink.reject(ref, 403, 'origin_not_allowed', `origin ${origin.slice(0, 256)} may not send events for site "${site.id}"`, { payload: read.text });
     }
     enforceLimits(deps, c, site, ROUTE);
 
+    const signed = checkSignatures(site, batch, check.events);
     const { ua, bot } = deps.parseUa(c.req.header('user-agent'));
     const x: Enrichment = { rt, ua, bot, ip: anonymizeIp(deps.clientIp(c)) };
-    const { kept, dropped } = applyBotPolicy(site, events.map((e) => ({ e, x })));
+    const { kept, dropped } = applyBotPolicy(site, signed.events.map(({ event }) => ({ e: event, x })));
     sink.skipped(ROUTE, 'bot', dropped);
-    const messages = kept.map(({ e }) => toRawMessage(toInput(batch, e), x));
+    const messages = kept.map(({ e }) => toRawMessage(toInput(batch, signed.user, e), x));
+    // Events that stayed the visitor's because the batch's user was not signed (identifies name their own user).
+    const unsigned = signed.unsignedUser ? kept.filter(({ e }) => e.type !== 'identify').length : 0;
+    if (unsigned > 0) opts.metrics.unsignedUsers.inc({ route: ROUTE }, unsigned);
 
-    const deadLetters = sink.deadLetter(
-      ref,
-      rejected.map((r) => ({ reason: 'invalid_event', issues: r.issues, index: r.index, payload: r.event })),
-    );
-    try {
-      await sink.produce(ref, messages);
-    } finally {
-      await deadLetters;
-    }
+    sink.deadLetter(ref, [...rejected.map((r): Rejection => ({ reason: 'invalid_event', issues: r.issues, index: r.index, payload: r.event })), ...signed.refused]);
+    await sink.produce(ref, messages);
 
+    // What the sender should know besides the count: bots dropped, identifies refused, events kept anonymous.
+    const notes = {
+      ...(dropped > 0 ? { dropped } : {}),
+      ...(signed.refused.length > 0 ? { refused: signed.refused.length } : {}),
+      ...(unsigned > 0 ? { unsigned } : {}),
+    };
     if (rejected.length > 0) {
       const message =
         messages.length > 0
@@ -84,11 +89,44 @@ export function collectHandler(deps: RouteDeps, opts: CollectOptions) {
           : `${rejected.length === 1 ? 'the event is' : `all ${rejected.length} events are`} invalid; nothing was accepted`;
       throw httpError(400, 'invalid_event', message, {
         issues: rejected.flatMap((r) => r.issues),
-        body: { accepted: messages.length, rejected: rejected.map((r) => r.index) },
+        body: { accepted: messages.length, rejected: rejected.map((r) => r.index), ...notes },
       });
     }
-    return c.json(dropped > 0 ? { accepted: messages.length, dropped } : { accepted: messages.length }, 202);
+    return c.json({ accepted: messages.length, ...notes }, 202);
   };
+}
+
+interface Signatures {
+  /** The batch's user when it may name the person; undefined when absent or not signed. */
+  user: string | undefined;
+  /** The events that go on (identifies with a bad signature removed). */
+  events: IndexedEvent[];
+  refused: Rejection[];
+  /** The batch named a user without a valid signature: its events stay the visitor's. */
+  unsignedUser: boolean;
+}
+
+/**
+ * Signed identify (ingest/identity.ts), on sites with an identitySecret: an identify whose `sig`
+ * does not sign its user is refused (`unsigned_identify`), and a batch whose `user` is not signed
+ * keeps its events as the anonymous visitor's. Other sites: everything as sent.
+ */
+function checkSignatures(site: Site, batch: CollectBatch, events: IndexedEvent[]): Signatures {
+  const verify = site.verifyUser;
+  if (!verify) return { user: batch.user, events, refused: [], unsignedUser: false };
+  const user = batch.user !== undefined && verify(batch.user, batch.sig) ? batch.user : undefined;
+  const kept: IndexedEvent[] = [];
+  const refused: Rejection[] = [];
+  for (const item of events) {
+    const e = item.event;
+    if (e.type !== 'identify' || verify(e.user, e.sig)) {
+      kept.push(item);
+      continue;
+    }
+    const message = e.sig === undefined ? 'this site signs user ids: sig is required' : 'sig is not the signature of user';
+    refused.push({ reason: 'unsigned_identify', index: item.index, issues: [{ path: `events.${item.index}.sig`, message }], payload: e });
+  }
+  return { user, events: kept, refused, unsignedUser: batch.user !== undefined && user === undefined };
 }
 
 function siteOf(body: unknown): string | undefined {
@@ -96,9 +134,9 @@ function siteOf(body: unknown): string | undefined {
   return typeof site === 'string' ? site.slice(0, 64) : undefined;
 }
 
-function toInput(batch: CollectBatch, e: CollectEvent): EventInput {
+function toInput(batch: CollectBatch, batchUser: string | undefined, e: CollectEvent): EventInput {
   // identify() names the known person; until then the visitor id is the person.
-  const user = e.type === 'identify' ? e.user : batch.user;
+  const user = e.type === 'identify' ? e.user : batchUser;
   return {
     id: e.id,
     site: batch.site,

@@ -50,7 +50,7 @@ export function emailRoutes(deps: RouteDeps, opts: EmailOptions): Hono<IngestEnv
       const issues: Issue[] = parsed.success ? [] : toIssues(parsed.error);
       const reason = parsed.success ? 'unknown_site' : 'invalid_params';
       if (!site && parsed.success) issues.push({ path: 'site', message: `site "${parsed.data.site}" is not configured` });
-      await sink.deadLetter(ref, [{ reason, issues, payload: c.req.url }]);
+      sink.deadLetter(ref, [{ reason, issues, payload: c.req.url }]);
       return;
     }
     if (site.limit(deps.clientIp(c)) > 0) {
@@ -89,7 +89,7 @@ export function emailRoutes(deps: RouteDeps, opts: EmailOptions): Hono<IngestEnv
     const { params, duplicates } = queryOf(c);
     const site = params.site ? deps.sites.byId(params.site) : undefined;
     if (duplicates.length > 0) {
-      await sink.deadLetter(requestRef(c, ROUTES.open, rt, site?.id), [
+      sink.deadLetter(requestRef(c, ROUTES.open, rt, site?.id), [
         { reason: 'invalid_params', issues: duplicates.map((d) => ({ path: d, message: 'given more than once' })), payload: c.req.url },
       ]);
     } else {
@@ -106,23 +106,23 @@ export function emailRoutes(deps: RouteDeps, opts: EmailOptions): Hono<IngestEnv
     const refuse = (reason: string, message: string, path = 'url') =>
       sink.reject(ref, 400, reason, message, { issues: [{ path, message }], payload: c.req.url });
 
-    if (duplicates.length > 0) throw await refuse('invalid_params', `${duplicates.join(', ')} given more than once`, duplicates[0]);
+    if (duplicates.length > 0) throw refuse('invalid_params', `${duplicates.join(', ')} given more than once`, duplicates[0]);
     let target: URL;
     try {
       target = new URL(params.url ?? '');
     } catch {
-      throw await refuse('invalid_target', 'url must be an absolute http(s) URL');
+      throw refuse('invalid_target', 'url must be an absolute http(s) URL');
     }
     if ((target.protocol !== 'https:' && target.protocol !== 'http:') || target.username || target.password) {
-      throw await refuse('invalid_target', 'url must be an absolute http(s) URL without credentials');
+      throw refuse('invalid_target', 'url must be an absolute http(s) URL without credentials');
     }
     if (params.sig !== undefined) {
-      if (!opts.linkSecret) throw await refuse('bad_signature', 'signed links are not enabled on this server (INGEST_LINK_SECRET)', 'sig');
-      if (!verifyEmailLink(opts.linkSecret, pairs, params.sig)) throw await refuse('bad_signature', 'the link signature does not match its parameters', 'sig');
+      if (!opts.linkSecret) throw refuse('bad_signature', 'signed links are not enabled on this server (INGEST_LINK_SECRET)', 'sig');
+      if (!verifyEmailLink(opts.linkSecret, pairs, params.sig)) throw refuse('bad_signature', 'the link signature does not match its parameters', 'sig');
     } else if (!site) {
-      throw await refuse('unsigned_redirect', 'an unsigned link needs a known site whose redirectHosts include the target', 'site');
+      throw refuse('unsigned_redirect', 'an unsigned link needs a known site whose redirectHosts include the target', 'site');
     } else if (!site.allowsRedirectHost(target.hostname)) {
-      throw await refuse('unsigned_redirect', `${target.hostname} is not an allowed redirect host of site "${site.id}"; sign the link`);
+      throw refuse('unsigned_redirect', `${target.hostname} is not an allowed redirect host of site "${site.id}"; sign the link`);
     }
 
     await record(c, ROUTES.click, rt, site, params, 'Email Link Clicked', target.href);

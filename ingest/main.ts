@@ -35,16 +35,18 @@ try {
     ready: () => !draining && kafkaProducer.ready(),
     close: () => kafkaProducer.close(),
   };
+  const metrics = createIngestMetrics({ process: true });
   const ingest = createIngestApp({
     producer,
     logger,
     maxBodyBytes: env.INGEST_MAX_BODY,
     retryAfterSeconds: env.INGEST_RETRY_AFTER_S,
-    clientIp: clientIpResolver(env.TRUST_PROXY),
+    clientIp: clientIpResolver(env.TRUST_PROXY, () => metrics.forwardedFallbacks.inc()),
     sites: compileSites(sites),
     linkSecret: env.INGEST_LINK_SECRET,
     batchMaxBodyBytes: env.INGEST_BATCH_MAX_BODY,
-    metrics: createIngestMetrics({ process: true }),
+    deadLettersPerSecond: env.INGEST_DEAD_LETTERS_PER_SECOND,
+    metrics,
   });
   const app = new Hono();
   // Once draining, every answer closes its keep-alive connection, so clients reconnect elsewhere.
@@ -55,7 +57,10 @@ try {
   app.route('/', ingest);
 
   const { server, port } = await listen(app, env.PORT, env.HOST);
-  logger.info({ port, url: `http://${env.HOST}:${port}`, sites: sites.sites.map((s) => s.id) }, 'ingest is listening');
+  logger.info(
+    { port, url: `http://${env.HOST}:${port}`, sites: sites.sites.map((s) => s.id), trustedProxies: env.TRUST_PROXY, deadLettersPerSecond: env.INGEST_DEAD_LETTERS_PER_SECOND },
+    'ingest is listening',
+  );
 
   onShutdown(logger, async () => {
     draining = true;

@@ -8,7 +8,9 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
  *
  * Counting rules: `events_accepted_total` counts events Kafka acknowledged; `events_rejected_total`
  * counts each rejected event by reason, and a request rejected as a whole (malformed JSON,
- * unknown site, body too large, rate limited...) once.
+ * unknown site, body too large, rate limited...) once. Each refusal that is dead-lettered is then
+ * either written to clicks.invalid (`dead_letters_written_total`) or, past the process's dead-letter
+ * rate, only counted (`dead_letters_sampled_out_total`), both by reason.
  */
 export interface IngestMetrics {
   readonly registry: Registry;
@@ -18,6 +20,12 @@ export interface IngestMetrics {
   readonly rejected: Counter<'route' | 'reason'>;
   readonly produceSeconds: Histogram<'topic'>;
   readonly deadLetterFailures: Counter;
+  readonly deadLettersWritten: Counter<'reason'>;
+  readonly deadLettersSampledOut: Counter<'reason'>;
+  /** Events kept as the anonymous visitor's because their user id was not signed (signed identify). */
+  readonly unsignedUsers: Counter<'route'>;
+  /** Requests whose X-Forwarded-For chain could not be used (the socket address was taken). */
+  readonly forwardedFallbacks: Counter;
 }
 
 export interface MetricsOptions {
@@ -48,6 +56,24 @@ export function createIngestMetrics(opts: MetricsOptions = {}): IngestMetrics {
       registers,
     }),
     deadLetterFailures: new Counter({ name: 'clickfold_ingest_dead_letter_failures_total', help: 'Dead letters that could not be written', registers }),
+    deadLettersWritten: new Counter({ name: 'clickfold_ingest_dead_letters_written_total', help: 'Dead letters sent to clicks.invalid, by reason', labelNames: ['reason'], registers }),
+    deadLettersSampledOut: new Counter({
+      name: 'clickfold_ingest_dead_letters_sampled_out_total',
+      help: 'Refusals counted but not written to clicks.invalid (past INGEST_DEAD_LETTERS_PER_SECOND), by reason',
+      labelNames: ['reason'],
+      registers,
+    }),
+    unsignedUsers: new Counter({
+      name: 'clickfold_ingest_unsigned_users_total',
+      help: 'Events kept as the anonymous visitor\'s because the site signs user ids and theirs was not signed',
+      labelNames: ['route'],
+      registers,
+    }),
+    forwardedFallbacks: new Counter({
+      name: 'clickfold_ingest_forwarded_for_fallbacks_total',
+      help: 'Requests whose X-Forwarded-For entries (within TRUST_PROXY hops) were not IP addresses; the socket address was used',
+      registers,
+    }),
   };
 }
 

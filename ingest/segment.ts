@@ -8,6 +8,7 @@ import { limitBody, readJsonBody } from './body.js';
 import { enforceLimits, requestRef, type IngestEnv, type RouteDeps } from './context.js';
 import { anonymizeIp } from './enrich.js';
 import { httpError, type Issue } from './errors.js';
+import type { UserVerifier } from './identity.js';
 import { instrument, type IngestMetrics } from './metrics.js';
 import { flattenProps, moneyOf } from './props.js';
 import { applyBotPolicy, toRawMessage, type Enrichment, type EventInput } from './raw.js';
@@ -40,10 +41,10 @@ export function segmentRoutes(deps: RouteDeps, opts: SegmentOptions): Hono<Inges
     return key ? deps.sites.byWriteKey(key)?.id : undefined;
   };
   const tooLarge = (route: string, max: number) => async (c: Context<IngestEnv>) => {
-    throw await sink.reject(requestRef(c, route, deps.now(), siteOfHeader(c)), 413, 'body_too_large', `the body is larger than ${max} bytes`);
+    throw sink.reject(requestRef(c, route, deps.now(), siteOfHeader(c)), 413, 'body_too_large', `the body is larger than ${max} bytes`);
   };
   const unreadable = (route: string) => async (c: Context<IngestEnv>, r: { status: ContentfulStatusCode; reason: string; message: string }) => {
-    throw await sink.reject(requestRef(c, route, deps.now(), siteOfHeader(c)), r.status, r.reason, r.message);
+    throw sink.reject(requestRef(c, route, deps.now(), siteOfHeader(c)), r.status, r.reason, r.message);
   };
 
   const handle = (route: string, single: Single | null, maxBytes: number) => async (c: Context<IngestEnv>) => {
@@ -53,18 +54,18 @@ export function segmentRoutes(deps: RouteDeps, opts: SegmentOptions): Hono<Inges
     let site: Site | undefined;
     if (headerKey !== undefined) {
       site = deps.sites.byWriteKey(headerKey);
-      if (!site) throw await unauthorized(c, route, rt, 'the write key is not known');
+      if (!site) throw unauthorized(c, route, rt, 'the write key is not known');
       enforceLimits(deps, c, site, route);
     }
 
     const read = await readJsonBody(c, { maxBytes, gzip: true });
-    if (!read.ok) throw await sink.reject(requestRef(c, route, rt, site?.id), read.status, read.reason, read.message, { payload: read.text });
+    if (!read.ok) throw sink.reject(requestRef(c, route, rt, site?.id), read.status, read.reason, read.message, { payload: read.text });
     const body = read.body;
 
     if (!site) {
       const bodyKey = isObject(body) && typeof body.writeKey === 'string' ? body.writeKey : undefined;
       site = bodyKey === undefined ? undefined : deps.sites.byWriteKey(bodyKey);
-      if (!site) throw await unauthorized(c, route, rt, bodyKey === undefined ? 'send the write key as the basic-auth user name' : 'the write key is not known');
+      if (!site) throw unauthorized(c, route, rt, bodyKey === undefined ? 'send the write key as the basic-auth user name' : 'the write key is not known');
       enforceLimits(deps, c, site, route);
     }
     const ref = requestRef(c, route, rt, site.id);
@@ -73,52 +74,60 @@ export function segmentRoutes(deps: RouteDeps, opts: SegmentOptions): Hono<Inges
     let batchContext: SegmentContext | undefined;
     let sentAt: number | undefined;
     if (single) {
-      if (!isObject(body)) throw await sink.reject(ref, 400, 'invalid_event', 'the body must be a JSON object', { payload: read.text });
+      if (!isObject(body)) throw sink.reject(ref, 400, 'invalid_event', 'the body must be a JSON object', { payload: read.text });
       items = [{ ...body, type: single }];
       sentAt = timeOf(body.sentAt);
     } else {
       const envelope = SegmentBatch.safeParse(body);
       if (!envelope.success) {
-        throw await sink.reject(ref, 400, 'invalid_batch', 'the batch envelope is invalid', { issues: toIssues(envelope.error), payload: read.text });
+        throw sink.reject(ref, 400, 'invalid_batch', 'the batch envelope is invalid', { issues: toIssues(envelope.error), payload: read.text });
       }
       items = envelope.data.batch;
       batchContext = envelope.data.context;
       sentAt = timeOf(envelope.data.sentAt);
     }
 
-    const accepted: { input: EventInput; x: Enrichment }[] = [];
+    // Server calls (no Origin) are trusted with any userId; browser calls on a site that signs user ids are not.
+    const verify = c.req.header('origin') === undefined ? null : site.verifyUser;
+    const accepted: { input: EventInput; x: Enrichment; unsigned: boolean }[] = [];
     const rejected: Rejection[] = [];
+    const refused: Rejection[] = [];
     items.forEach((item, index) => {
       const prefix = single ? [] : ['batch', index];
+      const at = (path: string) => [...prefix, path].join('.');
       const parsed = SegmentEvent.safeParse(item);
       if (!parsed.success) {
         rejected.push({ reason: 'invalid_event', issues: toIssues(parsed.error, prefix), index, payload: item });
         return;
       }
-      const mapped = toInput(parsed.data, site, batchContext, sentAt ?? timeOf(parsed.data.sentAt), rt, deps);
-      if ('issues' in mapped) rejected.push({ reason: 'invalid_event', issues: mapped.issues.map((i) => ({ ...i, path: [...prefix, i.path].join('.') })), index, payload: item });
-      else accepted.push(mapped);
+      const user = checkUser(parsed.data, batchContext, verify);
+      if ('issues' in user) {
+        refused.push({ reason: 'unsigned_identify', issues: user.issues.map((i) => ({ ...i, path: at(i.path) })), index, payload: item });
+        return;
+      }
+      const mapped = toInput(user.event, site, batchContext, sentAt ?? timeOf(parsed.data.sentAt), rt, deps);
+      if ('issues' in mapped) rejected.push({ reason: 'invalid_event', issues: mapped.issues.map((i) => ({ ...i, path: at(i.path) })), index, payload: item });
+      else accepted.push({ ...mapped, unsigned: user.unsigned });
     });
 
     const { kept, dropped } = applyBotPolicy(site, accepted);
     sink.skipped(route, 'bot', dropped);
+    const unsigned = kept.filter((a) => a.unsigned).length;
+    if (unsigned > 0) opts.metrics.unsignedUsers.inc({ route }, unsigned);
     const messages: LogMessage[] = kept.map((a) => toRawMessage(a.input, a.x));
-    const deadLetters = sink.deadLetter(ref, rejected);
-    try {
-      await sink.produce(ref, messages);
-    } finally {
-      await deadLetters;
-    }
+    sink.deadLetter(ref, [...rejected, ...refused]);
+    await sink.produce(ref, messages);
 
+    const notes = { ...(dropped > 0 ? { dropped } : {}), ...(refused.length > 0 ? { refused: refused.length } : {}), ...(unsigned > 0 ? { unsigned } : {}) };
     if (rejected.length > 0) {
       const issues = rejected.flatMap((r) => r.issues).slice(0, 50);
       if (single) throw httpError(400, 'invalid_event', 'the event is invalid; nothing was accepted', { issues });
       throw httpError(400, 'invalid_event', `${rejected.length} of ${items.length} events are invalid; the other ${messages.length} were accepted`, {
         issues,
-        body: { success: false, accepted: messages.length, rejected: rejected.map((r) => r.index!) },
+        body: { success: false, accepted: messages.length, rejected: rejected.map((r) => r.index!), ...notes },
       });
     }
-    return c.json({ success: true, accepted: messages.length, ...(dropped > 0 ? { dropped } : {}) }, 200);
+    return c.json({ success: true, accepted: messages.length, ...notes }, 200);
   };
 
   const unauthorized = (c: Context<IngestEnv>, route: string, rt: number, message: string) =>
@@ -151,6 +160,20 @@ export function basicUser(header: string | undefined): string | undefined {
 function timeOf(v: unknown): number | undefined {
   const t = typeof v === 'number' ? v : typeof v === 'string' ? Date.parse(v) : NaN;
   return Number.isFinite(t) ? t : undefined;
+}
+
+/**
+ * A browser call (`verify` set) on a site that signs user ids: a `userId` must come with
+ * `context.clickfold.sig` (the event's context, else the batch's). Unsigned, an identify or alias
+ * is refused; any other event stays the anonymous id's when it has one, and is refused otherwise.
+ */
+function checkUser(e: SegmentEvent, batchContext: SegmentContext | undefined, verify: UserVerifier | null): { event: SegmentEvent; unsigned: boolean } | { issues: Issue[] } {
+  if (!verify || e.userId == null) return { event: e, unsigned: false };
+  const sig = { ...batchContext, ...e.context }.clickfold?.sig;
+  if (verify(e.userId, sig)) return { event: e, unsigned: false };
+  if (e.type !== 'identify' && e.type !== 'alias' && e.anonymousId != null) return { event: { ...e, userId: null }, unsigned: true };
+  const message = sig === undefined ? 'this site signs user ids: a browser call with userId needs context.clickfold.sig' : 'context.clickfold.sig is not the signature of userId';
+  return { issues: [{ path: 'context.clickfold.sig', message }] };
 }
 
 const TYPE = { track: 'track', page: 'page', screen: 'page', identify: 'identify', alias: 'identify' } as const;

@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { findNodeAtLocation, parseTree, printParseErrorCode, type ParseError } from 'jsonc-parser';
 import { z } from 'zod';
-import { tokenBuckets, type TakeToken } from './rate-limit.js';
+import { userVerifier, type UserVerifier } from './identity.js';
+import { addressKey, tokenBuckets, type TakeToken } from './rate-limit.js';
 
 /**
  * Sites: who may send events, from where, how fast, and what happens to bots. One JSON file
@@ -11,7 +12,8 @@ import { tokenBuckets, type TakeToken } from './rate-limit.js';
  * {"sites": [{"id": "shop", "origins": ["https://shop.example", "https://*.shop.example"],
  *   "writeKeys": ["wk_live_0123456789"], "bots": "drop",
  *   "limits": {"site": {"perSecond": 2000}, "address": {"perSecond": 20, "burst": 60}},
- *   "redirectHosts": ["shop.example", "*.shop.example"], "topicMap": "maps/shop.json"}]}
+ *   "redirectHosts": ["shop.example", "*.shop.example"], "topicMap": "maps/shop.json",
+ *   "identitySecret": "a long random string shared with the site's server"}]}
  * ```
  */
 const ORIGIN = /^https?:\/\/(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*(:\d{1,5})?$/i;
@@ -44,6 +46,11 @@ export const SiteConfig = z
     redirectHosts: z.array(z.string().regex(HOST, 'a host name, optionally with *. in front')).max(200).default([]),
     /** A topic-map file for this site (read by the history worker). */
     topicMap: z.string().min(1).optional(),
+    /**
+     * Signed identify (ingest/identity.ts): with it, a user id from a browser names the person
+     * only with `sig` = hex HMAC-SHA256(identitySecret, user id) from the site's own server.
+     */
+    identitySecret: z.string().min(16, 'an identity secret has at least 16 characters').max(512).optional(),
   })
   .strict();
 export type SiteConfig = z.infer<typeof SiteConfig>;
@@ -78,8 +85,13 @@ export interface Site {
   readonly bots: 'drop' | 'flag';
   allowsOrigin(origin: string): boolean;
   allowsRedirectHost(host: string): boolean;
-  /** 0 when the request may go on, else the seconds to wait (site-wide bucket first, then the address's). */
+  /**
+   * 0 when the request may go on, else the seconds to wait. The address's bucket first: only a
+   * request it lets through takes from the site's, so one address cannot spend the site's budget.
+   */
   limit(address: string | undefined): number;
+  /** With an identitySecret: whether `sig` signs `user`. Null: the site does not sign user ids. */
+  readonly verifyUser: UserVerifier | null;
 }
 
 export interface SiteRegistry {
@@ -124,7 +136,8 @@ export function compileSites(file: SitesFile, now: () => number = Date.now): Sit
       bots: s.bots,
       allowsOrigin,
       allowsRedirectHost,
-      limit: (address) => siteBucket?.(s.id) || addressBuckets?.(address ?? 'unknown') || 0,
+      limit: (address) => addressBuckets?.(addressKey(address)) || siteBucket?.(s.id) || 0,
+      verifyUser: s.identitySecret === undefined ? null : userVerifier(s.identitySecret),
     };
     byId.set(s.id, site);
     for (const k of s.writeKeys) byKey.set(k, site);

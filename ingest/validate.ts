@@ -12,7 +12,13 @@ export function toIssues(error: z.ZodError, prefix: (string | number)[] = []): I
 
 export type BatchCheck =
   | { ok: false; issues: Issue[] }
-  | { ok: true; batch: CollectBatch; events: CollectEvent[]; rejected: { index: number; issues: Issue[]; event: unknown }[] };
+  | { ok: true; batch: CollectBatch; events: IndexedEvent[]; rejected: { index: number; issues: Issue[]; event: unknown }[] };
+
+/** A valid event with its position in the batch (answers and dead letters name events by index). */
+export interface IndexedEvent {
+  index: number;
+  event: CollectEvent;
+}
 
 /**
  * The envelope must be valid as a whole; events are judged one by one, so one bad event does not
@@ -21,11 +27,11 @@ export type BatchCheck =
 export function checkBatch(body: unknown): BatchCheck {
   const envelope = CollectBatch.safeParse(body);
   if (!envelope.success) return { ok: false, issues: toIssues(envelope.error) };
-  const events: CollectEvent[] = [];
+  const events: IndexedEvent[] = [];
   const rejected: { index: number; issues: Issue[]; event: unknown }[] = [];
   envelope.data.events.forEach((raw, index) => {
     const r = CollectEvent.safeParse(raw);
-    if (r.success) events.push(r.data);
+    if (r.success) events.push({ index, event: r.data });
     else rejected.push({ index, issues: toIssues(r.error, ['events', index]), event: raw });
   });
   return { ok: true, batch: envelope.data, events, rejected };

@@ -18,6 +18,8 @@ const keyList = optionalString
 export const Env = z.object({
   PORT: port.default(8080),
   HOST: z.string().default('127.0.0.1'),
+  /** The standalone worker's /healthz, /readyz and /metrics (0: any free port; HOST is the address). */
+  WORKER_PORT: port.default(9464),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Comma-separated host:port list. Unset: the embedded in-process log. */
   KAFKA_BROKERS: optionalString,
@@ -39,11 +41,25 @@ export const Env = z.object({
   INGEST_ACK_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(5000),
   /** Seconds a client is told to wait (Retry-After) when Kafka cannot take events. */
   INGEST_RETRY_AFTER_S: z.coerce.number().int().min(1).max(3600).default(2),
-  /** Take the client address from X-Forwarded-For (only behind a proxy you run). */
+  /**
+   * How many proxies you run in front of ingest (0: clients connect directly, the socket address
+   * is the client's). `true` and `false`, the old values, mean 1 and 0. See lib/serve.ts
+   * `pickForwarded` for how X-Forwarded-For is read.
+   */
   TRUST_PROXY: z
-    .enum(['true', 'false', '1', '0'])
-    .default('false')
-    .transform((v) => v === 'true' || v === '1'),
+    .string()
+    .trim()
+    .default('0')
+    .transform((v) => (/^true$/i.test(v) ? '1' : /^(false|)$/i.test(v) ? '0' : v))
+    .pipe(z.string().regex(/^\d{1,2}$/, 'the number of proxies in front of ingest (0 to 16), or true (1) / false (0)'))
+    .transform(Number)
+    .pipe(z.number().max(16, 'at most 16 proxies')),
+  /**
+   * Dead letters ingest writes to clicks.invalid per second and process; the rest are counted
+   * (clickfold_ingest_dead_letters_sampled_out_total), not written, so a flood of junk can never
+   * crowd real events out of the producer. 0: count only.
+   */
+  INGEST_DEAD_LETTERS_PER_SECOND: z.coerce.number().min(0).max(100_000).default(200),
   /** A JSON topic-map file; unset: the demo shop's map. */
   TOPIC_MAP: optionalString,
   /** A JSON sites file (origins, write keys, limits, bot policy); unset: the demo site only. */

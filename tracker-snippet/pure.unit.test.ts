@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ClickEvent, ElementContext, Props } from '../contract/collect.js';
+import { ClickEvent, ElementContext, Props, UserSig } from '../contract/collect.js';
 import { clean, context, cut, parseIds, retryDelay, rid, selector, validId } from './src/pure.js';
 
 // Node has no CSS.escape; a faithful-enough stand-in for the characters used below.
@@ -70,8 +70,14 @@ describe('ids', () => {
   });
 
   it('parseIds keeps valid stored ids and replaces malformed ones', () => {
-    expect(parseIds('v1|s1|123|u1')).toEqual(['v1', 's1', 123, 'u1']);
-    expect(parseIds('v1|s1|123|')).toEqual(['v1', 's1', 123, undefined]);
+    const sig = 'ab'.repeat(32);
+    expect(parseIds(`v1|s1|123|u1|${sig}`)).toEqual(['v1', 's1', 123, 'u1', sig]);
+    // Stored by an older snippet: no signature.
+    expect(parseIds('v1|s1|123|u1')).toEqual(['v1', 's1', 123, 'u1', undefined]);
+    expect(parseIds('v1|s1|123|')).toEqual(['v1', 's1', 123, undefined, undefined]);
+    // A signature is only bounded to what the contract accepts (a wrong one costs the user id, not the batch).
+    expect(parseIds(`v1|s1|123|u1|${'f'.repeat(500)}`)[4]).toBe('f'.repeat(128));
+    expect(UserSig.safeParse(parseIds(`v1|s1|123|u1|${'f'.repeat(500)}`)[4]).success).toBe(true);
     const [visitor, session, last, user] = parseIds('bad id|<script>|x|');
     expect(visitor).toMatch(/^\d+$/);
     expect([session, last, user]).toEqual([undefined, 0, undefined]);

@@ -6,6 +6,7 @@
  * Needs Debian's chromium at /usr/bin/chromium (services/install.sh installs it; or
  * `apt-get install -y chromium`), or CHROMIUM_PATH. No browser is downloaded.
  */
+import { createHmac } from 'node:crypto';
 import type { ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
 import { html, raw } from 'hono/html';
@@ -37,6 +38,10 @@ interface Post {
   mode: string | undefined;
   contentType: string | undefined;
   status: number;
+  /** The batch's user and its signature; each event's signature (identify). */
+  user?: string;
+  sig?: string;
+  eventSigs: (string | undefined)[];
 }
 
 type Outage = 'none' | 'kafka' | 'http';
@@ -57,6 +62,10 @@ const TEST_SITES = [
   'e2e-hostile-local',
   'e2e-hostile-cookie',
 ];
+/** A site that signs user ids (signed identify): its secret, and what its own server would compute. */
+const SIGNED_SITE = 'e2e-signed';
+const IDENTITY_SECRET = 'e2e-identity-secret-0123456789';
+const signUserId = (user: string) => createHmac('sha256', IDENTITY_SECRET).update(user).digest('hex');
 
 interface Harness {
   url: string;
@@ -124,13 +133,16 @@ async function startHarness(): Promise<Harness> {
   const app = new Hono();
   app.use('/v1/collect', async (c, next) => {
     if (c.req.method !== 'POST') return next();
-    let body: { site?: string; events?: { id?: string }[] } = {};
+    let body: { site?: string; user?: string; sig?: string; events?: { id?: string; sig?: string }[] } = {};
     try {
       body = JSON.parse(await c.req.raw.clone().text()) as typeof body;
     } catch {}
     const post: Post = {
       site: String(body.site),
       ids: (body.events ?? []).map((e) => String(e.id)),
+      user: body.user,
+      sig: body.sig,
+      eventSigs: (body.events ?? []).map((e) => e.sig),
       mode: c.req.header('sec-fetch-mode'),
       contentType: c.req.header('content-type'),
       status: 0,
@@ -145,7 +157,9 @@ async function startHarness(): Promise<Harness> {
     post.status = c.res.status;
   });
   // The demo shop's site, and one site per test (any origin: the pages come from this server).
-  const sites = compileSites(SitesFile.parse({ sites: [...DEMO_SITES.sites, ...TEST_SITES.map((id) => ({ id, origins: ['*'] }))] }));
+  const sites = compileSites(
+    SitesFile.parse({ sites: [...DEMO_SITES.sites, ...TEST_SITES.map((id) => ({ id, origins: ['*'] })), { id: SIGNED_SITE, origins: ['*'], identitySecret: IDENTITY_SECRET }] }),
+  );
   app.route('/', createIngestApp({ producer, logger, maxBodyBytes: 256 * 1024, retryAfterSeconds: 1, sites }));
   app.route('/', createQueryApp({ store, logger }));
   app.get('/fixture/*', (c) => c.html(fixturePage(new URL(c.req.url))));
@@ -399,7 +413,8 @@ describe('tracker snippet in Chromium', () => {
     const sent = await arrived(site, 5);
     expect(sent.map((r) => r.type)).toEqual(['page', 'click', 'page', 'track', 'identify']);
     expect(sent.every((r) => r.user === 'user-1')).toBe(true);
-    expect((await storage(page)).local.clickfold).toMatch(/^\d+\|\d+\|\d+\|user-1$/);
+    // visitor|session|last activity|user|signature (none given here).
+    expect((await storage(page)).local.clickfold).toMatch(/^\d+\|\d+\|\d+\|user-1\|$/);
 
     // Withdrawal: ids and queue gone, nothing more is sent, also not on the next page.
     await push(page, ['consent', false]);
@@ -476,6 +491,50 @@ describe('tracker snippet in Chromium', () => {
       expect(errors).toEqual(['page boom 1', 'page boom 2']);
       expectNoDuplicates(site);
     }
+  });
+
+  it('sends a signed identify and the signature with every batch, across pages; an unsigned one stays anonymous', async () => {
+    const site = SIGNED_SITE;
+    const { page, errors } = await open(`/fixture/signed?site=${site}`);
+    await arrived(site, 1, (r) => r.type === 'page', 0);
+    await confirmed(page);
+
+    // Unsigned, then wrongly signed: ingest refuses both identifies, and the events stay the visitor's.
+    await push(page, ['identify', 'user-7'], ['track', 'Before signing']);
+    await confirmed(page);
+    await push(page, ['identify', 'user-7', signUserId('user-8')], ['track', 'Wrongly signed']);
+    await confirmed(page);
+    const anonymous = await arrived(site, 2, (r) => r.type === 'track', 500);
+    expect(anonymous.map((r) => [r.name, r.user, r.person === r.visitor])).toEqual([
+      ['Before signing', undefined, true],
+      ['Wrongly signed', undefined, true],
+    ]);
+    expect(records(site).filter((r) => r.type === 'identify')).toEqual([]);
+
+    // The same user again, now signed: a new identify goes out, and every later batch carries the signature.
+    await push(page, ['identify', 'user-7', signUserId('user-7')], ['track', 'Signed']);
+    const [identify] = await arrived(site, 1, (r) => r.type === 'identify', 0);
+    expect(identify).toMatchObject({ user: 'user-7', person: 'user-7', visitor: anonymous[0]!.visitor });
+    const [signed] = await arrived(site, 1, (r) => r.name === 'Signed', 0);
+    expect(signed).toMatchObject({ user: 'user-7', person: 'user-7' });
+    await confirmed(page);
+    expect((await storage(page)).local.clickfold).toBe(`${anonymous[0]!.visitor}|${signed!.session}|${signed!.ts}|user-7|${signUserId('user-7')}`);
+    // Sent as the snippet sends it: on the identify event and on the batch, never stored on the raw log.
+    const sent = h.posts.filter((p) => p.site === site && p.ids.includes(identify!.id));
+    expect(sent.map((p) => [p.user, p.sig, p.eventSigs[p.ids.indexOf(identify!.id)]])).toEqual([['user-7', signUserId('user-7'), signUserId('user-7')]]);
+    expect(JSON.stringify(records(site))).not.toContain(signUserId('user-7'));
+
+    // The next page load remembers the user and its signature.
+    await page.click('#link');
+    await page.waitForURL(/\/fixture\/next/);
+    await loaded(page);
+    const [nextPage] = await arrived(site, 1, (r) => r.type === 'page' && r.url!.includes('/fixture/next'), 0);
+    expect(nextPage).toMatchObject({ user: 'user-7', person: 'user-7' });
+    // The link click left with the beacon on page hide, signed too.
+    expect(records(site).find((r) => r.type === 'click')).toMatchObject({ user: 'user-7', person: 'user-7', el: { id: 'link' } });
+    expect(records(site).filter((r) => r.type === 'identify')).toHaveLength(1);
+    expectNoDuplicates(site);
+    expect(errors).toEqual([]);
   });
 
   it('places a person who clicks through the demo shop at purchase', async () => {

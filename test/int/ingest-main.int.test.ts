@@ -32,7 +32,7 @@ async function startIngest(): Promise<Child> {
   // `npx tsx ingest/main.ts` minus npx: npm's exec wrapper dies on SIGTERM without passing it on
   // (the process would be orphaned), so supervisors must run tsx, or node --import tsx, directly.
   const proc = spawn(process.execPath, [TSX, 'ingest/main.ts'], {
-    env: { ...process.env, KAFKA_BROKERS: kafkaBrokers(), PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', INGEST_SITES: sitesFile, KAFKA_PARTITIONS: '3', INGEST_SHUTDOWN_GRACE_MS: '10000' },
+    env: { ...process.env, KAFKA_BROKERS: kafkaBrokers(), PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', INGEST_SITES: sitesFile, KAFKA_PARTITIONS: '3', INGEST_SHUTDOWN_GRACE_MS: '10000', TRUST_PROXY: '1' },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   const logs: Record<string, unknown>[] = [];
@@ -79,8 +79,14 @@ async function rawIdsOnKafka(ids: Set<string>): Promise<Map<string, number>> {
   const done = new Promise<void>((resolve) => {
     void consumer.run({
       eachMessage: async ({ message }) => {
-        const r = JSON.parse(message.value!.toString()) as { id: string; site: string };
-        if (r.site !== SITE) return;
+        // Other files may have written anything to the shared topic, junk included.
+        let r: { id: string; site: string } | null;
+        try {
+          r = JSON.parse(message.value?.toString() ?? '') as { id: string; site: string } | null;
+        } catch {
+          return;
+        }
+        if (r?.site !== SITE) return;
         const n = (seen.get(r.id) ?? 0) + 1;
         seen.set(r.id, n);
         if (n === 1 && ids.has(r.id) && --missing === 0) resolve();
@@ -179,7 +185,25 @@ describe('ingest/main.ts as a process', () => {
     expect(get('clickfold_ingest_produce_duration_seconds_count{topic="clicks.invalid"}')).toBe(6);
     expect(get('clickfold_ingest_produce_duration_seconds_bucket{le="+Inf",topic="clicks.raw"}')).toBe(7);
     expect(get('clickfold_ingest_dead_letter_failures_total')).toBe(0);
+    // Far below INGEST_DEAD_LETTERS_PER_SECOND: every refusal written, none only counted.
+    expect(get('clickfold_ingest_dead_letters_written_total{reason="malformed_json"}')).toBe(3);
+    expect(get('clickfold_ingest_dead_letters_written_total{reason="unknown_site"}')).toBe(2);
+    expect(get('clickfold_ingest_dead_letters_written_total{reason="invalid_event"}')).toBe(1);
+    expect([...m.keys()].filter((k) => k.startsWith('clickfold_ingest_dead_letters_sampled_out_total{'))).toEqual([]);
+    // TRUST_PROXY=1 (the test is its own proxy): every X-Forwarded-For above was fine or absent.
+    expect(get('clickfold_ingest_forwarded_for_fallbacks_total')).toBe(0);
     expect(m.has('process_cpu_user_seconds_total')).toBe(true);
+  });
+
+  it('reads the client address behind TRUST_PROXY hops and falls back on a garbled chain', async () => {
+    expect(child.logs.find((l) => l.msg === 'ingest is listening')).toMatchObject({ trustedProxies: 1, deadLettersPerSecond: 200 });
+    // Just this counter (the strict format check is the test above; prom-client's event-loop gauges can read `Nan` right after a scrape).
+    const fallbacks = async () => Number(/^clickfold_ingest_forwarded_for_fallbacks_total (\d+)$/m.exec(await (await fetch(`${child.url}/metrics`)).text())?.[1]);
+    const before = await fallbacks();
+    expect((await post(child.url, '/v1/collect', collectBody(1), { 'x-forwarded-for': 'forged, 203.0.113.9' })).status).toBe(202);
+    expect(await fallbacks()).toBe(before);
+    expect((await post(child.url, '/v1/collect', collectBody(1), { 'x-forwarded-for': '203.0.113.9, unknown' })).status).toBe(202);
+    expect(await fallbacks()).toBe(before + 1);
   });
 
   it('on SIGTERM under load stops accepting, flushes, exits 0, and every acknowledged event is on clicks.raw', async () => {

@@ -39,7 +39,8 @@ safe(() => {
   const opt = script.dataset;
   const site = opt.site;
   if (!site) return;
-  const endpoint = opt.endpoint || new URL(__PATH__, script.src).href;
+  // A URL object is fine: fetch and sendBeacon both take it (as its string).
+  const endpoint: string | URL = opt.endpoint || new URL(__PATH__, script.src);
   const inCookie = opt.storage == 'cookie';
   const consentMode = opt.consent == 'required';
   const dnt = opt.dnt == 'respect' && ((nav as { globalPrivacyControl?: boolean }).globalPrivacyControl || nav.doNotTrack == '1');
@@ -55,7 +56,8 @@ safe(() => {
   const write = (key: string, value: string | null, cookie?: boolean) => {
     try {
       if (cookie) {
-        // First-party, about a year. No Secure flag: the value is a random id that grants nothing.
+        // First-party, about a year. No Secure flag: random ids that grant nothing, and a user id's
+        // signature, which only attributes analytics events and came in the (same) page anyway.
         doc.cookie = `${key}=${value || ''};path=/;SameSite=Lax;max-age=${value ? 3e7 : 0}`;
       } else if (value) localStorage.setItem(key, value);
       else localStorage.removeItem(key);
@@ -63,7 +65,7 @@ safe(() => {
   };
 
   const stored = read(__KEY__, inCookie);
-  let [visitor, session, last, user] = parseIds(stored);
+  let [visitor, session, last, user, sig] = parseIds(stored);
   /** 1: may store and send. 0: declined (or DNT): events are dropped. undefined: waiting for consent. */
   let consent: 0 | 1 | undefined = dnt || stored == '!' ? 0 : stored || !consentMode ? 1 : undefined;
   /** Waiting to be sent. */
@@ -79,11 +81,11 @@ safe(() => {
   const save = () => {
     if (consent == 1) {
       const events = flight.concat(queue);
-      write(__KEY__, [visitor, session, last, user].join('|'), inCookie);
+      write(__KEY__, [visitor, session, last, user, sig].join('|'), inCookie);
       write(QUEUE, events.length ? JSON.stringify(events) : null);
     }
   };
-  const body = (events: Json[]) => JSON.stringify({ site, visitor, session, user, events });
+  const body = (events: Json[]) => JSON.stringify({ site, visitor, session, user, sig, events });
 
   const send = () => {
     if (consent != 1 || flight.length || wait || !queue.length) return;
@@ -161,11 +163,14 @@ safe(() => {
       value = +(value as number);
       if (name) event('track', { name, props: clean(props), value: (value as number) >= 0 && (value as number) < 1 / 0 ? value : undefined });
     },
-    identify: (id: unknown) => {
+    // `s`: the site server's signature of the id (sites with an identitySecret need it).
+    identify: (id: unknown, s?: unknown) => {
       id = validId(id);
-      if (id && id != user) {
+      s = cut(s, 128);
+      if (id && (id != user || s != sig)) {
         user = id as string;
-        event('identify', { user });
+        sig = s as string | undefined;
+        event('identify', { user, sig });
       }
     },
     consent: (yes: unknown) => {
@@ -179,7 +184,7 @@ safe(() => {
         // Forget everything: a new visitor id if consent is given again later.
         queue = [];
         flight = [];
-        [visitor, session, last, user] = parseIds('');
+        [visitor, session, last, user, sig] = parseIds('');
         write(QUEUE, null);
         // Without consent mode, remember the opt-out (else the next page would track again).
         // '!' is no valid id: parseIds makes a fresh visitor of it if consent comes back.

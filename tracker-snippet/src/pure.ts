@@ -30,7 +30,7 @@ export const clean = (o: unknown): Json | undefined => {
   for (const k in o as Json) {
     const v = (o as Json)[k];
     const t = typeof v;
-    if (n < 32 && /^(?!constructor$|prototype$).{1,64}$/.test(k) && (v === null || 'number boolean string'.includes(t))) {
+    if (n < 32 && /^(?!constructor$|prototype$).{1,64}$/.test(k) && (v === null || /^(n|bo|st)/.test(t))) {
       r[k] = t == 'string' ? (v as string).slice(0, 512) : v;
       n++;
     }
@@ -44,10 +44,8 @@ export const clean = (o: unknown): Json | undefined => {
  * minute; plus up to a second of jitter, so that a crowd of browsers does not come back in step
  * after an outage.
  */
-export const retryDelay = (fails: number, retryAfter: string | null | undefined, random = Math.random()): number => {
-  const s = +retryAfter!;
-  return (s > 0 ? s * 1e3 : Math.min(500 * 2 ** fails, 6e4)) + random * 1e3;
-};
+export const retryDelay = (fails: number, retryAfter: string | null | undefined, random = Math.random()): number =>
+  (+retryAfter! > 0 ? +retryAfter! * 1e3 : Math.min(500 * 2 ** fails, 6e4)) + random * 1e3;
 
 /** One element as a selector step: `tag#id`, else `tag.class1.class2`. */
 const step = (el: Element): string =>
@@ -78,8 +76,14 @@ export const context = (el: Element, ...hinted: (Element | null)[]): Json => {
   };
 };
 
-/** The stored ids: `visitor|session|last activity|user`. Anything malformed is replaced, not sent. */
-export const parseIds = (rec: string | null | undefined): [visitor: string, session: string | undefined, last: number, user: string | undefined] => {
-  const [v, s, t, u] = (rec || '').split('|');
-  return [validId(v) || rid(), validId(s), +t! || 0, validId(u)];
+/**
+ * The stored ids: `visitor|session|last activity|user|signature of user`. Anything malformed is
+ * replaced, not sent; a signature is only cut to the contract's bound (a wrong one costs the user
+ * id, never the batch).
+ */
+export const parseIds = (
+  rec: string | null | undefined,
+): [visitor: string, session: string | undefined, last: number, user: string | undefined, sig: string | undefined] => {
+  const [v, s, t, u, g] = (rec || '').split('|');
+  return [validId(v) || rid(), validId(s), +t! || 0, validId(u), cut(g, 128)];
 };
