@@ -1,13 +1,15 @@
 import type { ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
+import { Registry } from 'prom-client';
 import type { Transition } from '../contract/transition.js';
 import { apiKeysFromEnv } from '../history/api-auth.js';
 import { LiveFeed } from '../history/live-feed.js';
 import { createQueryApp } from '../history/query-api.js';
-import { DEFAULT_SEEN_SIZE } from '../history/store.js';
-import { compileTopicMap, type TopicMapConfig } from '../history/topic-map.js';
+import { compileTopicMap, foldOptionsOf, type TopicMapConfig } from '../history/topic-map.js';
 import { embeddedTransitionLog, kafkaTransitionLog } from '../history/transition-log.js';
-import { startWebhooks, type RunningWebhooks } from '../history/webhooks.js';
+import { createWebhookMetrics, startWebhooks, type RunningWebhooks } from '../history/webhooks.js';
+import { beforeScrape, createWorkerHttpApp, workerReadiness, type WorkerReadiness } from '../history/worker-http.js';
+import { createWorkerMetrics, observeBatches, pollLag, type WorkerMetrics } from '../history/worker-metrics.js';
 import { createBatchHandler } from '../history/worker.js';
 import { createIngestApp } from '../ingest/app.js';
 import { createIngestMetrics } from '../ingest/metrics.js';
@@ -27,6 +29,8 @@ export interface RunningApp {
   url: string;
   backends: Backends;
   app: Hono;
+  /** The worker's metrics (also in `GET /metrics`) and readiness (`GET /worker/readyz`). */
+  worker: { metrics: WorkerMetrics; readiness(): WorkerReadiness; consumer: LogConsumer };
   /** Stops accepting requests, then stops the worker (after its batch in flight), then the backends. */
   stop(): Promise<void>;
 }
@@ -42,9 +46,30 @@ export interface AppOptions {
 export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger: Logger, opts: AppOptions = {}): Promise<RunningApp> {
   const topicMap = compileTopicMap(topicMapConfig);
   const sites = compileSites(await loadSites(env.INGEST_SITES));
-  const backends = await openBackends(env, { ladder: topicMap.ladder, quietMs: topicMap.quietMs, seenSize: DEFAULT_SEEN_SIZE }, logger);
+  const backends = await openBackends(env, foldOptionsOf(topicMap), logger);
+
+  const ingestMetrics = createIngestMetrics({ process: true });
+  // The process metrics (CPU, memory, event loop) are already in ingest's registry: once is enough.
+  const workerMetrics = createWorkerMetrics();
+  const webhookMetrics = createWebhookMetrics();
+  backends.redis?.onError((kind) => workerMetrics.redisErrors.inc({ kind }));
+  let consumer: LogConsumer | undefined;
+  let lag: { stop(): void; poll(): Promise<void> } | undefined;
+  let stopping = false;
+  const readiness = (): WorkerReadiness =>
+    consumer ? workerReadiness({ consumer, redis: backends.redis, stopping: () => stopping }) : { ready: false, reason: 'the worker has not started yet' };
 
   const app = new Hono();
+  // One scrape target per process: /metrics carries ingest's, the worker's and the webhooks' metrics (registered
+  // before ingest's own /metrics, which it overrides). /readyz stays ingest's: a load balancer
+  // routes events on it, and Kafka keeps them while the worker is failing; the worker's readiness,
+  // for monitoring, is /worker/readyz (with /worker/healthz and /worker/metrics).
+  app.get('/metrics', async (c) => {
+    if (lag) await beforeScrape(lag.poll);
+    const merged = Registry.merge([ingestMetrics.registry, workerMetrics.registry, webhookMetrics.registry]);
+    return c.body(await merged.metrics(), 200, { 'content-type': merged.contentType });
+  });
+  app.route('/worker', createWorkerHttpApp({ metrics: workerMetrics, readiness, refresh: async () => lag?.poll() }));
   app.route(
     '/',
     createIngestApp({
@@ -52,11 +77,12 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
       logger,
       maxBodyBytes: env.INGEST_MAX_BODY,
       retryAfterSeconds: env.INGEST_RETRY_AFTER_S,
-      clientIp: clientIpResolver(env.TRUST_PROXY),
+      clientIp: clientIpResolver(env.TRUST_PROXY, () => ingestMetrics.forwardedFallbacks.inc()),
+      deadLettersPerSecond: env.INGEST_DEAD_LETTERS_PER_SECOND,
       sites,
       linkSecret: env.INGEST_LINK_SECRET,
       batchMaxBodyBytes: env.INGEST_BATCH_MAX_BODY,
-      metrics: createIngestMetrics({ process: true }),
+      metrics: ingestMetrics,
     }),
   );
   const feed = new LiveFeed();
@@ -67,16 +93,26 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
     const listener = opts.onTransitions;
     feed.subscribe({}, (t) => listener([t]));
   }
-  let consumer: LogConsumer | undefined;
   let server: ServerType | undefined;
   let webhooks: RunningWebhooks | undefined;
   try {
     consumer = backends.rawConsumer();
-    await consumer.run(createBatchHandler({ store: backends.store, topicMap, producer: backends.producer, logger, onTransitions: (t) => feed.publish(t) }));
+    const handler = createBatchHandler({ store: backends.store, topicMap, producer: backends.producer, logger, metrics: workerMetrics, onTransitions: (t) => feed.publish(t) });
+    await consumer.run(observeBatches(handler, workerMetrics, backends.redis));
+    lag = pollLag(consumer, workerMetrics, { logger });
     if (env.WEBHOOK_URLS.length > 0) {
       // Webhooks read history.transitions with consumers of their own: the fold never waits for a receiver.
       const log = backends.log ? embeddedTransitionLog(backends.log) : kafkaTransitionLog(createKafka(env.KAFKA_BROKERS!, `${env.KAFKA_CLIENT_ID}-webhooks`, logger), logger);
-      webhooks = await startWebhooks(log, { urls: env.WEBHOOK_URLS, secret: env.WEBHOOK_SECRET ?? '', retryMaxMs: env.WEBHOOK_RETRY_MAX_MS, groupPrefix: env.KAFKA_GROUP_ID, logger });
+      webhooks = await startWebhooks(log, {
+        urls: env.WEBHOOK_URLS,
+        secret: env.WEBHOOK_SECRET ?? '',
+        retryMaxMs: env.WEBHOOK_RETRY_MAX_MS,
+        groupPrefix: env.KAFKA_GROUP_ID,
+        logger,
+        // Requests a receiver refuses for good are parked on history.webhooks.parked.
+        producer: backends.producer,
+        metrics: webhookMetrics,
+      });
     }
     const listening = await listen(app, env.PORT, env.HOST);
     server = listening.server;
@@ -87,7 +123,10 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
       url: `http://${env.HOST}:${port}`,
       backends,
       app,
+      worker: { metrics: workerMetrics, readiness, consumer },
       stop: async () => {
+        stopping = true;
+        lag?.stop();
         // Open event streams would hold the server open: end them first.
         feed.close();
         await closeServer(listening.server);
@@ -97,6 +136,7 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
       },
     };
   } catch (err) {
+    lag?.stop();
     feed.close();
     if (server) await closeServer(server);
     await webhooks?.stop().catch(() => {});

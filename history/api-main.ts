@@ -1,4 +1,5 @@
 import { Hono } from 'hono';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import { openBackends } from '../lib/backends.js';
 import { parseEnv } from '../lib/config.js';
 import { createKafka } from '../lib/kafka.js';
@@ -8,11 +9,10 @@ import { closeServer, listen, onShutdown } from '../lib/serve.js';
 import { apiKeysFromEnv, checkApiAccess } from './api-auth.js';
 import { LiveFeed } from './live-feed.js';
 import { createQueryApp } from './query-api.js';
-import { DEFAULT_SEEN_SIZE } from './store.js';
-import { compileTopicMap } from './topic-map.js';
+import { compileTopicMap, foldOptionsOf } from './topic-map.js';
 import { loadTopicMap } from './topic-map-file.js';
 import { feedFromKafka, kafkaTransitionLog } from './transition-log.js';
-import { startWebhooks } from './webhooks.js';
+import { createWebhookMetrics, startWebhooks } from './webhooks.js';
 
 /**
  * The query API and dashboard as a process of their own (the real stack): `npx tsx history/api-main.ts`.
@@ -29,9 +29,11 @@ try {
   }
   checkApiAccess(env, 'real');
   const topicMap = compileTopicMap(await loadTopicMap(env.TOPIC_MAP));
-  const backends = await openBackends(env, { ladder: topicMap.ladder, quietMs: topicMap.quietMs, seenSize: DEFAULT_SEEN_SIZE }, logger);
+  const backends = await openBackends(env, foldOptionsOf(topicMap), logger);
   const kafka = createKafka(env.KAFKA_BROKERS, `${env.KAFKA_CLIENT_ID}-api`, logger);
   const feed = new LiveFeed();
+  const metrics = new Registry();
+  collectDefaultMetrics({ register: metrics });
   const live = await feedFromKafka(kafka, feed, logger, env.KAFKA_GROUP_ID);
   const webhooks = await startWebhooks(kafkaTransitionLog(kafka, logger), {
     urls: env.WEBHOOK_URLS,
@@ -39,10 +41,14 @@ try {
     retryMaxMs: env.WEBHOOK_RETRY_MAX_MS,
     groupPrefix: env.KAFKA_GROUP_ID,
     logger,
+    // Requests a receiver refuses for good are parked on history.webhooks.parked.
+    producer: backends.producer,
+    metrics: createWebhookMetrics(metrics),
   });
 
   const app = new Hono();
   app.get('/healthz', (c) => c.json({ ok: true }));
+  app.get('/metrics', async (c) => c.body(await metrics.metrics(), 200, { 'content-type': metrics.contentType }));
   app.route('/', createQueryApp({ store: backends.store, logger, feed, keys: apiKeysFromEnv(env) }));
   const { server, port } = await listen(app, env.PORT, env.HOST);
   const url = `http://${env.HOST}:${port}`;

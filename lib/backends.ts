@@ -9,7 +9,7 @@ import type { Env } from './config.js';
 import { createKafka, ensureTopics, KafkaLogConsumer, KafkaLogProducer } from './kafka.js';
 import type { LogConsumer, LogProducer } from './log.js';
 import type { Logger } from './logger.js';
-import { createRedis, hasRedis } from './redis.js';
+import { checkEvictionPolicy, createRedis, hasRedis, RedisWatch } from './redis.js';
 
 /**
  * The one place that decides between the real stack (Kafka + Redis) and the embedded backends.
@@ -20,9 +20,11 @@ export interface Backends {
   /** The embedded mode's in-process log (tests and the replay read it); absent on the real stack. */
   log?: PartitionedLog;
   producer: LogProducer;
-  /** A consumer-group member on `clicks.raw`. */
+  /** A consumer-group member on `clicks.raw`; it reports failing batches to the logger given to openBackends. */
   rawConsumer(): LogConsumer;
   store: HistoryStore;
+  /** The real stack's Redis connection and out-of-memory state, for /readyz and the metrics. */
+  redis?: RedisWatch;
   close(): Promise<void>;
 }
 
@@ -37,18 +39,26 @@ export async function openBackends(env: Env, fold: FoldOptions, logger: Logger):
       mode: 'embedded',
       log,
       producer: log.producer(),
-      rawConsumer: () => log.consumer(TOPICS.raw),
+      rawConsumer: () => log.consumer(TOPICS.raw, undefined, { logger }),
       store,
       close: async () => {},
     };
   }
 
+  // Keep retrying while Redis is away instead of failing commands: the worker must wait, not skip.
+  const redis = createRedis(env);
+  const watch = new RedisWatch(redis, logger.child({ component: 'redis' }));
+  try {
+    // Before anything else: a Redis that would evict histories is refused (worker, API, npm start).
+    await checkEvictionPolicy(redis, logger);
+  } catch (err) {
+    redis.disconnect();
+    throw err;
+  }
   const kafka = createKafka(env.KAFKA_BROKERS, env.KAFKA_CLIENT_ID, logger);
   await ensureTopics(kafka, env.KAFKA_PARTITIONS, env.KAFKA_REPLICATION_FACTOR);
   const producer = new KafkaLogProducer(kafka, { ackTimeoutMs: env.INGEST_ACK_TIMEOUT_MS });
   await producer.connect();
-  // Keep retrying while Redis is away instead of failing commands: the worker must wait, not skip.
-  const redis = createRedis(env);
   // A finished replay may have pointed the deployment at the namespace it built (npm run replay -- --switch).
   const active = await redis.get(activeNamespaceKey(env.REDIS_PREFIX));
   const { namespace, groupId } = active ? (JSON.parse(active) as { namespace: string; groupId: string }) : { namespace: env.REDIS_PREFIX, groupId: env.KAFKA_GROUP_ID };
@@ -59,11 +69,12 @@ export async function openBackends(env: Env, fold: FoldOptions, logger: Logger):
     mode: 'real',
     producer,
     rawConsumer: () => {
-      const c = new KafkaLogConsumer(kafka, { groupId, topic: TOPICS.raw, sessionTimeoutMs: env.KAFKA_SESSION_TIMEOUT_MS });
+      const c = new KafkaLogConsumer(kafka, { groupId, topic: TOPICS.raw, sessionTimeoutMs: env.KAFKA_SESSION_TIMEOUT_MS, logger });
       consumers.push(c);
       return c;
     },
     store,
+    redis: watch,
     close: async () => {
       for (const c of consumers) await c.stop();
       await producer.close();

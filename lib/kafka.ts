@@ -1,9 +1,9 @@
 import { connect as netConnect, isIP } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { Kafka, logLevel, Partitioners, type CompressionTypes, type Consumer, type ICustomPartitioner, type ISocketFactory, type LogEntry, type Producer, type ProducerConfig } from 'kafkajs';
+import { Kafka, logLevel, Partitioners, type Admin, type CompressionTypes, type Offsets, type Consumer, type ICustomPartitioner, type ISocketFactory, type LogEntry, type Producer, type ProducerConfig } from 'kafkajs';
 import { TOPICS } from '../contract/raw-event.js';
 import type { Logger } from './logger.js';
-import { LogUnavailableError, type BatchHandler, type LogConsumer, type LogMessage, type LogProducer } from './log.js';
+import { BatchRetries, LogUnavailableError, pause, type BatchHandler, type ConsumerHealth, type LogConsumer, type LogMessage, type LogProducer, type RetryLog, type RetryOptions } from './log.js';
 
 export function createKafka(brokers: string, clientId: string, logger: Logger): Kafka {
   const log = logger.child({ component: 'kafkajs' });
@@ -320,31 +320,85 @@ export interface KafkaConsumerOptions {
   sessionTimeoutMs?: number;
   /** Fetch tuning (kafkajs names); defaults in KafkaLogConsumer. */
   fetch?: { maxWaitTimeInMs?: number; minBytes?: number; maxBytesPerPartition?: number; maxBytes?: number };
+  /** Where handler failures and recoveries are reported; default: through kafkajs's logger (warnings only). */
+  logger?: Logger;
+  /** Backoff of a batch whose handler throws; defaults in BatchRetries (100 ms doubling to 5 s). */
+  retry?: RetryOptions;
 }
 
 /**
  * A consumer-group member that hands whole batches to the handler and commits a partition's offset
  * only after the handler resolved, i.e. after the fold is durable in Redis.
+ *
+ * A handler that throws has met an infrastructure failure (Kafka or Redis away, Redis out of
+ * memory): the same batch is retried here, in place, with a growing pause, so kafkajs never sees the
+ * error (it would log it, give up after its own retries and restart the whole consumer). While it
+ * waits, and while a handler runs long (ioredis queues commands while Redis is away), the member
+ * keeps heartbeating, so the group does not hand its partitions around because Redis is down.
+ * A rebalance ends the wait: the batch, uncommitted, goes to whichever member owns the partition.
  */
 export class KafkaLogConsumer implements LogConsumer {
   private readonly consumer: Consumer;
+  private readonly retries: BatchRetries;
+  private readonly heartbeatMs: number;
+  private abort = new AbortController();
+  /** run() was called and stop() was not. */
+  private started = false;
+  /** In the group since the last join, and kafkajs has not crashed since. */
+  private joined = false;
+  /** Partitions of the topic this member owns, from the last group join. */
+  private owned = new Set<number>();
+  private admin: Admin | undefined;
+  private adminConnecting: Promise<Admin> | undefined;
 
-  constructor(kafka: Kafka, private readonly opts: KafkaConsumerOptions) {
+  constructor(private readonly kafka: Kafka, private readonly opts: KafkaConsumerOptions) {
     const sessionTimeout = opts.sessionTimeoutMs ?? 30_000;
     const fetch = { maxWaitTimeInMs: 50, minBytes: 1, maxBytesPerPartition: 1 << 20, maxBytes: 10 << 20, ...opts.fetch };
-    this.consumer = kafka.consumer({ groupId: opts.groupId, ...fetch, sessionTimeout, heartbeatInterval: Math.min(3000, Math.floor(sessionTimeout / 3)) });
+    this.heartbeatMs = Math.min(3000, Math.floor(sessionTimeout / 3));
+    this.consumer = kafka.consumer({ groupId: opts.groupId, ...fetch, sessionTimeout, heartbeatInterval: this.heartbeatMs });
+    // Without a logger of its own (replay, benchmarks), failures still show, through kafkajs's.
+    const kafkaLog = kafka.logger();
+    const log: RetryLog = opts.logger ?? { warn: (fields, msg) => kafkaLog.warn(msg, fields), info: (fields, msg) => kafkaLog.info(msg, fields) };
+    this.retries = new BatchRetries(opts.topic, log, opts.retry);
+    const { GROUP_JOIN, CRASH } = this.consumer.events;
+    this.consumer.on(GROUP_JOIN, ({ payload }) => {
+      this.joined = true;
+      this.owned = new Set(payload.memberAssignment[opts.topic] ?? []);
+      this.retries.keepOnly(this.owned);
+      this.retries.succeeded(-1);
+    });
+    this.consumer.on(CRASH, ({ payload }) => {
+      this.joined = false;
+      this.owned = new Set();
+      this.retries.keepOnly(this.owned);
+      if (!this.started) return;
+      // kafkajs restarts the consumer after retriable errors (failing until it has rejoined); after
+      // others it has given up for good, and only a new process helps.
+      this.retries.failed(-1, payload.error);
+      if (!payload.restart) {
+        this.started = false;
+        opts.logger?.error({ topic: opts.topic, err: payload.error.message }, `the ${opts.topic} consumer stopped for good after an error kafkajs does not retry`);
+      }
+    });
   }
 
   async run(handler: BatchHandler): Promise<void> {
-    await this.consumer.connect();
-    await this.consumer.subscribe({ topic: this.opts.topic, fromBeginning: this.opts.fromBeginning ?? true });
+    this.abort = new AbortController();
+    this.started = true;
+    try {
+      await this.consumer.connect();
+      await this.consumer.subscribe({ topic: this.opts.topic, fromBeginning: this.opts.fromBeginning ?? true });
+    } catch (err) {
+      this.started = false;
+      throw err;
+    }
     await this.consumer.run({
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: this.opts.concurrency ?? 3,
-      eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+      eachBatch: async ({ batch, resolveOffset, heartbeat, commitOffsetsIfNecessary, isRunning, isStale }) => {
         if (batch.messages.length === 0 || !isRunning() || isStale()) return;
-        await handler({
+        const consumed = {
           topic: batch.topic,
           partition: batch.partition,
           messages: batch.messages.map((m) => ({
@@ -353,16 +407,124 @@ export class KafkaLogConsumer implements LogConsumer {
             value: m.value ? m.value.toString() : '',
             timestamp: Number(m.timestamp),
           })),
-        });
+        };
+        // Returning without resolving leaves the batch uncommitted: kafkajs fetches it again, here or
+        // at the partition's next owner.
+        const gone = () => this.abort.signal.aborted || !isRunning() || isStale();
+        for (;;) {
+          try {
+            await this.heartbeating(heartbeat, () => handler(consumed));
+            break;
+          } catch (err) {
+            if (gone()) return;
+            await this.wait(this.retries.failed(batch.partition, err), heartbeat);
+            if (gone()) return;
+          }
+        }
+        this.retries.succeeded(batch.partition);
         const last = batch.messages[batch.messages.length - 1]!.offset;
         resolveOffset(last);
-        await this.consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: (BigInt(last) + 1n).toString() }]);
+        await this.commit(commitOffsetsIfNecessary, { topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: (BigInt(last) + 1n).toString() }] }] });
         await heartbeat();
       },
     });
   }
 
+  /**
+   * Commits through the batch's own commit (kafkajs's group, no retry wrapper), so that group
+   * trouble reaches kafkajs as it is: `consumer.commitOffsets` wraps "the coordinator is not aware
+   * of this member" (a member that was silent past its session) into a non-retriable error, on
+   * which kafkajs stops the consumer for good, while the error itself makes it rejoin. Passing
+   * trouble (the coordinator moving, a timeout) is retried here a few times first.
+   */
+  private async commit(commitOffsets: (offsets: Offsets) => Promise<void>, offsets: Offsets): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await commitOffsets(offsets);
+        return;
+      } catch (err) {
+        const e = err as { type?: string; retriable?: boolean };
+        const groupTrouble = e.type === 'UNKNOWN_MEMBER_ID' || e.type === 'REBALANCE_IN_PROGRESS' || e.type === 'NOT_COORDINATOR_FOR_GROUP' || e.type === 'ILLEGAL_GENERATION';
+        if (groupTrouble || e.retriable !== true || attempt >= 5 || this.abort.signal.aborted) throw err;
+        await pause(100 * 2 ** attempt, this.abort.signal);
+      }
+    }
+  }
+
+  /** Runs `work`, heartbeating meanwhile; a failed heartbeat shows at the commit, not here. */
+  private async heartbeating<T>(heartbeat: () => Promise<void>, work: () => Promise<T>): Promise<T> {
+    const timer = setInterval(() => heartbeat().catch(() => {}), this.heartbeatMs);
+    try {
+      return await work();
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  /**
+   * The backoff pause, heartbeating meanwhile; ends early on stop(). A heartbeat that fails
+   * (a rebalance, the coordinator away) is thrown to kafkajs, which rejoins or reconnects.
+   */
+  private async wait(ms: number, heartbeat: () => Promise<void>): Promise<void> {
+    const until = Date.now() + ms;
+    for (let left = ms; left > 0 && !this.abort.signal.aborted; left = until - Date.now()) {
+      await pause(Math.min(left, this.heartbeatMs), this.abort.signal);
+      if (!this.abort.signal.aborted) await heartbeat();
+    }
+  }
+
+  health(): ConsumerHealth {
+    return this.retries.health(this.started && this.joined);
+  }
+
+  /**
+   * Per partition this member owns: the end of the partition minus the group's committed offset
+   * (a group that never committed starts at the beginning, so the whole partition counts).
+   * Owned partitions only, so that summing every worker's lag counts each partition once.
+   */
+  async lag(): Promise<Map<number, number>> {
+    const owned = this.owned;
+    if (owned.size === 0) return new Map();
+    const admin = await this.connectedAdmin();
+    const [ends, committed] = await Promise.all([admin.fetchTopicOffsets(this.opts.topic), admin.fetchOffsets({ groupId: this.opts.groupId, topics: [this.opts.topic] })]);
+    const at = new Map((committed.find((t) => t.topic === this.opts.topic)?.partitions ?? []).map((p) => [p.partition, BigInt(p.offset)]));
+    const lag = new Map<number, number>();
+    for (const e of ends) {
+      if (!owned.has(e.partition)) continue;
+      const c = at.get(e.partition) ?? -1n;
+      const from = c >= 0n ? c : (this.opts.fromBeginning ?? true) ? BigInt(e.low) : BigInt(e.high);
+      const behind = BigInt(e.high) - from;
+      lag.set(e.partition, Number(behind > 0n ? behind : 0n));
+    }
+    return lag;
+  }
+
+  private connectedAdmin(): Promise<Admin> {
+    if (this.admin) return Promise.resolve(this.admin);
+    this.adminConnecting ??= (async () => {
+      const admin = this.kafka.admin();
+      try {
+        await admin.connect();
+      } catch (err) {
+        this.adminConnecting = undefined;
+        throw err;
+      }
+      this.admin = admin;
+      return admin;
+    })();
+    return this.adminConnecting;
+  }
+
   async stop(): Promise<void> {
+    this.started = false;
+    this.joined = false;
+    this.abort.abort();
     await this.consumer.disconnect();
+    const admin = this.admin ?? (await this.adminConnecting?.catch(() => undefined));
+    this.admin = undefined;
+    this.adminConnecting = undefined;
+    await admin?.disconnect();
+    this.owned = new Set();
+    this.retries.clear();
   }
 }

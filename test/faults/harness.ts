@@ -51,6 +51,8 @@ export async function startStack(): Promise<Stack> {
     KAFKA_SESSION_TIMEOUT_MS: '6000',
     INGEST_ACK_TIMEOUT_MS: '3000',
     INGEST_RETRY_AFTER_S: '1',
+    // Several workers on one host: each takes a free port for its probes.
+    WORKER_PORT: '0',
   };
   const ingest = new NodeProcess('ingest', 'ingest/main.ts', { ...env, PORT: String(port) }, dir);
   await ingest.start(/ingest is listening/);

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DeadLetter } from '../../contract/dead-letter.js';
 import { TOPICS } from '../../contract/raw-event.js';
 import type { Transition } from '../../contract/transition.js';
 import type { RunningApp } from '../../embedded/app.js';
@@ -13,6 +14,8 @@ import { readTopic } from '../support/kafka-read.js';
  * Webhooks end to end: the whole app (ingest, worker, webhook consumer) posts transitions to a
  * receiver in this test. The receiver is up, then down (connection refused), then answers 503 for
  * a while, then up again. Every transition must arrive accepted exactly once, each request signed.
+ * A second receiver (a URL of its own) refuses one request for good (422): that request is parked
+ * on history.webhooks.parked, and later transitions still reach it.
  */
 const SECRET = 'test-webhook-secret-0123456789';
 
@@ -27,6 +30,8 @@ class Receiver {
   readonly badSignatures: string[] = [];
   /** Answer 503 to this many more requests that carry transitions of this run's people. */
   failNext = 0;
+  /** Answer `status` with `body` to this many more requests that carry transitions of people starting with `prefix`. */
+  refuse: { prefix: string; count: number; status: number; body: string } | null = null;
 
   constructor(private readonly run: string) {}
 
@@ -44,10 +49,14 @@ class Receiver {
         const parsed = JSON.parse(body) as { transitions: Transition[] };
         // Other test files share history.transitions on the real stack: fail only this run's requests.
         const ours = parsed.transitions.some((t) => t.person.startsWith(this.run));
-        const accepted = check.ok && !(ours && this.failNext > 0);
+        const refuse = this.refuse && this.refuse.count > 0 && parsed.transitions.some((t) => t.person.startsWith(this.refuse!.prefix)) ? this.refuse : null;
+        const accepted = check.ok && !(ours && this.failNext > 0) && !refuse;
         if (ours && this.failNext > 0) this.failNext--;
         this.requests.push({ transitions: parsed.transitions, delivery: String(req.headers['x-clickfold-delivery']), accepted });
-        res.writeHead(accepted ? 204 : 503).end();
+        if (refuse) {
+          refuse.count--;
+          res.writeHead(refuse.status, { 'content-type': 'application/json' }).end(refuse.body);
+        } else res.writeHead(accepted ? 204 : 503).end();
       });
     });
     await new Promise<void>((resolve, reject) => {
@@ -78,15 +87,20 @@ class Receiver {
 describe.each<Mode>(['real', 'embedded'])('webhooks (%s backends)', (mode) => {
   const run = `wh${randomUUID().slice(0, 8)}`;
   const receiver = new Receiver(run);
+  /** A second URL, for the permanent refusal (its consumer is independent of the first's). */
+  const strict = new Receiver(run);
   let app: RunningApp;
 
   beforeAll(async () => {
     await receiver.start();
-    app = await startTestApp(mode, { WEBHOOK_URLS: `http://127.0.0.1:${receiver.port}/hooks/clickfold`, WEBHOOK_SECRET: SECRET, WEBHOOK_RETRY_MAX_MS: '800' });
+    await strict.start();
+    const urls = [`http://127.0.0.1:${receiver.port}/hooks/clickfold`, `http://127.0.0.1:${strict.port}/hooks/strict`];
+    app = await startTestApp(mode, { WEBHOOK_URLS: urls.join(','), WEBHOOK_SECRET: SECRET, WEBHOOK_RETRY_MAX_MS: '800' });
   });
   afterAll(async () => {
     await app?.stop();
     await receiver.stop();
+    await strict.stop();
   });
 
   /** Every transition of the run's people on history.transitions, as the worker published them. */
@@ -145,5 +159,54 @@ describe.each<Mode>(['real', 'embedded'])('webhooks (%s backends)', (mode) => {
     for (const r of rejected) expect(receiver.requests.some((q) => q.accepted && q.delivery === r.delivery)).toBe(true);
     expect(receiver.badSignatures).toEqual([]);
     expect(receiver.attempts(run)).toBeGreaterThan(receiver.requests.filter((r) => r.accepted && r.transitions.some((t) => t.person.startsWith(run))).length);
+  });
+
+  it('parks a request the receiver refuses for good (422), with the status and an excerpt of the answer, and goes on', async () => {
+    const strictUrl = `http://127.0.0.1:${strict.port}/hooks/strict`;
+    const excuse = JSON.stringify({ error: 'schema mismatch', detail: 'x'.repeat(5000) });
+    strict.refuse = { prefix: `${run}-c1`, count: 1, status: 422, body: excuse };
+    expect((await walk(`${run}-c1`, 'sku-1')).status).toBe(202);
+
+    /** Parked records of this run's people for the strict URL. */
+    const mine = (_k: string, v: string) => {
+      const letter = DeadLetter.parse(JSON.parse(v));
+      return letter.url === strictUrl && letter.transitions?.some((t) => t.person.startsWith(run)) ? letter : undefined;
+    };
+    const parked =
+      mode !== 'embedded'
+        ? await readTopic(TOPICS.webhooksParked, mine, (f) => f.length >= 1, { settleMs: 0 })
+        : await eventually(async () => {
+            const found = app.backends.log!.read(TOPICS.webhooksParked).flat().flatMap((m) => mine('', m.value) ?? []);
+            return found.length >= 1 ? found : undefined;
+          }, 30_000, 'the parked request');
+
+    // Later transitions still reach the strict receiver.
+    expect((await walk(`${run}-c2`, 'sku-2')).status).toBe(202);
+    await eventually(async () => (strict.accepted(`${run}-c2`).length >= 3 ? true : undefined), 30_000, 'later transitions delivered to the strict URL');
+    const c1 = (await onLog(21)).filter((t) => t.person === `${run}-c1`);
+    expect(c1).toHaveLength(3);
+    // Whatever of c1 was not in the refused request went out on its own, and was taken.
+    await eventually(async () => (strict.accepted(`${run}-c1`).length + parked[0]!.transitions!.length >= 3 ? true : undefined), 30_000, 'the rest of c1');
+    await new Promise((r) => setTimeout(r, 1000));
+
+    // One refused request, sent once (never retried), parked once with what it carried.
+    const refused = strict.requests.filter((r) => !r.accepted && r.transitions.some((t) => t.person.startsWith(run)));
+    expect(refused).toHaveLength(1);
+    expect(strict.requests.filter((r) => r.delivery === refused[0]!.delivery)).toHaveLength(1);
+    expect(parked).toHaveLength(1);
+    const letter = parked[0]!;
+    expect(letter).toMatchObject({ stage: 'webhook', reason: 'refused', url: strictUrl, status: 422, delivery: refused[0]!.delivery });
+    expect(letter.transitions!.map((t) => t.id).sort()).toEqual(refused[0]!.transitions.map((t) => t.id).sort());
+    expect(letter.response!.startsWith('{"error":"schema mismatch","detail":"xxx')).toBe(true);
+    expect(letter.response!.endsWith('…')).toBe(true);
+    expect(Buffer.byteLength(letter.response!.slice(0, -1))).toBeLessThanOrEqual(1024);
+    // Every c1 transition either was parked or was taken, none both.
+    const parkedIds = letter.transitions!.map((t) => t.id);
+    const takenIds = strict.accepted(`${run}-c1`).map((t) => t.id);
+    expect([...parkedIds, ...takenIds].sort()).toEqual(c1.map((t) => t.id).sort());
+    // c2 arrived once, in order; the first receiver never saw a refusal.
+    expect(strict.accepted(`${run}-c2`).map((t) => t.to)).toEqual(['intro', 'detail', 'purchase']);
+    expect(receiver.requests.every((r) => r.accepted || !r.transitions.some((t) => t.person.startsWith(`${run}-c`)))).toBe(true);
+    expect(strict.badSignatures).toEqual([]);
   });
 });
