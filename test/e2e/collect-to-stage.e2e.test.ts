@@ -16,8 +16,14 @@ async function readRawFromKafka(ids: Set<string>): Promise<{ key: string; id: st
   await consumer.subscribe({ topic: TOPICS.raw, fromBeginning: true });
   await consumer.run({
     eachMessage: async ({ message }) => {
-      const raw = JSON.parse(message.value!.toString()) as { id: string; person: string };
-      if (ids.has(raw.id)) found.push({ key: message.key!.toString(), id: raw.id, person: raw.person });
+      // Other files may have written anything to the shared topic, junk included.
+      let raw: { id: string; person: string };
+      try {
+        raw = JSON.parse(message.value?.toString() ?? '') as { id: string; person: string };
+      } catch {
+        return;
+      }
+      if (raw && ids.has(raw.id)) found.push({ key: message.key!.toString(), id: raw.id, person: raw.person });
     },
   });
   try {
