@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
 // REDIS_URL point at running ones. Tiers are named in file names: *.unit, *.int, *.e2e.
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts', '{contract,ingest,history,embedded,lib,tracker-snippet}/**/*.unit.test.ts'],
+    include: ['test/**/*.test.ts', '{contract,ingest,history,apps,lib,tracker-snippet}/**/*.unit.test.ts'],
     exclude: ['node_modules/**', 'dist/**', 'test/faults/**'],
     globalSetup: ['test/global-setup.ts'],
     pool: 'forks',

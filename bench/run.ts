@@ -25,7 +25,7 @@ import { build } from 'esbuild';
 import { Redis } from 'ioredis';
 import { CollectBatch } from '../contract/collect.js';
 import { TOPICS, type RawEvent } from '../contract/raw-event.js';
-import { compileTopicMap, DEFAULT_TOPIC_MAP } from '../history/topic-map.js';
+import { compileTopicMap, DEFAULT_TOPIC_MAP } from '../history/fold/topic-map.js';
 import { createIngestApp } from '../ingest/app.js';
 import { createKafka, ensureTopics } from '../lib/kafka.js';
 import type { LogMessage, LogProducer } from '../lib/log.js';
@@ -633,7 +633,7 @@ async function measureRedisCeiling() {
 }
 
 /**
- * Click to queryable stage at 5,000 events/s. `all-in-one`: embedded/app.ts startApp on Kafka and
+ * Click to queryable stage at 5,000 events/s. `all-in-one`: apps/all-in-one-app.ts startApp on Kafka and
  * Redis (ingest, worker and query API share one event loop); `split`: the real stack's ingest
  * process and a worker process. Probes are timestamped when the worker's handler hands their
  * transitions to onTransitions (after the Redis write and the publish), cross-checked by polling

@@ -33,8 +33,8 @@ async function main(): Promise<void> {
   const [broker, redisServer] = await Promise.all([KafkaBroker.start(), RedisServer.start()]);
   const [port] = await freePorts(1);
   const env = { KAFKA_BROKERS: broker.brokers, REDIS_URL: redisServer.url, KAFKA_PARTITIONS: '6', LOG_LEVEL: 'warn' };
-  const ingest = new NodeProcess('ingest', 'ingest/main.ts', { ...env, PORT: String(port), LOG_LEVEL: 'info' }, dir);
-  const worker = new NodeProcess('worker', 'history/worker-main.ts', { ...env, LOG_LEVEL: 'info', WORKER_PORT: '0' }, dir);
+  const ingest = new NodeProcess('ingest', 'apps/ingest.ts', { ...env, PORT: String(port), LOG_LEVEL: 'info' }, dir);
+  const worker = new NodeProcess('worker', 'apps/worker.ts', { ...env, LOG_LEVEL: 'info', WORKER_PORT: '0' }, dir);
   await ingest.start(/ingest is listening/);
   await worker.start(/worker is folding/);
   const url = `http://127.0.0.1:${port}/v1/collect`;

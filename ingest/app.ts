@@ -6,7 +6,7 @@ import { collectRoute } from './collect.js';
 import type { RouteDeps } from './context.js';
 import { emailRoutes } from './email.js';
 import { createUaParser } from './enrich.js';
-import { onError } from './errors.js';
+import { onError } from '../lib/http-errors.js';
 import { createIngestMetrics, metricsHandler, type IngestMetrics } from './metrics.js';
 import { segmentRoutes } from './segment.js';
 import { createSink } from './sink.js';

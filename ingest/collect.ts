@@ -3,7 +3,7 @@ import type { CollectBatch, CollectEvent } from '../contract/collect.js';
 import { limitBody, readJsonBody } from './body.js';
 import { enforceLimits, requestRef, type IngestEnv, type RouteDeps } from './context.js';
 import { anonymizeIp } from './enrich.js';
-import { httpError } from './errors.js';
+import { httpError } from '../lib/http-errors.js';
 import { instrument, type IngestMetrics } from './metrics.js';
 import { siteCors } from './site-cors.js';
 import { applyBotPolicy, toRawMessage, type Enrichment, type EventInput } from './raw.js';

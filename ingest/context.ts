@@ -1,7 +1,7 @@
 import type { Context } from 'hono';
 import type { Logger } from '../lib/logger.js';
 import type { UaResult } from './enrich.js';
-import { httpError } from './errors.js';
+import { httpError } from '../lib/http-errors.js';
 import type { RequestRef, Sink } from './sink.js';
 import type { Site, SiteRegistry } from './sites.js';
 

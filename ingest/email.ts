@@ -3,7 +3,7 @@ import { Hono, type Context } from 'hono';
 import { EmailParams, verifyEmailLink } from '../contract/email.js';
 import { requestRef, type IngestEnv, type RouteDeps } from './context.js';
 import { anonymizeIp } from './enrich.js';
-import type { Issue } from './errors.js';
+import type { Issue } from '../lib/http-errors.js';
 import { instrument, type IngestMetrics } from './metrics.js';
 import { toRawMessage, type EventInput } from './raw.js';
 import type { RequestRef } from './sink.js';

@@ -7,7 +7,7 @@ import type { LogMessage } from '../lib/log.js';
 import { limitBody, readJsonBody } from './body.js';
 import { enforceLimits, requestRef, type IngestEnv, type RouteDeps } from './context.js';
 import { anonymizeIp } from './enrich.js';
-import { httpError, type Issue } from './errors.js';
+import { httpError, type Issue } from '../lib/http-errors.js';
 import type { UserVerifier } from './identity.js';
 import { instrument, type IngestMetrics } from './metrics.js';
 import { flattenProps, moneyOf } from './props.js';

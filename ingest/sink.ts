@@ -4,7 +4,7 @@ import { DEAD_LETTER_EXCERPT, excerptOf, type DeadLetter } from '../contract/dea
 import { TOPICS } from '../contract/raw-event.js';
 import { LogUnavailableError, type LogMessage, type LogProducer } from '../lib/log.js';
 import type { Logger } from '../lib/logger.js';
-import { httpError, type Issue } from './errors.js';
+import { httpError, type Issue } from '../lib/http-errors.js';
 import type { IngestMetrics } from './metrics.js';
 import { tokenBuckets } from './rate-limit.js';
 

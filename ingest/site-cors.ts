@@ -1,5 +1,5 @@
 import type { MiddlewareHandler } from 'hono';
-import { httpError } from './errors.js';
+import { httpError } from '../lib/http-errors.js';
 import type { SiteRegistry } from './sites.js';
 
 /**

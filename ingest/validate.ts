@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import { CollectBatch, CollectEvent } from '../contract/collect.js';
-import type { Issue } from './errors.js';
+import type { Issue } from '../lib/http-errors.js';
 
 /** Zod issues as dotted paths in our envelope; our events nest, so a flat error map would lose detail. */
 export function toIssues(error: z.ZodError, prefix: (string | number)[] = []): Issue[] {

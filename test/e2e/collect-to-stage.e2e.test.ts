@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningApp } from '../../embedded/app.js';
-import type { PartitionedLog } from '../../embedded/partitioned-log.js';
+import type { RunningApp } from '../../apps/all-in-one-app.js';
+import type { PartitionedLog } from '../../lib/log-memory.js';
 import { TOPICS } from '../../contract/raw-event.js';
 import { kafkaBrokers } from '../support/services.js';
 import { batch, eventually, post, startTestApp, type Mode } from '../support/app.js';

@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningApp } from '../../embedded/app.js';
+import type { RunningApp } from '../../apps/all-in-one-app.js';
 import { batch, eventually, post, startTestApp } from '../support/app.js';
 import { launchChromium } from '../support/browser.js';
 

@@ -1,6 +1,6 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningApp } from '../../embedded/app.js';
+import type { RunningApp } from '../../apps/all-in-one-app.js';
 import { buildSnippet } from '../../tracker-snippet/build.js';
 import { eventually, startTestApp } from '../support/app.js';
 import { launchChromium } from '../support/browser.js';

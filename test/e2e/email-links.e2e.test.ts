@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { emailClickUrl, emailOpenUrl } from '../../contract/email.js';
-import type { RunningApp } from '../../embedded/app.js';
-import { TopicMapConfig } from '../../history/topic-map.js';
+import type { RunningApp } from '../../apps/all-in-one-app.js';
+import { TopicMapConfig } from '../../history/fold/topic-map.js';
 import { eventually, startTestApp } from '../support/app.js';
 
 const SECRET = `e2e-secret-${randomUUID()}`;

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Analytics } from '@segment/analytics-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningApp } from '../../embedded/app.js';
-import { DEFAULT_TOPIC_MAP, TopicMapConfig } from '../../history/topic-map.js';
+import type { RunningApp } from '../../apps/all-in-one-app.js';
+import { DEFAULT_TOPIC_MAP, TopicMapConfig } from '../../history/fold/topic-map.js';
 import { eventually, startTestApp } from '../support/app.js';
 
 /** The demo shop's rules plus channel rules: an e-mail click and a completed call about a product. */

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOPICS } from '../../contract/raw-event.js';
 import type { Transition } from '../../contract/transition.js';
-import type { RunningApp } from '../../embedded/app.js';
+import type { RunningApp } from '../../apps/all-in-one-app.js';
 import { batch, eventually, post, startTestApp, type Mode } from '../support/app.js';
 import { readTopic } from '../support/kafka-read.js';
 

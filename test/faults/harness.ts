@@ -5,12 +5,12 @@ import { Redis } from 'ioredis';
 import { Kafka, logLevel } from 'kafkajs';
 import { TOPICS, type RawEvent } from '../../contract/raw-event.js';
 import type { Transition } from '../../contract/transition.js';
-import type { BatchRecord } from '../../history/person-batch.js';
-import { MemoryHistoryStore } from '../../history/store-memory.js';
-import { RedisHistoryStore } from '../../history/store-redis.js';
-import { compileTopicMap, DEFAULT_TOPIC_MAP, foldOptionsOf } from '../../history/topic-map.js';
-import type { PersonView } from '../../history/views.js';
-import { toFoldEvent } from '../../history/worker.js';
+import type { BatchRecord } from '../../history/fold/person-batch.js';
+import { MemoryHistoryStore } from '../../history/store/memory.js';
+import { RedisHistoryStore } from '../../history/store/redis.js';
+import { compileTopicMap, DEFAULT_TOPIC_MAP, foldOptionsOf } from '../../history/fold/topic-map.js';
+import type { PersonView } from '../../history/store/views.js';
+import { toFoldEvent } from '../../history/worker/batch.js';
 import { KafkaBroker } from '../../services/kafka.js';
 import { NodeProcess } from '../../services/node-process.js';
 import { freePorts, sleep } from '../../services/proc.js';
@@ -54,7 +54,7 @@ export async function startStack(): Promise<Stack> {
     // Several workers on one host: each takes a free port for its probes.
     WORKER_PORT: '0',
   };
-  const ingest = new NodeProcess('ingest', 'ingest/main.ts', { ...env, PORT: String(port) }, dir);
+  const ingest = new NodeProcess('ingest', 'apps/ingest.ts', { ...env, PORT: String(port) }, dir);
   await ingest.start(/ingest is listening/);
   const workers: NodeProcess[] = [];
   return {
@@ -64,7 +64,7 @@ export async function startStack(): Promise<Stack> {
     dir,
     ingestUrl: `http://127.0.0.1:${port}`,
     worker: async (name) => {
-      const w = new NodeProcess(name, 'history/worker-main.ts', env, dir);
+      const w = new NodeProcess(name, 'apps/worker.ts', env, dir);
       await w.start(/worker is folding/);
       workers.push(w);
       return w;

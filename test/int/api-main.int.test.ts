@@ -8,7 +8,7 @@ import type { Transition } from '../../contract/transition.js';
 import { kafkaBrokers, redisUrl } from '../support/services.js';
 
 /**
- * The standalone query API process (`npx tsx history/api-main.ts`) on the run's Kafka and Redis:
+ * The standalone query API process (`npx tsx apps/api.ts`) on the run's Kafka and Redis:
  * it refuses to start without API_KEYS; with a key it serves the API and the dashboard, and its
  * live feed comes from a kafkajs consumer on history.transitions; SIGTERM ends open streams and exits 0.
  */
@@ -22,7 +22,7 @@ interface Child {
 }
 
 function spawnApi(env: Record<string, string>): Child {
-  const proc = spawn(process.execPath, [TSX, 'history/api-main.ts'], {
+  const proc = spawn(process.execPath, [TSX, 'apps/api.ts'], {
     env: { ...process.env, KAFKA_BROKERS: kafkaBrokers(), REDIS_URL: redisUrl(), PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', KAFKA_PARTITIONS: '3', API_KEYS: '', API_READ_KEYS: '', ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -54,7 +54,7 @@ function listening(child: Child): Promise<string> {
   });
 }
 
-describe('history/api-main.ts as a process', () => {
+describe('apps/api.ts as a process', () => {
   it('refuses to start on the real stack without API_KEYS, saying why', async () => {
     const child = spawnApi({});
     expect(await child.exited).toBe(1);

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningApp } from '../../embedded/app.js';
+import type { RunningApp } from '../../apps/all-in-one-app.js';
 import { KafkaBroker } from '../../services/kafka.js';
 import { batch, eventually, post, startTestApp } from '../support/app.js';
 

@@ -10,7 +10,7 @@ import { TOPICS } from '../../contract/raw-event.js';
 import { kafkaBrokers } from '../support/services.js';
 
 /**
- * The standalone ingest process (`npx tsx ingest/main.ts`) against the run's Kafka: its /metrics
+ * The standalone ingest process (`npx tsx apps/ingest.ts`) against the run's Kafka: its /metrics
  * counts what was sent, and SIGTERM under load loses nothing it acknowledged.
  */
 const TSX = fileURLToPath(new URL('../../node_modules/tsx/dist/cli.mjs', import.meta.url));
@@ -29,9 +29,9 @@ async function startIngest(): Promise<Child> {
   const dir = mkdtempSync(join(tmpdir(), 'clickfold-ingest-'));
   const sitesFile = join(dir, 'sites.json');
   writeFileSync(sitesFile, JSON.stringify({ sites: [{ id: SITE, origins: ['*'], writeKeys: [WRITE_KEY] }] }));
-  // `npx tsx ingest/main.ts` minus npx: npm's exec wrapper dies on SIGTERM without passing it on
+  // `npx tsx apps/ingest.ts` minus npx: npm's exec wrapper dies on SIGTERM without passing it on
   // (the process would be orphaned), so supervisors must run tsx, or node --import tsx, directly.
-  const proc = spawn(process.execPath, [TSX, 'ingest/main.ts'], {
+  const proc = spawn(process.execPath, [TSX, 'apps/ingest.ts'], {
     env: { ...process.env, KAFKA_BROKERS: kafkaBrokers(), PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', INGEST_SITES: sitesFile, KAFKA_PARTITIONS: '3', INGEST_SHUTDOWN_GRACE_MS: '10000', TRUST_PROXY: '1' },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -136,7 +136,7 @@ const collectBody = (events: number, site = SITE) => ({
 const post = (url: string, path: string, body: unknown, headers: Record<string, string> = {}) =>
   fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
 
-describe('ingest/main.ts as a process', () => {
+describe('apps/ingest.ts as a process', () => {
   let child: Child;
   beforeAll(async () => {
     child = await startIngest();

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningApp } from '../../embedded/app.js';
-import { replay } from '../../history/replay.js';
-import { RedisHistoryStore } from '../../history/store-redis.js';
-import { compileTopicMap, DEFAULT_TOPIC_MAP } from '../../history/topic-map.js';
+import type { RunningApp } from '../../apps/all-in-one-app.js';
+import { replay } from '../../history/worker/replay.js';
+import { RedisHistoryStore } from '../../history/store/redis.js';
+import { compileTopicMap, DEFAULT_TOPIC_MAP } from '../../history/fold/topic-map.js';
 import { createKafka, KafkaLogProducer } from '../../lib/kafka.js';
 import { createLogger } from '../../lib/logger.js';
 import { batch, eventually, post, startTestApp } from '../support/app.js';

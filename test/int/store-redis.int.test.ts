@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Cluster, Redis } from 'ioredis';
-import { RedisHistoryStore } from '../../history/store-redis.js';
+import { RedisHistoryStore } from '../../history/store/redis.js';
 import { deleteNamespace, inspectNamespace } from '../support/redis-inspect.js';
 import { redisClusterNodes, redisUrl } from '../support/services.js';
 import { FOLD_OPTIONS, storeContract } from '../support/store-contract.js';

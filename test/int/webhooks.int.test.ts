@@ -5,8 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeadLetter } from '../../contract/dead-letter.js';
 import { TOPICS } from '../../contract/raw-event.js';
 import type { Transition } from '../../contract/transition.js';
-import type { RunningApp } from '../../embedded/app.js';
-import { SIGNATURE_HEADER, verifyWebhook } from '../../history/webhook-signature.js';
+import type { RunningApp } from '../../apps/all-in-one-app.js';
+import { SIGNATURE_HEADER, verifyWebhook } from '../../history/transitions/webhook-signature.js';
 import { batch, eventually, post, startTestApp, type Mode } from '../support/app.js';
 import { readTopic } from '../support/kafka-read.js';
 

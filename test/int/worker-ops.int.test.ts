@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOPICS, type RawEvent } from '../../contract/raw-event.js';
-import { RedisHistoryStore } from '../../history/store-redis.js';
+import { RedisHistoryStore } from '../../history/store/redis.js';
 import { redisCommand, RedisServer } from '../../services/redis.js';
 import { eventually } from '../support/app.js';
 import { spawnLogged, type LoggedProcess } from '../support/process-log.js';
@@ -12,7 +12,7 @@ import { kafkaBrokers } from '../support/services.js';
 import { FOLD_OPTIONS } from '../support/store-contract.js';
 
 /**
- * The standalone worker (`history/worker-main.ts`) as an operator sees it, on the run's Kafka and a
+ * The standalone worker (`apps/worker.ts`) as an operator sees it, on the run's Kafka and a
  * Redis of its own: /healthz, /readyz, /metrics on WORKER_PORT; the lag per partition; Redis out of
  * memory turns /readyz to 503 with the reason while the batch is retried (and nothing is lost);
  * and a Redis that evicts keys is refused at start by every process that writes or reads histories.
@@ -53,7 +53,7 @@ describe('the worker process: probes, metrics, lag, Redis out of memory', () => 
     store = new RedisHistoryStore(redis, FOLD_OPTIONS, prefix);
     const group = `ops-${randomUUID()}`;
     await startGroupAtEnd(group);
-    worker = spawnLogged('history/worker-main.ts', {
+    worker = spawnLogged('apps/worker.ts', {
       KAFKA_BROKERS: kafkaBrokers(),
       REDIS_URL: redisServer.url,
       REDIS_CLUSTER_NODES: '',
@@ -165,9 +165,9 @@ describe('a Redis that evicts keys', () => {
   afterAll(() => evicting?.destroy());
 
   it.each([
-    ['the worker', 'history/worker-main.ts', {}],
-    ['the query API', 'history/api-main.ts', { API_KEYS: `ops-key-${randomUUID()}` }],
-    ['npm start on the real stack', 'embedded/main.ts', { API_KEYS: `ops-key-${randomUUID()}`, PORT: '0' }],
+    ['the worker', 'apps/worker.ts', {}],
+    ['the query API', 'apps/api.ts', { API_KEYS: `ops-key-${randomUUID()}` }],
+    ['npm start on the real stack', 'apps/all-in-one.ts', { API_KEYS: `ops-key-${randomUUID()}`, PORT: '0' }],
   ])('is refused by %s, with the policy and what to set instead', async (_name, script, extra) => {
     const child = spawnLogged(script, { KAFKA_BROKERS: kafkaBrokers(), REDIS_URL: evicting.url, REDIS_CLUSTER_NODES: '', WORKER_PORT: '0', ...extra });
     expect(await child.exited).toBe(1);

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { startApp, type RunningApp } from '../../embedded/app.js';
-import { DEFAULT_TOPIC_MAP, type TopicMapConfig } from '../../history/topic-map.js';
+import { startApp, type RunningApp } from '../../apps/all-in-one-app.js';
+import { DEFAULT_TOPIC_MAP, type TopicMapConfig } from '../../history/fold/topic-map.js';
 import { parseEnv } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { kafkaBrokers, redisClusterNodes, redisUrl } from './services.js';

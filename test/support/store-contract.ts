@@ -1,7 +1,7 @@
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import type { FoldEvent, FoldOptions } from '../../history/fold.js';
-import type { BatchRecord } from '../../history/person-batch.js';
-import { RANKING_ID, type HistoryStore } from '../../history/store.js';
+import type { FoldEvent, FoldOptions } from '../../history/fold/fold.js';
+import type { BatchRecord } from '../../history/fold/person-batch.js';
+import { RANKING_ID, type HistoryStore } from '../../history/store/store.js';
 import type { Transition } from '../../contract/transition.js';
 
 export const FOLD_OPTIONS: FoldOptions = { ladder: ['intro', 'detail', 'purchase'], quietMs: 30 * 86_400_000, seenSize: 32 };

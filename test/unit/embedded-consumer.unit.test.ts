@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { PartitionedLog } from '../../embedded/partitioned-log.js';
+import { PartitionedLog } from '../../lib/log-memory.js';
 import type { ConsumedBatch, LogConsumer } from '../../lib/log.js';
 import { eventually } from '../support/app.js';
 import { captureLogs } from '../support/log-capture.js';

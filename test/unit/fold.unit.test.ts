@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { emptyState, fingerprint, fold, type FoldEvent, type FoldOptions } from '../../history/fold.js';
+import { emptyState, fingerprint, fold, type FoldEvent, type FoldOptions } from '../../history/fold/fold.js';
 
 const opts: FoldOptions = { ladder: ['intro', 'detail', 'purchase'], quietMs: 30 * 86_400_000, seenSize: 32 };
 const T0 = Date.UTC(2026, 0, 1);

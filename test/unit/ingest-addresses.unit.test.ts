@@ -1,6 +1,6 @@
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
-import { PartitionedLog } from '../../embedded/partitioned-log.js';
+import { PartitionedLog } from '../../lib/log-memory.js';
 import { createIngestApp } from '../../ingest/app.js';
 import { createIngestMetrics } from '../../ingest/metrics.js';
 import { addressKey } from '../../ingest/rate-limit.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { TOPICS } from '../../contract/raw-event.js';
-import { PartitionedLog } from '../../embedded/partitioned-log.js';
+import { PartitionedLog } from '../../lib/log-memory.js';
 import { createIngestApp } from '../../ingest/app.js';
 import { createLogger } from '../../lib/logger.js';
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DeadLetter } from '../../contract/dead-letter.js';
 import { TOPICS, type RawEvent } from '../../contract/raw-event.js';
-import { PartitionedLog } from '../../embedded/partitioned-log.js';
+import { PartitionedLog } from '../../lib/log-memory.js';
 import { createIngestApp } from '../../ingest/app.js';
 import { createIngestMetrics, type IngestMetrics } from '../../ingest/metrics.js';
 import { createSink } from '../../ingest/sink.js';

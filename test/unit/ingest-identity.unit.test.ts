@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { TOPICS, type RawEvent } from '../../contract/raw-event.js';
-import { PartitionedLog } from '../../embedded/partitioned-log.js';
+import { PartitionedLog } from '../../lib/log-memory.js';
 import { createIngestApp } from '../../ingest/app.js';
 import { signUser, userVerifier } from '../../ingest/identity.js';
 import { createIngestMetrics } from '../../ingest/metrics.js';

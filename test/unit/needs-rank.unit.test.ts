@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { NEED_HALF_LIFE_MS, needScore, rankNeeds, weightedInteractions, type NeedCandidate } from '../../history/needs-rank.js';
+import { NEED_HALF_LIFE_MS, needScore, rankNeeds, weightedInteractions, type NeedCandidate } from '../../history/query/needs-rank.js';
 
 const NOW = Date.UTC(2026, 5, 10, 12);
 const HOUR = 3_600_000;

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { checkApiAccess } from '../../history/api-auth.js';
-import { csvCell, toCsv } from '../../history/csv.js';
-import { transitionId } from '../../history/fold.js';
-import { computeFunnel } from '../../history/funnel.js';
-import { parseDuration, parseTime } from '../../history/query-params.js';
-import { dialogueTransitions, recentTransitions } from '../../history/recent-transitions.js';
-import { rfmScores } from '../../history/rfm.js';
-import { signWebhook, verifyWebhook } from '../../history/webhook-signature.js';
+import { checkApiAccess } from '../../history/query/auth.js';
+import { csvCell, toCsv } from '../../history/query/csv.js';
+import { transitionId } from '../../history/fold/fold.js';
+import { computeFunnel } from '../../history/query/funnel.js';
+import { parseDuration, parseTime } from '../../history/query/params.js';
+import { dialogueTransitions, recentTransitions } from '../../history/query/recent-transitions.js';
+import { rfmScores } from '../../history/query/rfm.js';
+import { signWebhook, verifyWebhook } from '../../history/transitions/webhook-signature.js';
 import { parseEnv } from '../../lib/config.js';
 
 const DAY = 86_400_000;

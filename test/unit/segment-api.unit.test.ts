@@ -1,7 +1,7 @@
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { TOPICS, type RawEvent } from '../../contract/raw-event.js';
-import { PartitionedLog } from '../../embedded/partitioned-log.js';
+import { PartitionedLog } from '../../lib/log-memory.js';
 import { createIngestApp } from '../../ingest/app.js';
 import { compileSites, SitesFile } from '../../ingest/sites.js';
 import { createLogger } from '../../lib/logger.js';

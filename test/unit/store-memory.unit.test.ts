@@ -1,4 +1,4 @@
-import { MemoryHistoryStore } from '../../history/store-memory.js';
+import { MemoryHistoryStore } from '../../history/store/memory.js';
 import { FOLD_OPTIONS, storeContract } from '../support/store-contract.js';
 
 storeContract('in-memory', async (opts) => {

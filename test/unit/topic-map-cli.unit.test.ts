@@ -4,19 +4,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { compileTopicMap } from '../../history/topic-map.js';
-import { loadTopicMap } from '../../history/topic-map-file.js';
+import { compileTopicMap } from '../../history/fold/topic-map.js';
+import { loadTopicMap } from '../../history/fold/topic-map-file.js';
 
 const run = promisify(execFile);
 const cli = (...args: string[]) =>
-  run(process.execPath, ['--import', 'tsx', 'history/topic-map-cli.ts', ...args]).then(
+  run(process.execPath, ['--import', 'tsx', 'apps/topic-map.ts', ...args]).then(
     (r) => ({ code: 0, out: r.stdout, err: r.stderr }),
     (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout, err: e.stderr }),
   );
 
 describe('topic-map CLI and the sample map', () => {
   it('maps the README sample URLs and events with the demo map', async () => {
-    const r = await cli('--map', 'history/topic-maps/demo.json', 'https://shop.example/products/sku-1', '/products/sku-1/specs', '/checkout/sku-2', '/about',
+    const r = await cli('--map', 'history/fold/topic-maps/demo.json', 'https://shop.example/products/sku-1', '/products/sku-1/specs', '/checkout/sku-2', '/about',
       '{"channel":"email","name":"Email Link Clicked","props":{"product":"sku-1"}}');
     expect(r.code).toBe(0);
     expect(r.out.trim().split('\n')).toEqual([
@@ -47,7 +47,7 @@ describe('topic-map CLI and the sample map', () => {
   });
 
   it('tries a site\'s own rules before the shared ones', async () => {
-    const map = compileTopicMap(await loadTopicMap('history/topic-maps/demo.json'));
+    const map = compileTopicMap(await loadTopicMap('history/fold/topic-maps/demo.json'));
     expect(map.classify({ site: 'plans', channel: 'web', type: 'page', url: '/plans/pro/compare' })).toEqual({ topic: 'plan:pro', stage: 1 });
     expect(map.classify({ site: 'demo', channel: 'web', type: 'page', url: '/plans/pro/compare' })).toBeNull();
     expect(map.classify({ site: 'plans', channel: 'web', type: 'page', url: '/products/sku-1' })).toEqual({ topic: 'product:sku-1', stage: 0 });

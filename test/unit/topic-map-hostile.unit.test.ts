@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { transitionId } from '../../history/fold.js';
-import { keys } from '../../history/store.js';
-import { compileTopicMap, DEFAULT_TOPIC_MAP, normaliseTopic, safeDecode, TOPIC_MAX_LENGTH, TopicMapConfig, type Classifiable } from '../../history/topic-map.js';
+import { transitionId } from '../../history/fold/fold.js';
+import { keys } from '../../history/store/store.js';
+import { compileTopicMap, DEFAULT_TOPIC_MAP, normaliseTopic, safeDecode, TOPIC_MAX_LENGTH, TopicMapConfig, type Classifiable } from '../../history/fold/topic-map.js';
 
 const demo = compileTopicMap(DEFAULT_TOPIC_MAP);
 const page = (url: string, extra: Partial<Classifiable> = {}): Classifiable => ({ channel: 'web', type: 'page', url, ...extra });

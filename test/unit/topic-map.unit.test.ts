@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { compileTopicMap, DEFAULT_TOPIC_MAP, TopicMapConfig } from '../../history/topic-map.js';
-import { parseTopicMap } from '../../history/topic-map-file.js';
+import { compileTopicMap, DEFAULT_TOPIC_MAP, TopicMapConfig } from '../../history/fold/topic-map.js';
+import { parseTopicMap } from '../../history/fold/topic-map-file.js';
 
 const demo = compileTopicMap(DEFAULT_TOPIC_MAP);
 const web = (url: string, extra: Record<string, unknown> = {}) => ({ channel: 'web', type: 'page', url, ...extra });

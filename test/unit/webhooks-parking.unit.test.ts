@@ -2,9 +2,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { DeadLetter } from '../../contract/dead-letter.js';
 import { TOPICS } from '../../contract/raw-event.js';
 import type { Transition } from '../../contract/transition.js';
-import { PartitionedLog } from '../../embedded/partitioned-log.js';
-import { embeddedTransitionLog } from '../../history/transition-log.js';
-import { createWebhookMetrics, parseRetryAfter, readExcerpt, startWebhooks, urlLabel, type RunningWebhooks, type WebhookOptions } from '../../history/webhooks.js';
+import { PartitionedLog } from '../../lib/log-memory.js';
+import { embeddedTransitionLog } from '../../history/transitions/log.js';
+import { createWebhookMetrics, parseRetryAfter, readExcerpt, startWebhooks, urlLabel, type RunningWebhooks, type WebhookOptions } from '../../history/transitions/webhooks.js';
 import type { LogProducer } from '../../lib/log.js';
 import { createLogger } from '../../lib/logger.js';
 

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { DeadLetter } from '../../contract/dead-letter.js';
 import { TOPICS } from '../../contract/raw-event.js';
-import { PartitionedLog } from '../../embedded/partitioned-log.js';
-import { MemoryHistoryStore } from '../../history/store-memory.js';
-import { DEFAULT_SEEN_SIZE } from '../../history/store.js';
-import { compileTopicMap, DEFAULT_TOPIC_MAP, foldOptionsOf, TopicMapConfig } from '../../history/topic-map.js';
-import { createBatchHandler } from '../../history/worker.js';
-import { createWorkerMetrics } from '../../history/worker-metrics.js';
+import { PartitionedLog } from '../../lib/log-memory.js';
+import { MemoryHistoryStore } from '../../history/store/memory.js';
+import { DEFAULT_SEEN_SIZE } from '../../history/store/store.js';
+import { compileTopicMap, DEFAULT_TOPIC_MAP, foldOptionsOf, TopicMapConfig } from '../../history/fold/topic-map.js';
+import { createBatchHandler } from '../../history/worker/batch.js';
+import { createWorkerMetrics } from '../../history/worker/metrics.js';
 import { createLogger } from '../../lib/logger.js';
 
 const T0 = 1_700_000_000_000;

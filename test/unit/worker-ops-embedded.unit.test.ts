@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunningApp } from '../../embedded/app.js';
+import type { RunningApp } from '../../apps/all-in-one-app.js';
 import { batch, eventually, post, startTestApp } from '../support/app.js';
 
 /**

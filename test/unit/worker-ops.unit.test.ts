@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events';
 import { ReplyError, type Cluster, type Redis } from 'ioredis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { createWorkerHttpApp, workerReadiness } from '../../history/worker-http.js';
-import { createWorkerMetrics, failureReason, observeBatches, pollLag } from '../../history/worker-metrics.js';
+import { createWorkerHttpApp, workerReadiness } from '../../history/worker/http.js';
+import { createWorkerMetrics, failureReason, observeBatches, pollLag } from '../../history/worker/metrics.js';
 import { BatchRetries, LogUnavailableError, type ConsumerHealth, type LogConsumer } from '../../lib/log.js';
 import { checkEvictionPolicy, isRedisOom, redisErrorKind, RedisWatch } from '../../lib/redis.js';
 import { captureLogs } from '../support/log-capture.js';

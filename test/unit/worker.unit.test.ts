@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { DeadLetter } from '../../contract/dead-letter.js';
 import { TOPICS } from '../../contract/raw-event.js';
-import { PartitionedLog } from '../../embedded/partitioned-log.js';
-import { MemoryHistoryStore } from '../../history/store-memory.js';
-import { compileTopicMap, DEFAULT_TOPIC_MAP } from '../../history/topic-map.js';
-import { createBatchHandler } from '../../history/worker.js';
+import { PartitionedLog } from '../../lib/log-memory.js';
+import { MemoryHistoryStore } from '../../history/store/memory.js';
+import { compileTopicMap, DEFAULT_TOPIC_MAP } from '../../history/fold/topic-map.js';
+import { createBatchHandler } from '../../history/worker/batch.js';
 import { createLogger } from '../../lib/logger.js';
 import { FOLD_OPTIONS } from '../support/store-contract.js';
 

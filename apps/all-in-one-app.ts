@@ -1,0 +1,147 @@
+import type { ServerType } from '@hono/node-server';
+import { Hono } from 'hono';
+import { Registry } from 'prom-client';
+import type { Transition } from '../contract/transition.js';
+import { apiKeysFromEnv } from '../history/query/auth.js';
+import { LiveFeed } from '../history/transitions/live-feed.js';
+import { createQueryApp } from '../history/query/app.js';
+import { compileTopicMap, foldOptionsOf, type TopicMapConfig } from '../history/fold/topic-map.js';
+import { embeddedTransitionLog, kafkaTransitionLog } from '../history/transitions/log.js';
+import { createWebhookMetrics, startWebhooks, type RunningWebhooks } from '../history/transitions/webhooks.js';
+import { beforeScrape, createWorkerHttpApp, workerReadiness, type WorkerReadiness } from '../history/worker/http.js';
+import { createWorkerMetrics, observeBatches, pollLag, type WorkerMetrics } from '../history/worker/metrics.js';
+import { createBatchHandler } from '../history/worker/batch.js';
+import { createIngestApp } from '../ingest/app.js';
+import { createIngestMetrics } from '../ingest/metrics.js';
+import { compileSites, loadSites } from '../ingest/sites.js';
+import { openBackends, type Backends } from './shared/backends.js';
+import type { Env } from '../lib/config.js';
+import { createKafka } from '../lib/kafka.js';
+import type { LogConsumer } from '../lib/log.js';
+import type { Logger } from '../lib/logger.js';
+import { clientIpResolver, closeServer, listen } from '../lib/serve.js';
+import { createDemoShop } from './demo-shop.js';
+
+export interface RunningApp {
+  port: number;
+  /** Live transitions, as the worker publishes them. */
+  feed: LiveFeed;
+  url: string;
+  backends: Backends;
+  app: Hono;
+  /** The worker's metrics (also in `GET /metrics`) and readiness (`GET /worker/readyz`). */
+  worker: { metrics: WorkerMetrics; readiness(): WorkerReadiness; consumer: LogConsumer };
+  /** Stops accepting requests, then stops the worker (after its batch in flight), then the backends. */
+  stop(): Promise<void>;
+}
+
+export interface AppOptions {
+  onTransitions?: (t: Transition[]) => void;
+}
+
+/**
+ * The all-in-one process: ingest, worker, query API and demo shop on one port. Used by `npm start`
+ * and by the end-to-end tests, on whichever backends the environment selects.
+ */
+export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger: Logger, opts: AppOptions = {}): Promise<RunningApp> {
+  const topicMap = compileTopicMap(topicMapConfig);
+  const sites = compileSites(await loadSites(env.INGEST_SITES));
+  const backends = await openBackends(env, foldOptionsOf(topicMap), logger);
+
+  const ingestMetrics = createIngestMetrics({ process: true });
+  // The process metrics (CPU, memory, event loop) are already in ingest's registry: once is enough.
+  const workerMetrics = createWorkerMetrics();
+  const webhookMetrics = createWebhookMetrics();
+  backends.redis?.onError((kind) => workerMetrics.redisErrors.inc({ kind }));
+  let consumer: LogConsumer | undefined;
+  let lag: { stop(): void; poll(): Promise<void> } | undefined;
+  let stopping = false;
+  const readiness = (): WorkerReadiness =>
+    consumer ? workerReadiness({ consumer, redis: backends.redis, stopping: () => stopping }) : { ready: false, reason: 'the worker has not started yet' };
+
+  const app = new Hono();
+  // One scrape target per process: /metrics carries ingest's, the worker's and the webhooks' metrics (registered
+  // before ingest's own /metrics, which it overrides). /readyz stays ingest's: a load balancer
+  // routes events on it, and Kafka keeps them while the worker is failing; the worker's readiness,
+  // for monitoring, is /worker/readyz (with /worker/healthz and /worker/metrics).
+  app.get('/metrics', async (c) => {
+    if (lag) await beforeScrape(lag.poll);
+    const merged = Registry.merge([ingestMetrics.registry, workerMetrics.registry, webhookMetrics.registry]);
+    return c.body(await merged.metrics(), 200, { 'content-type': merged.contentType });
+  });
+  app.route('/worker', createWorkerHttpApp({ metrics: workerMetrics, readiness, refresh: async () => lag?.poll() }));
+  app.route(
+    '/',
+    createIngestApp({
+      producer: backends.producer,
+      logger,
+      maxBodyBytes: env.INGEST_MAX_BODY,
+      retryAfterSeconds: env.INGEST_RETRY_AFTER_S,
+      clientIp: clientIpResolver(env.TRUST_PROXY, () => ingestMetrics.forwardedFallbacks.inc()),
+      deadLettersPerSecond: env.INGEST_DEAD_LETTERS_PER_SECOND,
+      sites,
+      linkSecret: env.INGEST_LINK_SECRET,
+      batchMaxBodyBytes: env.INGEST_BATCH_MAX_BODY,
+      metrics: ingestMetrics,
+    }),
+  );
+  const feed = new LiveFeed();
+  app.route('/', createQueryApp({ store: backends.store, logger, feed, keys: apiKeysFromEnv(env) }));
+  app.route('/', createDemoShop());
+
+  if (opts.onTransitions) {
+    const listener = opts.onTransitions;
+    feed.subscribe({}, (t) => listener([t]));
+  }
+  let server: ServerType | undefined;
+  let webhooks: RunningWebhooks | undefined;
+  try {
+    consumer = backends.rawConsumer();
+    const handler = createBatchHandler({ store: backends.store, topicMap, producer: backends.producer, logger, metrics: workerMetrics, onTransitions: (t) => feed.publish(t) });
+    await consumer.run(observeBatches(handler, workerMetrics, backends.redis));
+    lag = pollLag(consumer, workerMetrics, { logger });
+    if (env.WEBHOOK_URLS.length > 0) {
+      // Webhooks read history.transitions with consumers of their own: the fold never waits for a receiver.
+      const log = backends.log ? embeddedTransitionLog(backends.log) : kafkaTransitionLog(createKafka(env.KAFKA_BROKERS!, `${env.KAFKA_CLIENT_ID}-webhooks`, logger), logger);
+      webhooks = await startWebhooks(log, {
+        urls: env.WEBHOOK_URLS,
+        secret: env.WEBHOOK_SECRET ?? '',
+        retryMaxMs: env.WEBHOOK_RETRY_MAX_MS,
+        groupPrefix: env.KAFKA_GROUP_ID,
+        logger,
+        // Requests a receiver refuses for good are parked on history.webhooks.parked.
+        producer: backends.producer,
+        metrics: webhookMetrics,
+      });
+    }
+    const listening = await listen(app, env.PORT, env.HOST);
+    server = listening.server;
+    const port = listening.port;
+    return {
+      port,
+      feed,
+      url: `http://${env.HOST}:${port}`,
+      backends,
+      app,
+      worker: { metrics: workerMetrics, readiness, consumer },
+      stop: async () => {
+        stopping = true;
+        lag?.stop();
+        // Open event streams would hold the server open: end them first.
+        feed.close();
+        await closeServer(listening.server);
+        await consumer?.stop();
+        await webhooks?.stop();
+        await backends.close();
+      },
+    };
+  } catch (err) {
+    lag?.stop();
+    feed.close();
+    if (server) await closeServer(server);
+    await webhooks?.stop().catch(() => {});
+    await consumer?.stop().catch(() => {});
+    await backends.close().catch(() => {});
+    throw err;
+  }
+}

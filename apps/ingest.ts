@@ -1,0 +1,98 @@
+import type { ServerType } from '@hono/node-server';
+import { Hono } from 'hono';
+import { parseEnv } from '../lib/config.js';
+import { createKafka, ensureTopics, KafkaLogProducer } from '../lib/kafka.js';
+import type { LogProducer } from '../lib/log.js';
+import { createLogger, type Logger } from '../lib/logger.js';
+import { clientIpResolver, listen, onShutdown } from '../lib/serve.js';
+import { createIngestApp } from '../ingest/app.js';
+import { createIngestMetrics } from '../ingest/metrics.js';
+import { compileSites, loadSites } from '../ingest/sites.js';
+
+/**
+ * The standalone ingest process of the real stack (`npx tsx apps/ingest.ts`): HTTP in, Kafka out.
+ * Needs KAFKA_BROKERS (not Redis). On SIGTERM or SIGINT it stops accepting, lets the requests in
+ * flight finish (each answers only after Kafka acknowledged its events), closes the producer and
+ * exits 0, so nothing it acknowledged is lost.
+ */
+try {
+  const env = parseEnv();
+  const logger = createLogger('ingest', env.LOG_LEVEL);
+  if (!env.KAFKA_BROKERS) throw new Error('apps/ingest.ts needs KAFKA_BROKERS (for the all-in-one embedded mode, run `npm start`)');
+  const sites = await loadSites(env.INGEST_SITES);
+  if (!env.INGEST_SITES) logger.warn('INGEST_SITES is not set: serving the demo site only (any origin, write key "demo-write-key")');
+  if (!env.INGEST_LINK_SECRET) logger.warn('INGEST_LINK_SECRET is not set: e-mail clicks redirect only to allow-listed hosts');
+
+  const kafka = createKafka(env.KAFKA_BROKERS, env.KAFKA_CLIENT_ID, logger);
+  await ensureTopics(kafka, env.KAFKA_PARTITIONS, env.KAFKA_REPLICATION_FACTOR);
+  const kafkaProducer = new KafkaLogProducer(kafka, { ackTimeoutMs: env.INGEST_ACK_TIMEOUT_MS });
+  await kafkaProducer.connect();
+
+  let draining = false;
+  // While draining, /readyz says 503 so a load balancer stops sending before the port closes.
+  const producer: LogProducer = {
+    send: (topic, messages) => kafkaProducer.send(topic, messages),
+    ready: () => !draining && kafkaProducer.ready(),
+    close: () => kafkaProducer.close(),
+  };
+  const metrics = createIngestMetrics({ process: true });
+  const ingest = createIngestApp({
+    producer,
+    logger,
+    maxBodyBytes: env.INGEST_MAX_BODY,
+    retryAfterSeconds: env.INGEST_RETRY_AFTER_S,
+    clientIp: clientIpResolver(env.TRUST_PROXY, () => metrics.forwardedFallbacks.inc()),
+    sites: compileSites(sites),
+    linkSecret: env.INGEST_LINK_SECRET,
+    batchMaxBodyBytes: env.INGEST_BATCH_MAX_BODY,
+    deadLettersPerSecond: env.INGEST_DEAD_LETTERS_PER_SECOND,
+    metrics,
+  });
+  const app = new Hono();
+  // Once draining, every answer closes its keep-alive connection, so clients reconnect elsewhere.
+  app.use('*', async (c, next) => {
+    await next();
+    if (draining) c.header('connection', 'close');
+  });
+  app.route('/', ingest);
+
+  const { server, port } = await listen(app, env.PORT, env.HOST);
+  logger.info(
+    { port, url: `http://${env.HOST}:${port}`, sites: sites.sites.map((s) => s.id), trustedProxies: env.TRUST_PROXY, deadLettersPerSecond: env.INGEST_DEAD_LETTERS_PER_SECOND },
+    'ingest is listening',
+  );
+
+  onShutdown(logger, async () => {
+    draining = true;
+    await drain(server, env.INGEST_SHUTDOWN_GRACE_MS, logger);
+    // Every 202 already waited for Kafka; closing only ends the connection, but never wait forever
+    // (a broker that is gone would hold the process): after the deadline, exit 1.
+    await deadline(producer.close(), 15_000, 'the Kafka producer did not close within 15 s');
+  });
+} catch (err) {
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+}
+
+function deadline<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Stops accepting connections and waits for the open ones to finish their request; after the
+ * grace period the rest are closed (their clients got no answer, so they still own their events).
+ */
+function drain(server: ServerType, graceMs: number, logger: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      logger.warn({ graceMs }, 'closing the connections still open after the grace period');
+      if ('closeAllConnections' in server) server.closeAllConnections();
+    }, graceMs);
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    if ('closeIdleConnections' in server) server.closeIdleConnections();
+  });
+}

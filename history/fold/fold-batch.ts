@@ -1,0 +1,148 @@
+import type { Transition } from '../../contract/transition.js';
+import type { Fields } from './codec.js';
+import type { FoldOptions } from './fold.js';
+import { byPerson, F, linksOf, outboxField, planPerson, type BatchRecord, type IndexEntry, type PersonPlan } from './person-batch.js';
+
+/** A record the fold did not take: refused by a cap, or its person's history could not be folded. */
+export interface FoldRefusal {
+  offset: number;
+  reason: 'link_cap' | 'fold_error';
+  detail: string;
+}
+
+/**
+ * The few field-level operations a store must offer; `foldBatchWith` composes them into the batch
+ * fold, so the Redis and the in-memory store share one algorithm and differ only in I/O.
+ */
+export interface FieldBackend {
+  /** Each person's fields (with the outbox of `partition`), or null when there is none. */
+  read(persons: string[], partition: string): Promise<(Fields | null)[]>;
+  /** Compare-and-set writes: each lands only if the person's version is still `expectVersion`. */
+  write(plans: PersonPlan[], partition: string): Promise<boolean[]>;
+  /**
+   * Points each visitor at the person its history merges into, if the visitor's version is still
+   * the one the merge read (compare-and-set, bumping it). From then on every write of the visitor
+   * is re-routed to the person, and a writer that read the visitor before fails its own CAS.
+   */
+  mark(items: { person: string; visitor: string; expectVersion: number }[]): Promise<boolean[]>;
+  /** After the person's write: removes a marked visitor's own history, keeping the pointer. */
+  seal(pairs: { person: string; visitor: string }[]): Promise<void>;
+  /** Idempotent stage-index upserts and removals. */
+  index(entries: IndexEntry[]): Promise<void>;
+  /** Deletes the partition's outbox if it still holds exactly `value` (a later write keeps its own). */
+  clearOutbox(items: { person: string; value: string }[], partition: string): Promise<void>;
+}
+
+export interface FoldOutcome {
+  /** Transitions to publish (new ones, and any a crash left in an outbox). */
+  transitions: Transition[];
+  /** Records not folded, for the worker to dead-letter; the others of the batch went on. */
+  refused: FoldRefusal[];
+  /** Call after the transitions are published: empties the outboxes they came from. */
+  published(): Promise<void>;
+}
+
+const MAX_ATTEMPTS = 8;
+
+export async function foldBatchWith(backend: FieldBackend, partition: string, records: readonly BatchRecord[], opts: FoldOptions): Promise<FoldOutcome> {
+  const transitions: Transition[] = [];
+  const index: IndexEntry[] = [];
+  const seals: { person: string; visitor: string }[] = [];
+  const outboxes: { person: string; value: string }[] = [];
+  const refused: FoldRefusal[] = [];
+  let pending = joinLinkedVisitors(byPerson(records));
+
+  for (let attempt = 0; pending.size > 0; attempt++) {
+    if (attempt === MAX_ATTEMPTS) throw new Error(`write conflicts persisted for ${pending.size} people after ${MAX_ATTEMPTS} attempts`);
+    const people = [...pending.keys()];
+    const current = await backend.read(people, partition);
+
+    // A visitor merged into a known person: its records now belong to that person.
+    let rerouted = false;
+    people.forEach((p, i) => {
+      const target = current[i]?.[F.alias];
+      if (!target || target === p) return;
+      const moved = pending.get(p)!.map((r) => ({ ...r, person: target }));
+      const list = [...(pending.get(target) ?? []), ...moved].sort((a, b) => a.offset - b.offset);
+      pending.delete(p);
+      pending.set(target, list);
+      rerouted = true;
+    });
+    if (rerouted) {
+      pending = joinLinkedVisitors(pending);
+      continue;
+    }
+
+    const links = [...new Set(people.flatMap((p) => linksOf(pending.get(p)!)))];
+    const linkFields = new Map<string, Fields>();
+    if (links.length > 0) {
+      const lf = await backend.read(links, partition);
+      links.forEach((v, i) => lf[i] && linkFields.set(v, lf[i]));
+    }
+
+    const plans: PersonPlan[] = [];
+    people.forEach((p, i) => {
+      try {
+        plans.push(planPerson(p, current[i] ?? null, pending.get(p)!, partition, opts, linkFields));
+      } catch (err) {
+        // Pure code failing on one person's stored history or records (a bug, or a history written
+        // by something else): that person's records are refused, everyone else's batch goes on.
+        const detail = `folding ${p} failed: ${(err as Error).message}`.slice(0, 500);
+        for (const r of pending.get(p)!) refused.push({ offset: r.offset, reason: 'fold_error', detail });
+      }
+    });
+    // Mark merged visitors first: the person's write below then holds everything they had, and
+    // nothing can be added to them afterwards. A visitor that changed since we read it means a
+    // retry of the whole person, with the visitor read again.
+    const marks = plans.flatMap((p) => p.seal.map((s) => ({ person: p.person, visitor: s.visitor, expectVersion: s.version })));
+    const marked = marks.length ? await backend.mark(marks) : [];
+    const conflicted = new Set(marks.filter((_, i) => !marked[i]).map((m) => m.person));
+    const writes = plans.filter((p) => (Object.keys(p.set).length > 0 || p.del.length > 0) && !conflicted.has(p.person));
+    const ok = writes.length ? await backend.write(writes, partition) : [];
+    writes.forEach((p, i) => !ok[i] && conflicted.add(p.person));
+
+    const next = new Map<string, BatchRecord[]>();
+    for (const plan of plans) {
+      if (conflicted.has(plan.person)) {
+        next.set(plan.person, pending.get(plan.person)!);
+        continue;
+      }
+      transitions.push(...plan.transitions);
+      index.push(...plan.index);
+      refused.push(...plan.refused);
+      for (const s of plan.seal) seals.push({ person: plan.person, visitor: s.visitor });
+      if (plan.transitions.length > 0) {
+        outboxes.push({ person: plan.person, value: plan.set[outboxField(partition)] ?? JSON.stringify(plan.transitions) });
+      }
+    }
+    pending = next;
+  }
+
+  if (seals.length > 0) await backend.seal(seals);
+  if (index.length > 0) await backend.index(index);
+  return {
+    transitions,
+    refused,
+    published: async () => {
+      if (outboxes.length > 0) await backend.clearOutbox(outboxes, partition);
+    },
+  };
+}
+
+/**
+ * A visitor linked by an identify in this same batch has its records of the batch folded with the
+ * person's, in log order. Folded apart, the person's applied offset would pass them by: offsets
+ * guard redelivery only while each person's records are applied in order.
+ */
+function joinLinkedVisitors(pending: Map<string, BatchRecord[]>): Map<string, BatchRecord[]> {
+  for (const [person, list] of [...pending]) {
+    for (const visitor of linksOf(list)) {
+      const theirs = pending.get(visitor);
+      if (!theirs || visitor === person || !pending.has(person)) continue;
+      pending.delete(visitor);
+      const joined = [...pending.get(person)!, ...theirs.map((r) => ({ ...r, person }))].sort((a, b) => a.offset - b.offset);
+      pending.set(person, joined);
+    }
+  }
+  return pending;
+}

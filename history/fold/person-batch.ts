@@ -1,0 +1,195 @@
+import type { Transition } from '../../contract/transition.js';
+import { DIALOGUE_PREFIX, decodeList, decodeOffsets, decodeState, encodeDialogue, encodeOffsets, encodeRfm, encodeSeen, type Fields } from './codec.js';
+import { DEFAULT_MAX_LINKS, fold, mergeInto, type FoldEvent, type FoldOptions, type PersonState } from './fold.js';
+
+/**
+ * Turns one person's slice of a consumed batch into the write a store must apply atomically.
+ * Shared by the Redis and the in-memory store: they differ only in how they read and write fields.
+ */
+export interface BatchRecord {
+  /** Kafka offset (or the embedded log's) of the record. */
+  offset: number;
+  person: string;
+  /** The classified event, or null for a record that only links identities. */
+  event: FoldEvent | null;
+  /** identify: the anonymous visitor id whose history joins this person's. */
+  link?: string | undefined;
+  /** When the link happened and through which channel (for the transitions it causes). */
+  at?: number;
+  channel?: string;
+}
+
+export interface IndexEntry {
+  person: string;
+  topic: string;
+  /** Current stage index, or -1 to remove the person from every stage index of the topic. */
+  stage: number;
+  /** Last activity, the score in the stage index. */
+  last: number;
+}
+
+export interface PersonPlan {
+  person: string;
+  /** The version the write expects to find; a mismatch means another writer got there first. */
+  expectVersion: number;
+  /** Fields to set (empty when every record was a repeat). */
+  set: Fields;
+  /** Fields to remove: dialogues dropped to keep the person within the cap. */
+  del: string[];
+  /** New transitions plus any left unpublished by a crash (the outbox), to publish after the write. */
+  transitions: Transition[];
+  /** Index entries for every topic the batch touched, applied idempotently after the write. */
+  index: IndexEntry[];
+  /** Visitors merged into this person: each is left pointing at the person, its history removed. */
+  seal: { visitor: string; topics: string[]; version: number }[];
+  applied: number;
+  /** Records refused by a cap: not folded; the worker dead-letters them with the reason. */
+  refused: Refusal[];
+}
+
+export interface Refusal {
+  offset: number;
+  reason: 'link_cap';
+  detail: string;
+}
+
+/** Fields of a person hash besides the dialogues (see codec.ts). */
+export const F = { seen: 's', rfm: 'm', offsets: 'o', version: 'v', alias: 'u', linked: 'l' } as const;
+
+/**
+ * The outbox field of one partition. Each partition has one owner at a time, which writes, then
+ * publishes, then clears its own outbox before committing; whatever it finds there on reading was
+ * left by a predecessor that died before publishing, and is published again.
+ */
+export const outboxField = (partition: string) => `x:${partition}`;
+
+export function planPerson(
+  person: string,
+  fields: Fields | null,
+  records: readonly BatchRecord[],
+  partition: string,
+  opts: FoldOptions,
+  linkedFields: ReadonlyMap<string, Fields> = new Map(),
+): PersonPlan {
+  const current = fields ?? {};
+  const version = current[F.version] ? Number(current[F.version]) : 0;
+  const offsets = decodeOffsets(current[F.offsets]);
+  const appliedUpTo = offsets.get(partition) ?? -1;
+  const linked = new Set(decodeList(current[F.linked]));
+  const outboxText = current[outboxField(partition)];
+  const outbox: Transition[] = outboxText ? (JSON.parse(outboxText) as Transition[]) : [];
+
+  // Records at or below the applied offset were folded before a crash or a rebalance: skip them.
+  const fresh = records.filter((r) => r.offset > appliedUpTo);
+  const prev = decodeState(current);
+  let state: PersonState = prev;
+  const transitions: Transition[] = [];
+  const changed = new Set<string>();
+  const dropped = new Set<string>();
+  const refused: Refusal[] = [];
+  const maxLinks = opts.maxLinks ?? DEFAULT_MAX_LINKS;
+  let applied = 0;
+  let newlyLinked = false;
+  let pending: FoldEvent[] = [];
+
+  const take = (r: { transitions: Transition[]; changed: Set<string>; dropped: Set<string> }) => {
+    transitions.push(...r.transitions);
+    r.changed.forEach((t) => {
+      changed.add(t);
+      dropped.delete(t);
+    });
+    r.dropped.forEach((t) => {
+      dropped.add(t);
+      changed.delete(t);
+    });
+  };
+  const flush = () => {
+    if (pending.length === 0) return;
+    const r = fold(person, state, pending, opts);
+    state = r.state;
+    take(r);
+    applied += r.applied;
+    pending = [];
+  };
+  for (const r of fresh) {
+    if (r.link && r.link !== person && !linked.has(r.link) && linked.size >= maxLinks) {
+      // Linking is what an identify storm grows: past the cap the record is refused whole.
+      refused.push({ offset: r.offset, reason: 'link_cap', detail: `${person} has ${linked.size} linked ids already, the most allowed` });
+      continue;
+    }
+    if (r.event) pending.push(r.event);
+    if (r.link && r.link !== person && !linked.has(r.link)) {
+      flush();
+      const source = linkedFields.get(r.link);
+      linked.add(r.link);
+      newlyLinked = true;
+      // A visitor that already points at someone else was merged there; only the link is recorded.
+      if (source && (!source[F.alias] || source[F.alias] === person)) {
+        const m = mergeInto(person, state, decodeState(source), r.at ?? r.event?.ts ?? 0, r.channel ?? 'web', opts);
+        state = m.state;
+        take(m);
+      }
+    }
+  }
+  flush();
+
+  const set: Fields = {};
+  // Only dialogues the person had before need removing; one made and dropped in this batch never was written.
+  const del = [...dropped].filter((t) => prev.dialogues.has(t)).map((t) => DIALOGUE_PREFIX + t);
+  if (fresh.length > 0) {
+    for (const topic of changed) set[DIALOGUE_PREFIX + topic] = encodeDialogue(state.dialogues.get(topic)!);
+    if (state.seen.length !== prev.seen.length || state.seen.at(-1) !== prev.seen.at(-1)) set[F.seen] = encodeSeen(state.seen);
+    if (state.rfm && (!prev.rfm || state.rfm.count !== prev.rfm.count)) set[F.rfm] = encodeRfm(state.rfm);
+    if (newlyLinked) set[F.linked] = [...linked].join(',');
+    // Refused records count as handled: a redelivery skips them like the folded ones.
+    offsets.set(partition, fresh[fresh.length - 1]!.offset);
+    set[F.offsets] = encodeOffsets(offsets);
+    set[F.version] = String(version + 1);
+  }
+  const toPublish = [...outbox, ...transitions];
+  // The outbox is written with the state, so a crash before publishing loses no transition.
+  if (transitions.length > 0) set[outboxField(partition)] = JSON.stringify(toPublish);
+
+  const touched = new Set<string>(records.flatMap((r) => (r.event ? [r.event.topic] : [])));
+  changed.forEach((t) => touched.add(t));
+  const index: IndexEntry[] = [];
+  for (const topic of touched) {
+    const d = state.dialogues.get(topic);
+    if (d) index.push({ person, topic, stage: d.stage, last: d.last });
+  }
+  for (const topic of dropped) index.push({ person, topic, stage: -1, last: 0 });
+
+  // Sealing is idempotent, so it is repeated for every link in the batch, also after a redelivery.
+  const seal = [...new Set(records.flatMap((r) => (r.link && r.link !== person && linked.has(r.link) ? [r.link] : [])))].map((visitor) => {
+    const vf = linkedFields.get(visitor) ?? {};
+    const topics = Object.keys(vf).filter((k) => k.startsWith(DIALOGUE_PREFIX)).map((k) => k.slice(DIALOGUE_PREFIX.length));
+    return { visitor, topics, version: Number(vf[F.version] ?? 0) };
+  });
+  for (const s of seal) for (const topic of s.topics) index.push({ person: s.visitor, topic, stage: -1, last: 0 });
+
+  return { person, expectVersion: version, set, del, transitions: toPublish, index, seal, applied, refused };
+}
+
+/** Groups a batch by person, keeping each person's records in log order. */
+export function byPerson(records: readonly BatchRecord[]): Map<string, BatchRecord[]> {
+  const m = new Map<string, BatchRecord[]>();
+  for (const r of records) {
+    const list = m.get(r.person);
+    if (list) list.push(r);
+    else m.set(r.person, [r]);
+  }
+  return m;
+}
+
+/** Visitors to read alongside a person: those its records link. */
+export function linksOf(records: readonly BatchRecord[]): string[] {
+  return [...new Set(records.flatMap((r) => (r.link && r.link !== r.person ? [r.link] : [])))];
+}
+
+/** What remains of a visitor merged into `person`: the pointer, its offsets and version. */
+export function sealedFields(fields: Fields, person: string): Fields {
+  const out: Fields = { [F.alias]: person, [F.version]: fields[F.version] ?? '1' };
+  const offsets = fields[F.offsets];
+  if (offsets) out[F.offsets] = offsets;
+  return out;
+}

@@ -1,0 +1,42 @@
+import { transitionId } from '../fold/fold.js';
+import type { DialogueView } from '../store/views.js';
+
+/**
+ * A person's recent transitions, read back from their dialogues instead of stored a second time:
+ * a dialogue keeps when each stage was first reached, and a transition is exactly the moment a
+ * dialogue first reached a stage higher than any before. Walking the first-reached times in order
+ * gives every transition of the current dialogues with the same id the worker published
+ * (`transitionId`); what it cannot give back is the channel of each step (the dialogue keeps the
+ * set of channels), nor the transitions of dialogues that expired and started again.
+ */
+export interface PastTransition {
+  id: string;
+  topic: string;
+  from: string | null;
+  to: string;
+  at: string;
+}
+
+export function dialogueTransitions(person: string, d: DialogueView, ladder: readonly string[]): PastTransition[] {
+  const start = Date.parse(d.started);
+  const reached = ladder
+    .map((stage, i) => ({ i, stage, at: d.firstReached[stage] ? Date.parse(d.firstReached[stage]) : NaN }))
+    .filter((r) => Number.isFinite(r.at))
+    .sort((a, b) => a.at - b.at || a.i - b.i);
+  const out: PastTransition[] = [];
+  let top = -1;
+  for (const r of reached) {
+    if (r.i <= top) continue;
+    out.push({ id: transitionId(person, d.topic, start, r.stage), topic: d.topic, from: top < 0 ? null : ladder[top]!, to: r.stage, at: new Date(r.at).toISOString() });
+    top = r.i;
+  }
+  return out;
+}
+
+/** The most recent `limit` transitions across a person's dialogues, newest first. */
+export function recentTransitions(person: string, dialogues: readonly DialogueView[], ladder: readonly string[], limit = 20): PastTransition[] {
+  return dialogues
+    .flatMap((d) => dialogueTransitions(person, d, ladder))
+    .sort((a, b) => (a.at !== b.at ? (a.at < b.at ? 1 : -1) : a.id < b.id ? -1 : 1))
+    .slice(0, limit);
+}

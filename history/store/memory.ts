@@ -1,0 +1,173 @@
+import { randomBytes } from 'node:crypto';
+import { DIALOGUE_PREFIX, decodeDialogue, decodeList, type Fields } from '../fold/codec.js';
+import { foldBatchWith, type FieldBackend, type FoldOutcome } from '../fold/fold-batch.js';
+import type { Dialogue, FoldOptions } from '../fold/fold.js';
+import { F, outboxField, sealedFields, type BatchRecord, type IndexEntry, type PersonPlan } from '../fold/person-batch.js';
+import type { AdmitCaps, Admission, HistoryStore, StageMember, TimeWindow } from './store.js';
+import { hasHistory, personView, type PersonView } from './views.js';
+
+/**
+ * The embedded store for `npm start`: the same fields and the same batch fold as Redis, held in
+ * Maps. Single-threaded JavaScript makes each person's write atomic without further ceremony.
+ */
+export class MemoryHistoryStore implements HistoryStore {
+  private readonly people = new Map<string, Fields>();
+  /** topic -> stage index -> person -> last activity */
+  private readonly index = new Map<string, Map<number, Map<string, number>>>();
+  /** Topics that ever had a dialogue (Redis: the `topics` set). */
+  private readonly topicSet = new Set<string>();
+  /** Saved rankings by topic and id, with their expiry time. */
+  private readonly rankings = new Map<string, { persons: string[]; expires: number }>();
+  private readonly backend: FieldBackend;
+
+  constructor(readonly options: FoldOptions) {
+    this.backend = {
+      read: async (persons) => persons.map((p) => this.people.get(p) ?? null),
+      write: async (plans) => plans.map((plan) => this.write(plan)),
+      mark: async (items) =>
+        items.map(({ person, visitor, expectVersion }) => {
+          const f = this.people.get(visitor);
+          if (Number(f?.[F.version] ?? 0) !== expectVersion) return false;
+          this.people.set(visitor, { ...f, [F.alias]: person, [F.version]: String(expectVersion + 1) });
+          return true;
+        }),
+      seal: async (pairs) => {
+        for (const { person, visitor } of pairs) this.people.set(visitor, sealedFields(this.people.get(visitor) ?? {}, person));
+      },
+      index: async (entries) => entries.forEach((e) => this.indexOne(e)),
+      clearOutbox: async (items, partition) => {
+        const field = outboxField(partition);
+        for (const { person, value } of items) {
+          const f = this.people.get(person);
+          if (f && f[field] === value) delete f[field];
+        }
+      },
+    };
+  }
+
+  private write(plan: PersonPlan): boolean {
+    const f = this.people.get(plan.person);
+    if (Number(f?.[F.version] ?? 0) !== plan.expectVersion) return false;
+    const next = { ...f, ...plan.set };
+    for (const field of plan.del) delete next[field];
+    this.people.set(plan.person, next);
+    return true;
+  }
+
+  /** Sites and their topics, as admitted under the caps (Redis: the `sites` and `st:{site}` sets). */
+  private readonly siteTopics = new Map<string, Set<string>>();
+
+  async admit(site: string, topics: readonly string[], caps: AdmitCaps): Promise<Admission> {
+    let known = this.siteTopics.get(site);
+    if (!known) {
+      if (this.siteTopics.size >= caps.sites) return { site: false, topics: topics.map(() => false) };
+      this.siteTopics.set(site, (known = new Set()));
+    }
+    const set = known;
+    return {
+      site: true,
+      topics: topics.map((t) => {
+        if (set.has(t)) return true;
+        if (set.size >= caps.topicsPerSite) return false;
+        set.add(t);
+        return true;
+      }),
+    };
+  }
+
+  private indexOne(e: IndexEntry): void {
+    let stages = this.index.get(e.topic);
+    if (!stages) this.index.set(e.topic, (stages = new Map()));
+    for (const [stage, members] of stages) if (stage !== e.stage) members.delete(e.person);
+    if (e.stage < 0) return;
+    this.topicSet.add(e.topic);
+    let members = stages.get(e.stage);
+    if (!members) stages.set(e.stage, (members = new Map()));
+    members.set(e.person, e.last);
+  }
+
+  foldBatch(partition: string, records: readonly BatchRecord[]): Promise<FoldOutcome> {
+    return foldBatchWith(this.backend, partition, records, this.options);
+  }
+
+  private resolve(person: string): string {
+    return this.people.get(person)?.[F.alias] ?? person;
+  }
+
+  async getPerson(person: string): Promise<PersonView | null> {
+    const id = this.resolve(person);
+    const f = this.people.get(id);
+    return hasHistory(f) ? personView(id, f, this.options.ladder) : null;
+  }
+
+  async erase(person: string): Promise<boolean> {
+    const id = this.resolve(person);
+    const f = this.people.get(id);
+    if (!f) return false;
+    const ids = [id, ...decodeList(f[F.linked])];
+    for (const p of ids) {
+      this.people.delete(p);
+      for (const stages of this.index.values()) for (const members of stages.values()) members.delete(p);
+    }
+    return true;
+  }
+
+  async topics(): Promise<string[]> {
+    return [...this.topicSet].sort();
+  }
+
+  async hasTopic(topic: string): Promise<boolean> {
+    return this.topicSet.has(topic);
+  }
+
+  async stageCounts(topics: readonly string[], window: TimeWindow = {}): Promise<number[][]> {
+    const since = window.since ?? -Infinity;
+    const until = window.until ?? Infinity;
+    return topics.map((topic) =>
+      this.options.ladder.map((_, s) => {
+        let n = 0;
+        for (const last of this.index.get(topic)?.get(s)?.values() ?? []) if (last >= since && last <= until) n++;
+        return n;
+      }),
+    );
+  }
+
+  async stageMembers(topic: string, stage: string, since: number, limit: number): Promise<StageMember[]> {
+    const members = this.index.get(topic)?.get(this.options.ladder.indexOf(stage));
+    if (!members) return [];
+    const out: StageMember[] = [];
+    for (const [person, last] of members) if (last >= since) out.push({ person, last });
+    return out.sort((a, b) => b.last - a.last || (a.person < b.person ? 1 : a.person > b.person ? -1 : 0)).slice(0, limit);
+  }
+
+  async dialogues(topic: string, persons: readonly string[]): Promise<(Dialogue | null)[]> {
+    return persons.map((p) => {
+      const v = this.people.get(p)?.[DIALOGUE_PREFIX + topic];
+      return v === undefined ? null : decodeDialogue(v);
+    });
+  }
+
+  async saveRanking(topic: string, persons: readonly string[], ttlSeconds: number): Promise<string> {
+    const now = Date.now();
+    for (const [k, r] of this.rankings) if (r.expires <= now) this.rankings.delete(k);
+    const id = randomBytes(16).toString('base64url');
+    this.rankings.set(`${topic}\n${id}`, { persons: persons.slice(), expires: now + ttlSeconds * 1000 });
+    return id;
+  }
+
+  async readRanking(topic: string, id: string, offset: number, count: number, ttlSeconds: number): Promise<{ persons: string[]; total: number } | null> {
+    const r = this.rankings.get(`${topic}\n${id}`);
+    if (!r || r.expires <= Date.now()) return null;
+    r.expires = Date.now() + ttlSeconds * 1000;
+    return { persons: r.persons.slice(offset, offset + count), total: r.persons.length };
+  }
+
+  /** Every key the store holds for tests that check erase leaves nothing behind. */
+  dump(): { people: string[]; indexed: string[] } {
+    const indexed = new Set<string>();
+    for (const stages of this.index.values()) for (const members of stages.values()) for (const p of members.keys()) indexed.add(p);
+    return { people: [...this.people.keys()], indexed: [...indexed] };
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,101 @@
+import type { FoldOutcome } from '../fold/fold-batch.js';
+import type { Dialogue, FoldOptions } from '../fold/fold.js';
+import type { BatchRecord } from '../fold/person-batch.js';
+import type { PersonView } from './views.js';
+
+/**
+ * Where folded histories live. Two implementations, one contract suite:
+ * `RedisHistoryStore` (real stack) and `MemoryHistoryStore` (embedded `npm start`).
+ */
+export interface HistoryStore {
+  readonly options: FoldOptions;
+  /**
+   * Folds one consumed batch from one partition. Atomic per person, idempotent per record offset
+   * (a redelivered record is skipped) and per event id (a client retry counts once). Resolves only
+   * once the result is durable in the store, with the transitions to publish; call `published()`
+   * once they are.
+   */
+  foldBatch(partition: string, records: readonly BatchRecord[]): Promise<FoldOutcome>;
+  /**
+   * Admits `site` into the set of known sites (at most `caps.sites`) and each of `topics` into the
+   * site's known topics (at most `caps.topicsPerSite`). Known members are always admitted; a new one
+   * only while its set has room. What a sender can mint is bounded by these two caps.
+   */
+  admit(site: string, topics: readonly string[], caps: AdmitCaps): Promise<Admission>;
+  /** A person's history; a visitor id merged into a known person answers with that person. */
+  getPerson(person: string): Promise<PersonView | null>;
+  /** Removes the person and every visitor id linked to them from every key and index. */
+  erase(person: string): Promise<boolean>;
+
+  // Queries of the marketers' API (history/query-api.ts). All of them read the stage indexes or a
+  // few named hashes; none scans the people.
+
+  /** Every topic that ever had a dialogue (the `topics` set), sorted. */
+  topics(): Promise<string[]>;
+  /** Whether `topic` ever had a dialogue. */
+  hasTopic(topic: string): Promise<boolean>;
+  /**
+   * For each topic, the number of people per stage (ladder order): the members of each stage index,
+   * or with a window only those whose last activity (the index score) lies in [since, until], ms.
+   */
+  stageCounts(topics: readonly string[], window?: TimeWindow): Promise<number[][]>;
+  /** Members of one stage index with last activity at or after `since`, most recent first (equal times: reverse id order, as Redis), at most `limit`. */
+  stageMembers(topic: string, stage: string, since: number, limit: number): Promise<StageMember[]>;
+  /** The current dialogue about `topic` of each person (canonical ids, as the indexes hold them), or null. */
+  dialogues(topic: string, persons: readonly string[]): Promise<(Dialogue | null)[]>;
+  /**
+   * Keeps a ranked list of people (a page-through snapshot of a query) for `ttlSeconds`; returns its
+   * id. Lives with the topic (its hash tag), so paging a list never sees a person twice or misses one.
+   */
+  saveRanking(topic: string, persons: readonly string[], ttlSeconds: number): Promise<string>;
+  /** A slice of a saved ranking and its length (renewing its time to live), or null once it expired. */
+  readRanking(topic: string, id: string, offset: number, count: number, ttlSeconds: number): Promise<{ persons: string[]; total: number } | null>;
+  close(): Promise<void>;
+}
+
+export interface AdmitCaps {
+  sites: number;
+  topicsPerSite: number;
+}
+
+export interface Admission {
+  site: boolean;
+  /** Per topic, in order; all false when the site was refused. */
+  topics: boolean[];
+}
+
+/** Inclusive bounds in epoch ms; either may be absent. */
+export interface TimeWindow {
+  since?: number | undefined;
+  until?: number | undefined;
+}
+
+export interface StageMember {
+  person: string;
+  /** Last activity, epoch ms (the index score). */
+  last: number;
+}
+
+/** Ranking ids are random: 128 bits, URL-safe. */
+export const RANKING_ID = /^[A-Za-z0-9_-]{22}$/;
+
+export const DEFAULT_SEEN_SIZE = 32;
+
+/** Key layout, shared by every component that touches Redis. The `{...}` hash tag keeps a person's keys in one cluster slot. */
+export const keys = {
+  person: (ns: string, person: string) => `${ns}h:{${person}}`,
+  /** Recent event fingerprints; expires, since client retries come within minutes. */
+  seen: (ns: string, person: string) => `${ns}r:{${person}}`,
+  /** Visitor ids merged into the person. */
+  linked: (ns: string, person: string) => `${ns}l:{${person}}`,
+  /** Transitions written but not yet published, per partition; normally absent. */
+  outbox: (ns: string, person: string) => `${ns}x:{${person}}`,
+  stageIndex: (ns: string, topic: string, stage: string) => `${ns}ix:{${topic}}:${stage}`,
+  /** A saved ranking of a needs query (a list of person ids), paged through by cursor; expires. */
+  ranking: (ns: string, topic: string, id: string) => `${ns}nq:{${topic}}:${id}`,
+  topics: (ns: string) => `${ns}topics`,
+  /** Sites the worker has admitted (capped). */
+  sites: (ns: string) => `${ns}sites`,
+  /** Topics a site has created (capped per site); the site is the hash tag. */
+  siteTopics: (ns: string, site: string) => `${ns}st:{${site}}`,
+};

@@ -1,0 +1,56 @@
+import { decodeList, decodeState, type Fields } from '../fold/codec.js';
+import { F } from '../fold/person-batch.js';
+
+/** What the query API shows of a person. Times are ISO strings: marketers read them. */
+export interface DialogueView {
+  topic: string;
+  stage: string;
+  started: string;
+  lastActivity: string;
+  firstReached: Record<string, string>;
+  counts: Record<string, number>;
+  channels: string[];
+}
+
+export interface PersonView {
+  person: string;
+  /** Anonymous visitor ids merged into this person by identify. */
+  linkedIds: string[];
+  dialogues: DialogueView[];
+  rfm: { lastPurchase: string; purchases: number; totalValue: number } | null;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export function personView(person: string, fields: Fields, ladder: readonly string[]): PersonView {
+  const state = decodeState(fields);
+  const dialogues: DialogueView[] = [];
+  for (const [topic, d] of state.dialogues) {
+    const firstReached: Record<string, string> = {};
+    const counts: Record<string, number> = {};
+    ladder.forEach((name, i) => {
+      const f = d.first[i] ?? 0;
+      if (f !== 0) firstReached[name] = iso(f);
+      counts[name] = d.counts[i] ?? 0;
+    });
+    dialogues.push({
+      topic,
+      stage: ladder[d.stage] ?? String(d.stage),
+      started: iso(d.start),
+      lastActivity: iso(d.last),
+      firstReached,
+      counts,
+      channels: d.channels,
+    });
+  }
+  // Most recent first; the topic breaks ties, so every store lists the same dialogues in the same order.
+  dialogues.sort((a, b) => (a.lastActivity !== b.lastActivity ? (a.lastActivity < b.lastActivity ? 1 : -1) : a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : 0));
+  const rfm = state.rfm ? { lastPurchase: iso(state.rfm.last), purchases: state.rfm.count, totalValue: state.rfm.total } : null;
+  const linkedIds = decodeList(fields[F.linked]);
+  return { person, linkedIds, dialogues, rfm };
+}
+
+/** Whether a hash holds anything to show (a sealed visitor holds only its pointer). */
+export function hasHistory(fields: Fields | null | undefined): fields is Fields {
+  return !!fields && Object.keys(fields).some((k) => k !== F.alias && k !== F.offsets && k !== F.version);
+}
