@@ -4,17 +4,40 @@ import { FINGERPRINT_WIDTH, type Dialogue, type PersonState, type Rfm } from './
  * How a person's history is laid out as the fields of one small hash (Redis keeps it as a listpack
  * while every value stays under 64 bytes). The in-memory store keeps exactly the same fields, so
  * both backends share this encoding and its byte counts.
- *
- *   d:<topic>  dialogue: stage|start|last-start|first-start per stage|counts per stage|channels
- *   s          recent event fingerprints, fixed width, concatenated (Redis keeps it in a key of
- *              its own that expires: it only guards against client retries, which come soon)
- *   m          RFM inputs: last purchase|purchases|total value
- *   o          last applied Kafka offset per partition: p=offset;...
- *   v          version, bumped by every write (optimistic concurrency between workers)
  */
 export type Fields = Record<string, string>;
 
+/**
+ * The field names of a person hash: the one place they are written. The stores, the views and the
+ * Redis scripts (history/store/redis-scripts.ts) are all built from this table.
+ */
+export const F = {
+  /** Recent event fingerprints, fixed width, concatenated. Redis keeps them in a key of their own that expires: they only guard against client retries, which come soon. */
+  seen: 's',
+  /** RFM inputs: last purchase|purchases|total value. */
+  rfm: 'm',
+  /** Last applied Kafka offset per partition: p=offset;... */
+  offsets: 'o',
+  /** Version, bumped by every write (optimistic concurrency between workers). */
+  version: 'v',
+  /** On a merged visitor: the person it now points at. */
+  alias: 'u',
+  /** Visitor ids merged into the person, comma-separated (Redis: a key of its own). */
+  linked: 'l',
+} as const;
+
+/** `d:<topic>`: a dialogue, stage|start|last-start|first-start per stage|counts per stage|channels. */
 export const DIALOGUE_PREFIX = 'd:';
+
+/** `x:<partition>`: transitions written but not yet published by that partition's worker (Redis: a hash of its own). */
+export const OUTBOX_PREFIX = 'x:';
+
+/**
+ * The outbox field of one partition. Each partition has one owner at a time, which writes, then
+ * publishes, then clears its own outbox before committing; whatever it finds there on reading was
+ * left by a predecessor that died before publishing, and is published again.
+ */
+export const outboxField = (partition: string) => `${OUTBOX_PREFIX}${partition}`;
 
 const b36 = (n: number) => Math.round(n).toString(36);
 const un36 = (s: string) => (s === '' ? 0 : parseInt(s, 36));
@@ -65,7 +88,8 @@ export function decodeState(f: Fields): PersonState {
   for (const [k, v] of Object.entries(f)) {
     if (k.startsWith(DIALOGUE_PREFIX)) dialogues.set(k.slice(DIALOGUE_PREFIX.length), decodeDialogue(v));
   }
-  return { dialogues, seen: decodeSeen(f.s), rfm: f.m ? decodeRfm(f.m) : null };
+  const rfm = f[F.rfm];
+  return { dialogues, seen: decodeSeen(f[F.seen]), rfm: rfm ? decodeRfm(rfm) : null };
 }
 
 /** Comma-separated id lists (linked visitors). */

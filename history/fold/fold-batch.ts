@@ -1,7 +1,8 @@
 import type { Transition } from '../../contract/transition.js';
 import type { Fields } from './codec.js';
 import type { FoldOptions } from './fold.js';
-import { byPerson, F, linksOf, outboxField, planPerson, type BatchRecord, type IndexEntry, type PersonPlan } from './person-batch.js';
+import { F, outboxField } from './codec.js';
+import { byPerson, linksOf, planPerson, type BatchRecord, type IndexEntry, type PersonPlan } from './person-batch.js';
 
 /** A record the fold did not take: refused by a cap, or its person's history could not be folded. */
 export interface FoldRefusal {

@@ -1,5 +1,5 @@
 import type { Transition } from '../../contract/transition.js';
-import { DIALOGUE_PREFIX, decodeList, decodeOffsets, decodeState, encodeDialogue, encodeOffsets, encodeRfm, encodeSeen, type Fields } from './codec.js';
+import { DIALOGUE_PREFIX, F, outboxField, decodeList, decodeOffsets, decodeState, encodeDialogue, encodeOffsets, encodeRfm, encodeSeen, type Fields } from './codec.js';
 import { DEFAULT_MAX_LINKS, fold, mergeInto, type FoldEvent, type FoldOptions, type PersonState } from './fold.js';
 
 /**
@@ -53,15 +53,8 @@ export interface Refusal {
   detail: string;
 }
 
-/** Fields of a person hash besides the dialogues (see codec.ts). */
-export const F = { seen: 's', rfm: 'm', offsets: 'o', version: 'v', alias: 'u', linked: 'l' } as const;
-
-/**
- * The outbox field of one partition. Each partition has one owner at a time, which writes, then
- * publishes, then clears its own outbox before committing; whatever it finds there on reading was
- * left by a predecessor that died before publishing, and is published again.
- */
-export const outboxField = (partition: string) => `x:${partition}`;
+// The field table lives in codec.ts; re-exported for the modules that plan and apply writes.
+export { F, outboxField } from './codec.js';
 
 export function planPerson(
   person: string,

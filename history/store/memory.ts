@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { DIALOGUE_PREFIX, decodeDialogue, decodeList, type Fields } from '../fold/codec.js';
 import { foldBatchWith, type FieldBackend, type FoldOutcome } from '../fold/fold-batch.js';
 import type { Dialogue, FoldOptions } from '../fold/fold.js';
-import { F, outboxField, sealedFields, type BatchRecord, type IndexEntry, type PersonPlan } from '../fold/person-batch.js';
+import { F, outboxField } from '../fold/codec.js';
+import { sealedFields, type BatchRecord, type IndexEntry, type PersonPlan } from '../fold/person-batch.js';
 import type { AdmitCaps, Admission, HistoryStore, StageMember, TimeWindow } from './store.js';
 import { hasHistory, personView, type PersonView } from './views.js';
 

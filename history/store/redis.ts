@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import { decodeDialogue, type Fields } from '../fold/codec.js';
 import { foldBatchWith, type FieldBackend, type FoldOutcome } from '../fold/fold-batch.js';
 import type { Dialogue, FoldOptions } from '../fold/fold.js';
-import { F, outboxField, type BatchRecord, type IndexEntry, type PersonPlan } from '../fold/person-batch.js';
-import { DIALOGUE_PREFIX, decodeList } from '../fold/codec.js';
+import type { BatchRecord, IndexEntry, PersonPlan } from '../fold/person-batch.js';
+import { DIALOGUE_PREFIX, decodeDialogue, decodeList, F, outboxField, type Fields } from '../fold/codec.js';
+import { ADMIT, CLEAR_OUTBOX, LUA_SLICE, MARK, SEAL, WRITE_IF_VERSION } from './redis-scripts.js';
 import { keys, type AdmitCaps, type Admission, type HistoryStore, type StageMember, type TimeWindow } from './store.js';
 import { hasHistory, personView, type PersonView } from './views.js';
 
@@ -12,96 +12,9 @@ import { hasHistory, personView, type PersonView } from './views.js';
  * A person's history is one small hash that Redis keeps as a listpack (every value under 64
  * bytes). What could grow past that lives in keys of its own in the same hash-tag slot: the recent
  * event fingerprints (expiring), the linked visitor ids, and the per-partition outbox. A hash that
- * once held a long value stays a (much larger) hashtable, so these must never enter it.
- *
- * KEYS: 1 history hash, 2 fingerprints, 3 linked ids, 4 outbox hash (field = partition).
+ * once held a long value stays a (much larger) hashtable, so these must never enter it. The
+ * scripts are in redis-scripts.ts.
  */
-
-/**
- * Lua's unpack() fails past about 8,000 values (LUAI_MAXCSTACK), so every variadic call in a script
- * goes in slices of this many values: a merge of any size stays one atomic script call.
- */
-const LUA_SLICE = 1000;
-
-/**
- * Compare-and-set on the person's version: the write lands only if nobody else (a zombie worker
- * after a rebalance) wrote since we read. One person's keys per call, so it runs on Redis Cluster.
- * ARGV: expected version, fingerprint TTL, partition, n, then n fields to delete, then field/value pairs.
- */
-const WRITE_IF_VERSION = `
-local v = redis.call('HGET', KEYS[1], 'v')
-if (v or '0') ~= ARGV[1] then return 0 end
-local ndel = tonumber(ARGV[4])
-for i = 5, 4 + ndel, ${LUA_SLICE} do
-  redis.call('HDEL', KEYS[1], unpack(ARGV, i, math.min(i + ${LUA_SLICE} - 1, 4 + ndel)))
-end
-local fields = {}
-local function flush()
-  if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
-  fields = {}
-end
-for i = 5 + ndel, #ARGV, 2 do
-  local f = ARGV[i]
-  if f == 's' then
-    redis.call('SET', KEYS[2], ARGV[i + 1], 'EX', ARGV[2])
-  elseif f == 'l' then
-    redis.call('SET', KEYS[3], ARGV[i + 1])
-  elseif string.sub(f, 1, 2) == 'x:' then
-    redis.call('HSET', KEYS[4], ARGV[3], ARGV[i + 1])
-  else
-    fields[#fields + 1] = f
-    fields[#fields + 1] = ARGV[i + 1]
-    if #fields >= ${LUA_SLICE} then flush() end
-  end
-end
-flush()
-return 1
-`;
-
-/**
- * Admits members into a capped set: a member already there, or a new one while the set has fewer
- * than ARGV[1] members. KEYS: the set. ARGV: cap, members. Returns 1/0 per member.
- */
-const ADMIT = `
-local cap = tonumber(ARGV[1])
-local n = redis.call('SCARD', KEYS[1])
-local out = {}
-for i = 2, #ARGV do
-  if redis.call('SISMEMBER', KEYS[1], ARGV[i]) == 1 then
-    out[#out + 1] = 1
-  elseif n < cap then
-    redis.call('SADD', KEYS[1], ARGV[i])
-    n = n + 1
-    out[#out + 1] = 1
-  else
-    out[#out + 1] = 0
-  end
-end
-return out
-`;
-
-/** Points a visitor at its person if its version is still ARGV[2]; bumps the version. */
-const MARK = `
-if (redis.call('HGET', KEYS[1], 'v') or '0') ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'u', ARGV[1], 'v', tostring(tonumber(ARGV[2]) + 1))
-return 1
-`;
-
-/** Leaves a merged visitor as a pointer to its person (keeping offsets and version), history removed. */
-const SEAL = `
-local o = redis.call('HGET', KEYS[1], 'o')
-local v = redis.call('HGET', KEYS[1], 'v') or '1'
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-if o then redis.call('HSET', KEYS[1], 'o', o) end
-redis.call('HSET', KEYS[1], 'u', ARGV[1], 'v', v)
-return 1
-`;
-
-/** KEYS: outbox hash. ARGV: partition, the value written. */
-const CLEAR_OUTBOX = `
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
-return 1
-`;
 
 type Client = (Redis | Cluster) & {
   clickfoldWrite(h: string, seen: string, linked: string, outbox: string, expectVersion: string, seenTtl: string, partition: string, ...fieldValues: string[]): Promise<number>;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DeadLetter } from '../../contract/dead-letter.js';
+import { outboxField } from '../../history/fold/codec.js';
 import { TOPICS } from '../../contract/raw-event.js';
 import { PartitionedLog } from '../../lib/log-memory.js';
 import { MemoryHistoryStore } from '../../history/store/memory.js';
@@ -106,7 +107,7 @@ describe('the worker under hostile records', () => {
     const w = worker();
     await w.run([raw('broken', '/products/sku-1')]);
     // A history written by something else: an outbox that is not JSON.
-    (w.store as unknown as { people: Map<string, Record<string, string>> }).people.get('broken')!['x:0'] = '{not json';
+    (w.store as unknown as { people: Map<string, Record<string, string>> }).people.get('broken')![outboxField('0')] = '{not json';
     await w.run([raw('broken', '/products/sku-1/specs'), raw('fine', '/products/sku-1/specs')]);
     expect(w.dead().map((d) => [d.offset, d.step, d.reason])).toEqual([['1', 'fold', 'fold_error']]);
     expect((await w.store.getPerson('fine'))?.dialogues[0]?.stage).toBe('detail');
