@@ -1,54 +1,14 @@
 /**
- * The dashboard in the browser: plain TypeScript and the DOM, bundled by esbuild (route.ts).
+ * The dashboard in the browser: plain TypeScript and the DOM, bundled by `npm run build` (build.ts)
+ * and served by route.ts. The API's shapes come from contract/query.ts as types only (nothing of
+ * zod reaches the browser); what the page shows is worked out in figures.ts.
  * Every value from the API is untrusted (person ids and topics come from clicks), so text is only
  * ever set with textContent, never as HTML.
  */
 
-interface TopicSummary {
-  topic: string;
-  people: number;
-  stages: Record<string, number>;
-}
-interface FunnelStage {
-  stage: string;
-  atStage: number;
-  reached: number;
-  conversionToNext: number | null;
-}
-interface Funnel {
-  people: number;
-  stages: FunnelStage[];
-}
-interface Need {
-  person: string;
-  stage: string;
-  lastActivity: string;
-  interactions: number;
-  channels: string[];
-}
-interface NeedsPage {
-  total: number;
-  truncated: boolean;
-  nextCursor: string | null;
-  needs: Need[];
-}
-interface Transition {
-  id: string;
-  person: string;
-  topic: string;
-  from: string | null;
-  to: string;
-  at: number;
-  channel: string;
-}
-interface Person {
-  person: string;
-  linkedIds: string[];
-  dialogues: { topic: string; stage: string; lastActivity: string; firstReached: Record<string, string>; counts: Record<string, number>; channels: string[] }[];
-  rfm: { lastPurchase: string; purchases: number; totalValue: number } | null;
-  rfmScores: { recency: number; frequency: number; monetary: number; code: string } | null;
-  recentTransitions: { topic: string; from: string | null; to: string; at: string }[];
-}
+import type { ErrorBody, Funnel, FunnelFigures, Needs, Person, TopicSummary, Topics } from '../../contract/query.js';
+import type { Transition } from '../../contract/transition.js';
+import { ago, funnelBox, fullDate, people, STEP_HELP, stepName, stepVerb, topicFunnel } from './figures.js';
 
 const KEY_STORAGE = 'clickfold-api-key';
 const KEY_COOKIE = 'clickfold_key';
@@ -64,34 +24,7 @@ function h(tag: string, attrs: Record<string, string | undefined> = {}, ...child
   return el;
 }
 
-// --- words ------------------------------------------------------------------------------------
-
 let ladder: string[] = ['intro', 'detail', 'purchase'];
-
-/** Plain names for the default ladder's stages; other ladders show their own stage names. */
-const STEP_NAMES: Record<string, string> = { intro: 'Had a first look', detail: 'Looked at the details', purchase: 'Bought' };
-const STEP_VERBS: Record<string, string> = { intro: 'had a first look at', detail: 'looked at the details of', purchase: 'bought' };
-const STEP_HELP: Record<string, string> = {
-  intro: 'opened the product’s page',
-  detail: 'read the specs, compared, or clicked a link about it in an e-mail',
-  purchase: 'went to the checkout or paid',
-};
-const stepName = (stage: string) => STEP_NAMES[stage] ?? stage.charAt(0).toUpperCase() + stage.slice(1);
-const stepVerb = (stage: string) => STEP_VERBS[stage] ?? `reached “${stage}” on`;
-const people = (n: number) => `${n.toLocaleString()} ${n === 1 ? 'person' : 'people'}`;
-const percent = (r: number) => `${Math.round(r * 100)}%`;
-
-function ago(ms: number): string {
-  const s = Math.max(0, (Date.now() - ms) / 1000);
-  if (s < 45) return 'just now';
-  if (s < 90) return 'a minute ago';
-  if (s < 3600) return `${Math.round(s / 60)} minutes ago`;
-  if (s < 5400) return 'an hour ago';
-  if (s < 86400) return `${Math.round(s / 3600)} hours ago`;
-  if (s < 172800) return 'yesterday';
-  return `${Math.round(s / 86400)} days ago`;
-}
-const fullDate = (ms: number) => new Date(ms).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 
 // --- API access --------------------------------------------------------------------------------
 
@@ -101,6 +34,7 @@ class Unauthorized extends Error {}
 
 function setStreamCookie(key: string | null): void {
   // EventSource cannot send an Authorization header; the stream alone accepts this cookie.
+  // biome-ignore lint/suspicious/noDocumentCookie: the one cookie the page sets, scoped to the stream's path
   document.cookie = key
     ? `${KEY_COOKIE}=${encodeURIComponent(key)}; path=${STREAM}; SameSite=Strict`
     : `${KEY_COOKIE}=; path=${STREAM}; SameSite=Strict; max-age=0`;
@@ -114,7 +48,7 @@ async function api(path: string, accept = 'application/json'): Promise<Response>
   if (!res.ok) {
     let message = `${res.status} ${res.statusText}`;
     try {
-      message = ((await res.json()) as { error: { message: string } }).error.message;
+      message = ((await res.json()) as ErrorBody).error.message;
     } catch {
       // keep the status line
     }
@@ -153,42 +87,26 @@ function showAccess(open: boolean): void {
 
 let topics: TopicSummary[] = [];
 
-function funnelFromCounts(stages: Record<string, number>): Funnel {
-  const at = ladder.map((s) => stages[s] ?? 0);
-  const reached = at.map((_, i) => at.slice(i).reduce((a, b) => a + b, 0));
-  return {
-    people: reached[0] ?? 0,
-    stages: ladder.map((stage, i) => ({
-      stage,
-      atStage: at[i]!,
-      reached: reached[i]!,
-      conversionToNext: i + 1 < ladder.length && reached[i]! > 0 ? reached[i + 1]! / reached[i]! : null,
-    })),
-  };
-}
-
-function funnelCard(topic: string, f: Funnel): HTMLElement {
-  const card = h('article', { class: 'topic', 'data-topic': topic }, h('div', { class: 'topic-head' }, h('h3', {}, topic), h('span', { class: 'total' }, people(f.people))));
-  const top = Math.max(1, f.stages[0]?.reached ?? 0);
-  f.stages.forEach((s, i) => {
+function funnelCard(topic: string, f: FunnelFigures): HTMLElement {
+  const box = funnelBox(f);
+  const card = h('article', { class: 'topic', 'data-topic': topic }, h('div', { class: 'topic-head' }, h('h3', {}, topic), h('span', { class: 'total' }, box.total)));
+  for (const b of box.bars) {
     const bar = h('span');
-    bar.style.width = `${(s.reached / top) * 100}%`;
+    bar.style.width = `${b.width}%`;
     card.append(
-      h('div', { class: 'step', 'data-stage': s.stage, title: `${people(s.reached)} got at least this far; ${people(s.atStage)} stopped here` },
-        h('span', { class: 'name' }, stepName(s.stage)),
+      h('div', { class: 'step', 'data-stage': b.stage, title: b.title },
+        h('span', { class: 'name' }, b.name),
         h('div', { class: 'bar' }, bar),
-        h('span', { class: 'count' }, String(s.reached)),
+        h('span', { class: 'count' }, b.count),
       ),
     );
-    if (i + 1 < f.stages.length && s.conversionToNext !== null) {
-      card.append(h('div', { class: 'went-on' }, `↓ ${percent(s.conversionToNext)} went on`));
-    }
-  });
+    if (b.wentOn !== null) card.append(h('div', { class: 'went-on' }, b.wentOn));
+  }
   return card;
 }
 
 async function loadTopics(): Promise<void> {
-  const data = await getJson<{ ladder: string[]; topics: TopicSummary[] }>('/v1/topics');
+  const data = await getJson<Topics>('/v1/topics');
   ladder = data.ladder;
   topics = data.topics;
   $('steps').replaceChildren(...ladder.map((s) => h('li', {}, h('b', {}, stepName(s)), STEP_HELP[s] ? h('span', { class: 'muted' }, `: ${STEP_HELP[s]}`) : null)));
@@ -200,7 +118,7 @@ async function loadTopics(): Promise<void> {
     const shown = topics.slice(0, 30);
     const funnels = await Promise.all(
       shown.map((t) =>
-        since ? getJson<Funnel>(`/v1/topics/${encodeURIComponent(t.topic)}/funnel?since=${since}`) : Promise.resolve(funnelFromCounts(t.stages)),
+        since ? getJson<Funnel>(`/v1/topics/${encodeURIComponent(t.topic)}/funnel?since=${since}`) : Promise.resolve(topicFunnel(ladder, t)),
       ),
     );
     const cards = shown.map((t, i) => ({ t, f: funnels[i]! })).filter(({ f }) => f.people > 0);
@@ -277,7 +195,7 @@ async function loadNeeds(more = false): Promise<void> {
   if (!$<HTMLSelectElement>('needs-topic').value) return;
   const stage = $<HTMLSelectElement>('needs-stage').value;
   const next = ladder[ladder.indexOf(stage) + 1] ?? '';
-  const page = await getJson<NeedsPage>(needsQuery() + (more && nextCursor ? `&cursor=${encodeURIComponent(nextCursor)}` : ''));
+  const page = await getJson<Needs>(needsQuery() + (more && nextCursor ? `&cursor=${encodeURIComponent(nextCursor)}` : ''));
   nextCursor = page.nextCursor;
   pagedMore = more;
   const rows = $('needs-rows');
@@ -300,7 +218,7 @@ async function loadNeeds(more = false): Promise<void> {
     );
   }
   $('needs-summary').textContent =
-    `${people(page.total)} got as far as “${stepName(stage)}” but not to “${stepName(next)}”. Most promising first.` + (page.truncated ? ' (Only the most recently active are listed.)' : '');
+    `${people(page.total)} got as far as “${stepName(stage)}” but not to “${stepName(next)}”. Most promising first.${page.truncated ? ' (Only the most recently active are listed.)' : ''}`;
   $('needs-more').hidden = !nextCursor;
 }
 

@@ -17,7 +17,7 @@ export function csvCell(value: CsvValue): string {
 }
 
 export function csvLine(values: readonly CsvValue[]): string {
-  return values.map(csvCell).join(',') + '\r\n';
+  return `${values.map(csvCell).join(',')}\r\n`;
 }
 
 export function toCsv(header: readonly string[], rows: readonly (readonly CsvValue[])[]): string {

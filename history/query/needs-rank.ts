@@ -32,13 +32,15 @@ export const NEED_HALF_LIFE_MS = 3 * 86_400_000;
 
 export function weightedInteractions(counts: readonly number[]): number {
   let w = 0;
-  counts.forEach((n, i) => (w += n * (i + 1)));
+  counts.forEach((n, i) => {
+    w += n * (i + 1);
+  });
   return w;
 }
 
 export function needScore(c: NeedCandidate, now: number, halfLifeMs = NEED_HALF_LIFE_MS): { score: number; recency: number; intensity: number } {
   const age = Math.max(0, now - c.last);
-  const recency = Math.pow(0.5, age / halfLifeMs);
+  const recency = 0.5 ** (age / halfLifeMs);
   const intensity = Math.log2(1 + weightedInteractions(c.counts));
   return { score: recency * intensity, recency, intensity };
 }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { MAX_NEEDS, type Need } from '../../contract/query.js';
 import type { Dialogue } from '../fold/fold.js';
 import { rankNeeds, type NeedCandidate } from './needs-rank.js';
 import { RANKING_ID, type HistoryStore } from '../store/store.js';
@@ -26,15 +27,8 @@ export interface NeedsQuery {
   now: number;
 }
 
-export interface NeedRow {
-  person: string;
-  stage: string;
-  lastActivity: string;
-  stageReachedAt: string | null;
-  interactions: number;
-  channels: string[];
-  score: number;
-}
+/** A row of the list: the API's `Need` (contract/query.ts). */
+export type NeedRow = Need;
 
 export interface NeedsPage {
   rows: NeedRow[];
@@ -47,7 +41,7 @@ export interface NeedsPage {
   asOf: number;
 }
 
-export const MAX_NEEDS = 100_000;
+export { MAX_NEEDS };
 export const RANKING_TTL_SECONDS = 15 * 60;
 const CHUNK = 1000;
 
@@ -80,7 +74,7 @@ export function decodeCursor(s: string): Cursor {
   } catch {
     throw new CursorError('this cursor is not one the API gave out: start again without a cursor');
   }
-  if (!c || c.v !== 1 || typeof c.r !== 'string' || !RANKING_ID.test(c.r) || !Number.isInteger(c.o) || c.o! < 0 || !Number.isFinite(c.n) || typeof c.q !== 'string') {
+  if (c?.v !== 1 || typeof c.r !== 'string' || !RANKING_ID.test(c.r) || !Number.isInteger(c.o) || c.o! < 0 || !Number.isFinite(c.n) || typeof c.q !== 'string') {
     throw new CursorError('this cursor is not one the API gave out: start again without a cursor');
   }
   return c as Cursor;

@@ -1,5 +1,5 @@
+import type { Dialogue, PastTransition } from '../../contract/query.js';
 import { transitionId } from '../fold/fold.js';
-import type { DialogueView } from '../store/views.js';
 
 /**
  * A person's recent transitions, read back from their dialogues instead of stored a second time:
@@ -9,15 +9,9 @@ import type { DialogueView } from '../store/views.js';
  * (`transitionId`); what it cannot give back is the channel of each step (the dialogue keeps the
  * set of channels), nor the transitions of dialogues that expired and started again.
  */
-export interface PastTransition {
-  id: string;
-  topic: string;
-  from: string | null;
-  to: string;
-  at: string;
-}
+export type { PastTransition };
 
-export function dialogueTransitions(person: string, d: DialogueView, ladder: readonly string[]): PastTransition[] {
+export function dialogueTransitions(person: string, d: Dialogue, ladder: readonly string[]): PastTransition[] {
   const start = Date.parse(d.started);
   const reached = ladder
     .map((stage, i) => ({ i, stage, at: d.firstReached[stage] ? Date.parse(d.firstReached[stage]) : NaN }))
@@ -34,7 +28,7 @@ export function dialogueTransitions(person: string, d: DialogueView, ladder: rea
 }
 
 /** The most recent `limit` transitions across a person's dialogues, newest first. */
-export function recentTransitions(person: string, dialogues: readonly DialogueView[], ladder: readonly string[], limit = 20): PastTransition[] {
+export function recentTransitions(person: string, dialogues: readonly Dialogue[], ladder: readonly string[], limit = 20): PastTransition[] {
   return dialogues
     .flatMap((d) => dialogueTransitions(person, d, ladder))
     .sort((a, b) => (a.at !== b.at ? (a.at < b.at ? 1 : -1) : a.id < b.id ? -1 : 1))

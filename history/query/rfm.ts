@@ -14,6 +14,7 @@
  *
  * The value is in whatever currency unit the site sends with its purchase events.
  */
+import type { RfmScores } from '../../contract/query.js';
 
 export interface RfmInputs {
   /** Epoch ms of the last purchase. */
@@ -22,13 +23,8 @@ export interface RfmInputs {
   total: number;
 }
 
-export interface RfmScores {
-  recency: number;
-  frequency: number;
-  monetary: number;
-  /** The three digits, R then F then M: "545". */
-  code: string;
-}
+/** Each 1 to 5, and `code`: the three digits, R then F then M ("545"). The API's shape (contract/query.ts). */
+export type { RfmScores };
 
 export interface RfmScale {
   /** Upper bounds in days for scores 5, 4, 3, 2 (older: 1). */

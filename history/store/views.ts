@@ -1,24 +1,14 @@
+import type { Dialogue, PersonHistory } from '../../contract/query.js';
 import { decodeList, decodeState, type Fields } from '../fold/codec.js';
 import { F } from '../fold/person-batch.js';
 
-/** What the query API shows of a person. Times are ISO strings: marketers read them. */
-export interface DialogueView {
-  topic: string;
-  stage: string;
-  started: string;
-  lastActivity: string;
-  firstReached: Record<string, string>;
-  counts: Record<string, number>;
-  channels: string[];
-}
-
-export interface PersonView {
-  person: string;
-  /** Anonymous visitor ids merged into this person by identify. */
-  linkedIds: string[];
-  dialogues: DialogueView[];
-  rfm: { lastPurchase: string; purchases: number; totalValue: number } | null;
-}
+/**
+ * What the query API shows of a person, as the stores read it: the shapes are the API's
+ * (contract/query.ts), which adds the RFM scores and recent transitions it derives from these.
+ * Times are ISO strings: marketers read them.
+ */
+export type DialogueView = Dialogue;
+export type PersonView = PersonHistory;
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -44,7 +34,9 @@ export function personView(person: string, fields: Fields, ladder: readonly stri
     });
   }
   // Most recent first; the topic breaks ties, so every store lists the same dialogues in the same order.
-  dialogues.sort((a, b) => (a.lastActivity !== b.lastActivity ? (a.lastActivity < b.lastActivity ? 1 : -1) : a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : 0));
+  dialogues.sort((a, b) =>
+    a.lastActivity !== b.lastActivity ? (a.lastActivity < b.lastActivity ? 1 : -1) : a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : 0,
+  );
   const rfm = state.rfm ? { lastPurchase: iso(state.rfm.last), purchases: state.rfm.count, totalValue: state.rfm.total } : null;
   const linkedIds = decodeList(fields[F.linked]);
   return { person, linkedIds, dialogues, rfm };

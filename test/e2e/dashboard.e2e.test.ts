@@ -83,6 +83,18 @@ describe('dashboard in Chromium', () => {
     expect(await tab.locator('article.topic[data-topic="product:sku-1"] .went-on').allTextContents()).toEqual(['↓ 67% went on', '↓ 50% went on']);
     expect(await tab.locator('article.topic[data-topic="product:sku-1"] .total').textContent()).toBe('6 people');
     await expect.poll(() => tab.locator('#live-status').textContent()).toBe('live');
+
+    // With a time window the boxes come from the funnel endpoint: the same figures (everyone was active today).
+    const funnels = tab.waitForResponse((r) => r.url().includes('/funnel?since=7d') && r.status() === 200);
+    await tab.selectOption('#window', '7d');
+    await funnels;
+    await expect.poll(() => counts('product:sku-1')).toEqual([
+      ['intro', '6'],
+      ['detail', '4'],
+      ['purchase', '2'],
+    ]);
+    expect(await tab.locator('article.topic[data-topic="product:sku-1"] .went-on').allTextContents()).toEqual(['↓ 67% went on', '↓ 50% went on']);
+    await tab.selectOption('#window', '');
   });
 
   it('lists who to contact and exports the list as CSV', async () => {

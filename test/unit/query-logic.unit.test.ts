@@ -125,7 +125,7 @@ describe('webhook signatures', () => {
     const header = signWebhook(secret, body, NOW / 1000);
     expect(header).toMatch(/^t=\d+,v1=[0-9a-f]{64}$/);
     expect(verifyWebhook(secret, header, body, { now: NOW })).toEqual({ ok: true });
-    expect(verifyWebhook(secret, header, body + ' ', { now: NOW })).toEqual({ ok: false, reason: 'signature does not match' });
+    expect(verifyWebhook(secret, header, `${body} `, { now: NOW })).toEqual({ ok: false, reason: 'signature does not match' });
     expect(verifyWebhook('another-secret-entirely', header, body, { now: NOW })).toEqual({ ok: false, reason: 'signature does not match' });
     expect(verifyWebhook(secret, header, body, { now: NOW + 301_000 })).toEqual({ ok: false, reason: 'timestamp outside the tolerance' });
     expect(verifyWebhook(secret, 'v1=abc', body, { now: NOW })).toEqual({ ok: false, reason: 'malformed signature header' });

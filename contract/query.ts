@@ -1,0 +1,172 @@
+import { z } from 'zod';
+import { Transition } from './transition.js';
+
+/**
+ * What the query API answers (history/query/), defined once: the routes validate and document their
+ * answers with these schemas (OpenAPI components at /v1/openapi.json), the stores build their views
+ * to these types, and the dashboard reads the API through them.
+ *
+ * Plain zod with zod's own `.meta()`: `id` names an OpenAPI component, the other keys (description,
+ * example, format) go into the document as they are. No OpenAPI library is imported here, so that
+ * code which only needs the types (the dashboard's browser bundle: `import type`) pulls in nothing.
+ *
+ * Times that marketers read are ISO 8601 strings; `Transition.at` (the live feed) is epoch ms.
+ */
+
+/** The needs list holds at most this many candidates (the most recently active). */
+export const MAX_NEEDS = 100_000;
+
+const dateTime = () => z.string().meta({ format: 'date-time' });
+
+export const ErrorBody = z
+  .object({
+    error: z.object({
+      code: z.string().meta({ example: 'invalid_parameter' }),
+      message: z.string().meta({ example: 'since: "yesterday" is not an ISO 8601 date or date-time …' }),
+      issues: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+    }),
+  })
+  .meta({ id: 'Error' });
+export type ErrorBody = z.infer<typeof ErrorBody>;
+
+// --- people ------------------------------------------------------------------------------------
+
+export const Dialogue = z
+  .object({
+    topic: z.string().meta({ example: 'product:sku-1' }),
+    stage: z.string().meta({ description: 'Highest stage reached in this dialogue.', example: 'detail' }),
+    started: dateTime(),
+    lastActivity: dateTime(),
+    firstReached: z.record(z.string(), z.string()).meta({ description: 'When each stage was first reached (stages never reached are absent).' }),
+    counts: z.record(z.string(), z.number().int()).meta({ description: 'Interactions per stage.' }),
+    channels: z.array(z.string()).meta({ example: ['web', 'email'] }),
+  })
+  .meta({ id: 'Dialogue' });
+export type Dialogue = z.infer<typeof Dialogue>;
+
+export const PastTransition = z
+  .object({
+    id: z.string(),
+    topic: z.string(),
+    from: z.string().nullable(),
+    to: z.string(),
+    at: dateTime(),
+  })
+  .meta({ id: 'PastTransition' });
+export type PastTransition = z.infer<typeof PastTransition>;
+
+export const RfmInputs = z
+  .object({ lastPurchase: dateTime(), purchases: z.number().int(), totalValue: z.number() })
+  .nullable()
+  .meta({ description: 'RFM inputs, from purchase events that carry a value; null before the first.' });
+export type RfmInputs = z.infer<typeof RfmInputs>;
+
+const score = () => z.number().int().min(1).max(5);
+export const RfmScores = z.object({ recency: score(), frequency: score(), monetary: score(), code: z.string().meta({ example: '543' }) });
+/** Each 1 (weakest) to 5 (strongest); `code` is the three digits, R then F then M: "545". */
+export type RfmScores = z.infer<typeof RfmScores>;
+
+/** A person's history as the stores read it: what the API shows before it adds what it derives. */
+export const PersonHistory = z.object({
+  person: z.string().meta({ description: 'The person id (a visitor id merged into a known user answers with the user).' }),
+  linkedIds: z.array(z.string()).meta({ description: 'Anonymous visitor ids merged into this person by identify.' }),
+  dialogues: z.array(Dialogue).meta({ description: 'Most recently active first.' }),
+  rfm: RfmInputs,
+});
+export type PersonHistory = z.infer<typeof PersonHistory>;
+
+export const Person = PersonHistory.extend({
+  rfmScores: RfmScores.nullable().meta({
+    description:
+      'Each 1 (weakest) to 5 (strongest), from fixed thresholds. Recency, days since the last purchase: ≤7 → 5, ≤30 → 4, ≤90 → 3, ≤180 → 2, older → 1. ' +
+      'Frequency, purchases: ≥10 → 5, ≥5 → 4, ≥3 → 3, 2 → 2, 1 → 1. Monetary, total value: ≥1000 → 5, ≥500 → 4, ≥200 → 3, ≥50 → 2, less → 1.',
+  }),
+  recentTransitions: z.array(PastTransition).meta({
+    description: 'Up to 20 most recent stage advances across the current dialogues, newest first (read back from the first-reached times).',
+  }),
+}).meta({ id: 'Person' });
+export type Person = z.infer<typeof Person>;
+
+export const Erased = z
+  .object({ person: z.string(), erasedIds: z.array(z.string()).meta({ description: 'The person and every visitor id linked to them.' }) })
+  .meta({ id: 'Erased' });
+export type Erased = z.infer<typeof Erased>;
+
+// --- topics and funnels ------------------------------------------------------------------------
+
+export const TopicSummary = z
+  .object({
+    topic: z.string(),
+    people: z.number().int().meta({ description: 'People with a dialogue about this topic.' }),
+    stages: z
+      .record(z.string(), z.number().int())
+      .meta({ description: 'People standing at each stage (their highest).', example: { intro: 40, detail: 12, purchase: 3 } }),
+  })
+  .meta({ id: 'TopicSummary' });
+export type TopicSummary = z.infer<typeof TopicSummary>;
+
+export const Topics = z
+  .object({ ladder: z.array(z.string()), topics: z.array(TopicSummary).meta({ description: 'Most people first.' }) })
+  .meta({ id: 'Topics' });
+export type Topics = z.infer<typeof Topics>;
+
+export const FunnelStage = z.object({
+  stage: z.string(),
+  atStage: z.number().int().meta({ description: 'People whose highest stage is this one.' }),
+  reached: z.number().int().meta({ description: 'People who reached at least this stage.' }),
+  conversionToNext: z
+    .number()
+    .nullable()
+    .meta({ description: 'reached(next) / reached(this), 0 to 1; null for the last stage or when nobody reached this one.' }),
+});
+export type FunnelStage = z.infer<typeof FunnelStage>;
+
+export const Funnel = z
+  .object({
+    topic: z.string(),
+    window: z.object({ since: z.string().nullable(), until: z.string().nullable() }),
+    definition: z.string(),
+    people: z.number().int(),
+    overallConversion: z.number().nullable(),
+    stages: z.array(FunnelStage),
+  })
+  .meta({ id: 'Funnel' });
+export type Funnel = z.infer<typeof Funnel>;
+/** The figures of a funnel, without what it is about (history/query/funnel.ts computes them). */
+export type FunnelFigures = Pick<Funnel, 'people' | 'stages' | 'overallConversion'>;
+
+// --- needs -------------------------------------------------------------------------------------
+
+export const Need = z
+  .object({
+    person: z.string(),
+    stage: z.string(),
+    lastActivity: dateTime(),
+    stageReachedAt: z.string().nullable().meta({ format: 'date-time' }),
+    interactions: z.number().int(),
+    channels: z.array(z.string()),
+    score: z.number().meta({ description: 'recency × intensity; higher is more worth contacting first.' }),
+  })
+  .meta({ id: 'Need' });
+export type Need = z.infer<typeof Need>;
+
+export const Needs = z
+  .object({
+    topic: z.string(),
+    stage: z.string(),
+    notReached: z.string(),
+    activeWithin: z.string(),
+    asOf: z.string().meta({ format: 'date-time', description: 'The time scores are computed for (the first page’s).' }),
+    total: z.number().int().meta({ description: 'People in the whole list, all pages.' }),
+    truncated: z.boolean().meta({ description: `The list holds only the ${MAX_NEEDS} most recently active candidates.` }),
+    nextCursor: z.string().nullable().meta({ description: 'Pass as `cursor` for the next page; null on the last page.' }),
+    needs: z.array(Need),
+  })
+  .meta({ id: 'Needs' });
+export type Needs = z.infer<typeof Needs>;
+
+// --- live transitions --------------------------------------------------------------------------
+
+/** One `transition` event of the live stream: the contract's Transition, documented. */
+export const StreamTransition = Transition.extend({ at: z.number().meta({ description: 'epoch ms' }) }).meta({ id: 'Transition' });
+export type StreamTransition = z.infer<typeof StreamTransition>;

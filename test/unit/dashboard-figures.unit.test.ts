@@ -1,0 +1,111 @@
+import { describe, expect, it, vi } from 'vitest';
+import type { Funnel, Topics } from '../../contract/query.js';
+import { funnelBox, topicFunnel } from '../../history/dashboard/figures.js';
+import type { BatchRecord } from '../../history/fold/person-batch.js';
+import { createQueryApp } from '../../history/query/app.js';
+import * as shared from '../../history/query/funnel.js';
+import { MemoryHistoryStore } from '../../history/store/memory.js';
+import { createLogger } from '../../lib/logger.js';
+import { FOLD_OPTIONS } from '../support/store-contract.js';
+
+/**
+ * The funnel figures the dashboard shows come from the API's own arithmetic
+ * (history/query/funnel.ts), not from a copy of it: the topic boxes are computed by
+ * `computeFunnel` itself, they equal what `GET /v1/topics/{topic}/funnel` answers for the same
+ * people, and the browser bundle carries that module (and nothing of zod).
+ */
+vi.mock('../../history/query/funnel.js', { spy: true });
+
+const LADDER = ['intro', 'detail', 'purchase'];
+const NOW = Date.UTC(2026, 5, 10, 12);
+
+describe('dashboard funnel figures', () => {
+  it('computes each topic box with computeFunnel, from the stage counts in ladder order', () => {
+    const compute = vi.mocked(shared.computeFunnel);
+    compute.mockClear();
+    const f = topicFunnel(LADDER, { stages: { purchase: 2, intro: 2, detail: 2, other: 9 } });
+    expect(compute).toHaveBeenCalledTimes(1);
+    expect(compute).toHaveBeenCalledWith(LADDER, [2, 2, 2]);
+    expect(f).toBe(compute.mock.results[0]!.value);
+
+    // Whatever the shared arithmetic answers is what the box shows.
+    const planted: shared.Funnel = {
+      people: 7,
+      overallConversion: 0.1,
+      stages: [
+        { stage: 'intro', atStage: 1, reached: 7, conversionToNext: 0.4286 },
+        { stage: 'detail', atStage: 5, reached: 3, conversionToNext: 0.3333 },
+        { stage: 'purchase', atStage: 1, reached: 1, conversionToNext: null },
+      ],
+    };
+    compute.mockReturnValueOnce(planted);
+    const box = funnelBox(topicFunnel(LADDER, { stages: {} }));
+    expect(box.total).toBe('7 people');
+    expect(box.bars.map((b) => [b.stage, b.count, b.wentOn])).toEqual([
+      ['intro', '7', '↓ 43% went on'],
+      ['detail', '3', '↓ 33% went on'],
+      ['purchase', '1', null],
+    ]);
+  });
+
+  it('shows what the funnel says: at-least counts, bar lengths, and the share who went on', () => {
+    const box = funnelBox(topicFunnel(LADDER, { stages: { intro: 2, detail: 2, purchase: 2 } }));
+    expect(box.total).toBe('6 people');
+    expect(box.bars.map((b) => [b.name, b.count, Math.round(b.width), b.wentOn])).toEqual([
+      ['Had a first look', '6', 100, '↓ 67% went on'],
+      ['Looked at the details', '4', 67, '↓ 50% went on'],
+      ['Bought', '2', 33, null],
+    ]);
+    expect(box.bars[1]!.title).toBe('4 people got at least this far; 2 people stopped here');
+    // Nobody went past the first step: no percentage where nobody reached the stage.
+    const empty = funnelBox(topicFunnel(LADDER, { stages: { intro: 3 } }));
+    expect(empty.bars.map((b) => b.wentOn)).toEqual(['↓ 0% went on', null, null]);
+    expect(funnelBox(topicFunnel(LADDER, { stages: {} })).bars.map((b) => [b.count, b.width, b.wentOn])).toEqual([
+      ['0', 0, null],
+      ['0', 0, null],
+      ['0', 0, null],
+    ]);
+  });
+
+  it('equals the API funnel endpoint for the same people', async () => {
+    const store = new MemoryHistoryStore(FOLD_OPTIONS);
+    let offset = 0;
+    const rec = (person: string, stage: number, topic = 'product:sku-1'): BatchRecord => ({
+      offset: offset++,
+      person,
+      event: { id: `e-${offset}`, ts: NOW - 3_600_000 + offset, channel: 'web', topic, stage },
+    });
+    const o = await store.foldBatch('clicks.raw/0', [
+      rec('a', 0),
+      rec('b', 0),
+      rec('b', 1),
+      rec('c', 1),
+      rec('d', 0),
+      rec('d', 1),
+      rec('d', 2),
+      rec('e', 2),
+      rec('f', 0),
+      rec('g', 0, 'plan:pro'),
+    ]);
+    await o.published();
+    const app = createQueryApp({ store, logger: createLogger('test', 'silent'), dashboard: false, now: () => NOW });
+    const topics = (await (await app.request('/v1/topics')).json()) as Topics;
+    expect(topics.topics.map((t) => t.topic)).toEqual(['product:sku-1', 'plan:pro']);
+    for (const t of topics.topics) {
+      const api = (await (await app.request(`/v1/topics/${encodeURIComponent(t.topic)}/funnel`)).json()) as Funnel;
+      const { people, stages, overallConversion } = api;
+      expect(topicFunnel(topics.ladder, t)).toEqual({ people, stages, overallConversion });
+    }
+    expect(topicFunnel(topics.ladder, topics.topics[0]!).stages.map((s) => s.reached)).toEqual([6, 4, 2]);
+  });
+
+  it('bundles the shared arithmetic into the browser code, and no package (no zod)', async () => {
+    const { bundleDashboard, bundleProblem } = await import('../../history/dashboard/build.js');
+    const b = await bundleDashboard();
+    expect(b.inputs).toContain('history/query/funnel.ts');
+    expect(b.inputs).toContain('history/dashboard/figures.ts');
+    expect(b.inputs.filter((f) => f.includes('node_modules/') || f.startsWith('contract/'))).toEqual([]);
+    expect(b.code).not.toMatch(/ZodError|\$ZodType/);
+    expect(bundleProblem(b)).toBeNull();
+  });
+});
