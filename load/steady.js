@@ -1,7 +1,7 @@
 // @ts-check
 /**
  * Steady rate: a constant arrival rate of batches (10 events each) for a while, with the latency
- * target of DESIGN.md at half the throughput target (15,000 events/s, p99 < 25 ms).
+ * target of bench/targets.ts at half the throughput target (15,000 events/s, p99 < 25 ms).
  *
  *   k6 run load/steady.js -e TARGET=http://127.0.0.1:8080 [-e RATE=1500] [-e DURATION=2m] [-e P99_MS=25]
  *

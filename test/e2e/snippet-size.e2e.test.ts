@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { buildSnippet, GZIP_BUDGET, SNIPPET_OUT, sizes } from '../../tracker-snippet/build.js';
 
-// The snippet ships to every page of every site: its size is a tested number (DESIGN.md: at most
+// The snippet ships to every page of every site: its size is a tested number (bench/targets.ts: at most
 // 2 KB gzipped, every feature included). Builds it the way `npm run build` does.
 describe('tracker snippet size', () => {
   it(`is one minified IIFE of at most ${GZIP_BUDGET} bytes gzipped (zlib level 9)`, async () => {
