@@ -6,21 +6,20 @@ import { apiKeysFromEnv } from '../history/query/auth.js';
 import { LiveFeed } from '../history/transitions/live-feed.js';
 import { createQueryApp } from '../history/query/app.js';
 import { compileTopicMap, foldOptionsOf, type TopicMapConfig } from '../history/fold/topic-map.js';
-import { embeddedTransitionLog, kafkaTransitionLog } from '../history/transitions/log.js';
 import { createWebhookMetrics, startWebhooks, type RunningWebhooks } from '../history/transitions/webhooks.js';
-import { beforeScrape, createWorkerHttpApp, workerReadiness, type WorkerReadiness } from '../history/worker/http.js';
-import { createWorkerMetrics, observeBatches, pollLag, type WorkerMetrics } from '../history/worker/metrics.js';
-import { createBatchHandler } from '../history/worker/batch.js';
+import { beforeScrape, createWorkerHttpApp, type WorkerReadiness } from '../history/worker/http.js';
+import { createWorkerMetrics, type WorkerMetrics } from '../history/worker/metrics.js';
 import { createIngestApp } from '../ingest/app.js';
 import { createIngestMetrics } from '../ingest/metrics.js';
-import { compileSites, loadSites } from '../ingest/sites.js';
-import { openBackends, type Backends } from './shared/backends.js';
+import { loadSites } from '../ingest/sites.js';
 import type { Env } from '../lib/config.js';
-import { createKafka } from '../lib/kafka.js';
 import type { LogConsumer } from '../lib/log.js';
 import type { Logger } from '../lib/logger.js';
-import { clientIpResolver, closeServer, listen } from '../lib/serve.js';
+import { closeServer, listen } from '../lib/serve.js';
 import { createDemoShop } from './demo-shop.js';
+import { openBackends, type Backends } from './shared/backends.js';
+import { ingestOptionsFromEnv } from './shared/ingest-options.js';
+import { createWorker } from './shared/worker.js';
 
 export interface RunningApp {
   port: number;
@@ -45,19 +44,15 @@ export interface AppOptions {
  */
 export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger: Logger, opts: AppOptions = {}): Promise<RunningApp> {
   const topicMap = compileTopicMap(topicMapConfig);
-  const sites = compileSites(await loadSites(env.INGEST_SITES));
+  const sites = await loadSites(env.INGEST_SITES);
   const backends = await openBackends(env, foldOptionsOf(topicMap), logger);
 
   const ingestMetrics = createIngestMetrics({ process: true });
   // The process metrics (CPU, memory, event loop) are already in ingest's registry: once is enough.
   const workerMetrics = createWorkerMetrics();
   const webhookMetrics = createWebhookMetrics();
-  backends.redis?.onError((kind) => workerMetrics.redisErrors.inc({ kind }));
-  let consumer: LogConsumer | undefined;
-  let lag: { stop(): void; poll(): Promise<void> } | undefined;
-  let stopping = false;
-  const readiness = (): WorkerReadiness =>
-    consumer ? workerReadiness({ consumer, redis: backends.redis, stopping: () => stopping }) : { ready: false, reason: 'the worker has not started yet' };
+  const feed = new LiveFeed();
+  const worker = createWorker(backends, { topicMap, logger, metrics: workerMetrics, onTransitions: (t) => feed.publish(t) });
 
   const app = new Hono();
   // One scrape target per process: /metrics carries ingest's, the worker's and the webhooks' metrics (registered
@@ -65,27 +60,12 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
   // routes events on it, and Kafka keeps them while the worker is failing; the worker's readiness,
   // for monitoring, is /worker/readyz (with /worker/healthz and /worker/metrics).
   app.get('/metrics', async (c) => {
-    if (lag) await beforeScrape(lag.poll);
+    await beforeScrape(worker.refresh);
     const merged = Registry.merge([ingestMetrics.registry, workerMetrics.registry, webhookMetrics.registry]);
     return c.body(await merged.metrics(), 200, { 'content-type': merged.contentType });
   });
-  app.route('/worker', createWorkerHttpApp({ metrics: workerMetrics, readiness, refresh: async () => lag?.poll() }));
-  app.route(
-    '/',
-    createIngestApp({
-      producer: backends.producer,
-      logger,
-      maxBodyBytes: env.INGEST_MAX_BODY,
-      retryAfterSeconds: env.INGEST_RETRY_AFTER_S,
-      clientIp: clientIpResolver(env.TRUST_PROXY, () => ingestMetrics.forwardedFallbacks.inc()),
-      deadLettersPerSecond: env.INGEST_DEAD_LETTERS_PER_SECOND,
-      sites,
-      linkSecret: env.INGEST_LINK_SECRET,
-      batchMaxBodyBytes: env.INGEST_BATCH_MAX_BODY,
-      metrics: ingestMetrics,
-    }),
-  );
-  const feed = new LiveFeed();
+  app.route('/worker', createWorkerHttpApp({ metrics: workerMetrics, readiness: worker.readiness, refresh: worker.refresh }));
+  app.route('/', createIngestApp(ingestOptionsFromEnv(env, { producer: backends.producer, logger, metrics: ingestMetrics, sites })));
   app.route('/', createQueryApp({ store: backends.store, logger, feed, keys: apiKeysFromEnv(env) }));
   app.route('/', createDemoShop());
 
@@ -96,14 +76,10 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
   let server: ServerType | undefined;
   let webhooks: RunningWebhooks | undefined;
   try {
-    consumer = backends.rawConsumer();
-    const handler = createBatchHandler({ store: backends.store, topicMap, producer: backends.producer, logger, metrics: workerMetrics, onTransitions: (t) => feed.publish(t) });
-    await consumer.run(observeBatches(handler, workerMetrics, backends.redis));
-    lag = pollLag(consumer, workerMetrics, { logger });
+    await worker.start();
     if (env.WEBHOOK_URLS.length > 0) {
       // Webhooks read history.transitions with consumers of their own: the fold never waits for a receiver.
-      const log = backends.log ? embeddedTransitionLog(backends.log) : kafkaTransitionLog(createKafka(env.KAFKA_BROKERS!, `${env.KAFKA_CLIENT_ID}-webhooks`, logger), logger);
-      webhooks = await startWebhooks(log, {
+      webhooks = await startWebhooks(backends.logPort, {
         urls: env.WEBHOOK_URLS,
         secret: env.WEBHOOK_SECRET ?? '',
         retryMaxMs: env.WEBHOOK_RETRY_MAX_MS,
@@ -123,24 +99,21 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
       url: `http://${env.HOST}:${port}`,
       backends,
       app,
-      worker: { metrics: workerMetrics, readiness, consumer },
+      worker: { metrics: workerMetrics, readiness: worker.readiness, consumer: worker.consumer },
       stop: async () => {
-        stopping = true;
-        lag?.stop();
         // Open event streams would hold the server open: end them first.
         feed.close();
         await closeServer(listening.server);
-        await consumer?.stop();
+        await worker.stop();
         await webhooks?.stop();
         await backends.close();
       },
     };
   } catch (err) {
-    lag?.stop();
     feed.close();
     if (server) await closeServer(server);
     await webhooks?.stop().catch(() => {});
-    await consumer?.stop().catch(() => {});
+    await worker.stop().catch(() => {});
     await backends.close().catch(() => {});
     throw err;
   }

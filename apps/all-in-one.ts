@@ -1,18 +1,14 @@
 import { checkApiAccess } from '../history/query/auth.js';
 import { loadTopicMap } from '../history/fold/topic-map-file.js';
-import { parseEnv } from '../lib/config.js';
-import { createLogger } from '../lib/logger.js';
 import { hasRedis } from '../lib/redis.js';
-import { onShutdown } from '../lib/serve.js';
 import { startApp } from './all-in-one-app.js';
+import { runProcess } from './shared/process.js';
 
 /**
  * `npm start`: ingest, worker, query API and the demo shop in one process. With nothing set it runs
  * on the embedded log and store; with KAFKA_BROKERS and REDIS_URL it runs the same parts on the real stack.
  */
-try {
-  const env = parseEnv();
-  const logger = createLogger('clickfold', env.LOG_LEVEL);
+await runProcess('clickfold', async (env, logger) => {
   // The query API reads and erases histories: without API_KEYS it may only run embedded on loopback.
   const access = checkApiAccess(env, env.KAFKA_BROKERS && hasRedis(env) ? 'real' : 'embedded');
   const running = await startApp(env, await loadTopicMap(env.TOPIC_MAP), logger);
@@ -26,8 +22,5 @@ try {
       `the query API and the dashboard are open (no API_KEYS): anyone who can reach ${running.url} can read and erase histories; set API_KEYS to require a key`,
     );
   }
-  onShutdown(logger, running.stop);
-} catch (err) {
-  console.error(err instanceof Error ? err.message : err);
-  process.exit(1);
-}
+  return running.stop;
+});

@@ -1,41 +1,36 @@
 import { Hono } from 'hono';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { openBackends } from './shared/backends.js';
-import { parseEnv } from '../lib/config.js';
-import { createKafka } from '../lib/kafka.js';
-import { createLogger } from '../lib/logger.js';
-import { hasRedis } from '../lib/redis.js';
-import { closeServer, listen, onShutdown } from '../lib/serve.js';
 import { apiKeysFromEnv, checkApiAccess } from '../history/query/auth.js';
-import { LiveFeed } from '../history/transitions/live-feed.js';
 import { createQueryApp } from '../history/query/app.js';
 import { compileTopicMap, foldOptionsOf } from '../history/fold/topic-map.js';
 import { loadTopicMap } from '../history/fold/topic-map-file.js';
-import { feedFromKafka, kafkaTransitionLog } from '../history/transitions/log.js';
+import { LiveFeed } from '../history/transitions/live-feed.js';
+import { followTransitions } from '../history/transitions/log.js';
 import { createWebhookMetrics, startWebhooks } from '../history/transitions/webhooks.js';
+import { hasRedis } from '../lib/redis.js';
+import { closeServer, listen } from '../lib/serve.js';
+import { openBackends } from './shared/backends.js';
+import { runProcess } from './shared/process.js';
 
 /**
  * The query API and dashboard as a process of their own (the real stack): `npx tsx apps/api.ts`.
- * Reads Redis (REDIS_URL or REDIS_CLUSTER_NODES); its live feed is a kafkajs consumer on
- * `history.transitions` (a group of its own per process); with WEBHOOK_URLS it also delivers the
+ * Reads Redis (REDIS_URL or REDIS_CLUSTER_NODES); its live feed reads `history.transitions` through
+ * a consumer group of its own per process (deleted on stop); with WEBHOOK_URLS it also delivers the
  * webhooks (groups shared by every API process, so each transition goes out once).
  * Refuses to start without API_KEYS.
  */
-try {
-  const env = parseEnv();
-  const logger = createLogger('api', env.LOG_LEVEL);
+await runProcess('api', async (env, logger) => {
   if (!env.KAFKA_BROKERS || !hasRedis(env)) {
     throw new Error('the query API process needs KAFKA_BROKERS and REDIS_URL (or REDIS_CLUSTER_NODES); `npm start` runs everything embedded');
   }
   checkApiAccess(env, 'real');
   const topicMap = compileTopicMap(await loadTopicMap(env.TOPIC_MAP));
   const backends = await openBackends(env, foldOptionsOf(topicMap), logger);
-  const kafka = createKafka(env.KAFKA_BROKERS, `${env.KAFKA_CLIENT_ID}-api`, logger);
   const feed = new LiveFeed();
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics });
-  const live = await feedFromKafka(kafka, feed, logger, env.KAFKA_GROUP_ID);
-  const webhooks = await startWebhooks(kafkaTransitionLog(kafka, logger), {
+  const live = await followTransitions(backends.logPort, feed, logger, env.KAFKA_GROUP_ID);
+  const webhooks = await startWebhooks(backends.logPort, {
     urls: env.WEBHOOK_URLS,
     secret: env.WEBHOOK_SECRET ?? '',
     retryMaxMs: env.WEBHOOK_RETRY_MAX_MS,
@@ -54,14 +49,11 @@ try {
   const url = `http://${env.HOST}:${port}`;
   logger.info({ port, url, dashboard: `${url}/dashboard`, webhooks: env.WEBHOOK_URLS.length }, 'query API is listening');
 
-  onShutdown(logger, async () => {
+  return async () => {
     feed.close();
     await closeServer(server);
     await live.stop();
     await webhooks.stop();
     await backends.close();
-  });
-} catch (err) {
-  console.error(err instanceof Error ? err.message : err);
-  process.exit(1);
-}
+  };
+});

@@ -117,9 +117,7 @@ export function createDemoShop(): Hono {
           <p>Click through a product: its intro, its specs, its checkout. Then look yourself up in the dashboard
             or at <code>/v1/people/&lt;your visitor id&gt;</code>. The <a href="/spa">single-page shop</a> does the
             same without page loads and shows your stages as they change.</p>
-          ${PRODUCTS.map(
-            (p) => html`<div class="card"><h2><a href="/products/${p.sku}">${p.name}</a></h2><p>${p.blurb}</p></div>`,
-          )}`,
+          ${PRODUCTS.map((p) => html`<div class="card"><h2><a href="/products/${p.sku}">${p.name}</a></h2><p>${p.blurb}</p></div>`)}`,
       ),
     ),
   );
@@ -164,7 +162,6 @@ export function createDemoShop(): Hono {
       ),
     );
   });
-
 
   // The single-page section: one HTML document for /spa and everything under it; a small script
   // renders the view for the current path and moves between views with history.pushState, so the

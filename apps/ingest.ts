@@ -1,13 +1,14 @@
 import type { ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
-import { parseEnv } from '../lib/config.js';
-import { createKafka, ensureTopics, KafkaLogProducer } from '../lib/kafka.js';
-import type { LogProducer } from '../lib/log.js';
-import { createLogger, type Logger } from '../lib/logger.js';
-import { clientIpResolver, listen, onShutdown } from '../lib/serve.js';
 import { createIngestApp } from '../ingest/app.js';
 import { createIngestMetrics } from '../ingest/metrics.js';
-import { compileSites, loadSites } from '../ingest/sites.js';
+import { loadSites } from '../ingest/sites.js';
+import type { LogProducer } from '../lib/log.js';
+import type { Logger } from '../lib/logger.js';
+import { listen } from '../lib/serve.js';
+import { openLog } from './shared/backends.js';
+import { ingestOptionsFromEnv } from './shared/ingest-options.js';
+import { runProcess } from './shared/process.js';
 
 /**
  * The standalone ingest process of the real stack (`npx tsx apps/ingest.ts`): HTTP in, Kafka out.
@@ -15,19 +16,14 @@ import { compileSites, loadSites } from '../ingest/sites.js';
  * flight finish (each answers only after Kafka acknowledged its events), closes the producer and
  * exits 0, so nothing it acknowledged is lost.
  */
-try {
-  const env = parseEnv();
-  const logger = createLogger('ingest', env.LOG_LEVEL);
+await runProcess('ingest', async (env, logger) => {
   if (!env.KAFKA_BROKERS) throw new Error('apps/ingest.ts needs KAFKA_BROKERS (for the all-in-one embedded mode, run `npm start`)');
   const sites = await loadSites(env.INGEST_SITES);
   if (!env.INGEST_SITES) logger.warn('INGEST_SITES is not set: serving the demo site only (any origin, write key "demo-write-key")');
   if (!env.INGEST_LINK_SECRET) logger.warn('INGEST_LINK_SECRET is not set: e-mail clicks redirect only to allow-listed hosts');
 
-  const kafka = createKafka(env.KAFKA_BROKERS, env.KAFKA_CLIENT_ID, logger);
-  await ensureTopics(kafka, env.KAFKA_PARTITIONS, env.KAFKA_REPLICATION_FACTOR);
-  const kafkaProducer = new KafkaLogProducer(kafka, { ackTimeoutMs: env.INGEST_ACK_TIMEOUT_MS });
-  await kafkaProducer.connect();
-
+  const log = await openLog(env, logger);
+  const kafkaProducer = log.producer();
   let draining = false;
   // While draining, /readyz says 503 so a load balancer stops sending before the port closes.
   const producer: LogProducer = {
@@ -36,43 +32,34 @@ try {
     close: () => kafkaProducer.close(),
   };
   const metrics = createIngestMetrics({ process: true });
-  const ingest = createIngestApp({
-    producer,
-    logger,
-    maxBodyBytes: env.INGEST_MAX_BODY,
-    retryAfterSeconds: env.INGEST_RETRY_AFTER_S,
-    clientIp: clientIpResolver(env.TRUST_PROXY, () => metrics.forwardedFallbacks.inc()),
-    sites: compileSites(sites),
-    linkSecret: env.INGEST_LINK_SECRET,
-    batchMaxBodyBytes: env.INGEST_BATCH_MAX_BODY,
-    deadLettersPerSecond: env.INGEST_DEAD_LETTERS_PER_SECOND,
-    metrics,
-  });
   const app = new Hono();
   // Once draining, every answer closes its keep-alive connection, so clients reconnect elsewhere.
   app.use('*', async (c, next) => {
     await next();
     if (draining) c.header('connection', 'close');
   });
-  app.route('/', ingest);
+  app.route('/', createIngestApp(ingestOptionsFromEnv(env, { producer, logger, metrics, sites })));
 
   const { server, port } = await listen(app, env.PORT, env.HOST);
   logger.info(
-    { port, url: `http://${env.HOST}:${port}`, sites: sites.sites.map((s) => s.id), trustedProxies: env.TRUST_PROXY, deadLettersPerSecond: env.INGEST_DEAD_LETTERS_PER_SECOND },
+    {
+      port,
+      url: `http://${env.HOST}:${port}`,
+      sites: sites.sites.map((s) => s.id),
+      trustedProxies: env.TRUST_PROXY,
+      deadLettersPerSecond: env.INGEST_DEAD_LETTERS_PER_SECOND,
+    },
     'ingest is listening',
   );
 
-  onShutdown(logger, async () => {
+  return async () => {
     draining = true;
     await drain(server, env.INGEST_SHUTDOWN_GRACE_MS, logger);
     // Every 202 already waited for Kafka; closing only ends the connection, but never wait forever
     // (a broker that is gone would hold the process): after the deadline, exit 1.
-    await deadline(producer.close(), 15_000, 'the Kafka producer did not close within 15 s');
-  });
-} catch (err) {
-  console.error(err instanceof Error ? err.message : err);
-  process.exit(1);
-}
+    await deadline(log.close(), 15_000, 'the Kafka producer did not close within 15 s');
+  };
+});
 
 function deadline<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

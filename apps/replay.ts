@@ -1,10 +1,10 @@
 import { parseArgs } from 'node:util';
 import { parseEnv } from '../lib/config.js';
-import { createKafka, ensureTopics, KafkaLogProducer } from '../lib/kafka.js';
 import { createLogger } from '../lib/logger.js';
 import { createRedis, hasRedis } from '../lib/redis.js';
 import { activeNamespaceKey, replay, type ReplayProgress } from '../history/worker/replay.js';
 import { loadTopicMap } from '../history/fold/topic-map-file.js';
+import { openLog } from './shared/backends.js';
 
 /**
  * `npm run replay -- --from 2026-11-01T00:00:00Z|earliest [--map FILE] [--switch]`
@@ -23,7 +23,13 @@ function bar(p: ReplayProgress): string {
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { from: { type: 'string' }, map: { type: 'string' }, namespace: { type: 'string' }, switch: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      from: { type: 'string' },
+      map: { type: 'string' },
+      namespace: { type: 'string' },
+      switch: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   if (values.help || !values.from) {
     console.log(USAGE);
@@ -41,43 +47,39 @@ async function main(): Promise<number> {
   }
   const logger = createLogger('replay', env.LOG_LEVEL === 'info' ? 'warn' : env.LOG_LEVEL);
   const map = await loadTopicMap(values.map ?? env.TOPIC_MAP);
-  const kafka = createKafka(env.KAFKA_BROKERS, `${env.KAFKA_CLIENT_ID}-replay`, logger);
-  await ensureTopics(kafka, env.KAFKA_PARTITIONS, env.KAFKA_REPLICATION_FACTOR);
+  const log = await openLog(env, logger, { clientId: `${env.KAFKA_CLIENT_ID}-replay` });
   const redis = createRedis(env);
-  const producer = new KafkaLogProducer(kafka, { ackTimeoutMs: env.INGEST_ACK_TIMEOUT_MS });
-  await producer.connect();
   let lastPrint = 0;
   try {
-    const result = await replay(
-      {
-        kafka,
-        redis,
-        map,
-        logger,
-        from,
-        namespace: values.namespace ? `${env.REDIS_PREFIX}${values.namespace}` : undefined,
-        onProgress: (p) => {
-          const now = Date.now();
-          if (process.stderr.isTTY) process.stderr.write(`\r${bar(p)}`);
-          else if (now - lastPrint > 2000 || p.done >= p.total) {
-            lastPrint = now;
-            process.stderr.write(`${bar(p)}\n`);
-          }
-        },
+    const result = await replay({
+      log,
+      redis,
+      map,
+      logger,
+      from,
+      namespace: values.namespace ? `${env.REDIS_PREFIX}${values.namespace}` : undefined,
+      onProgress: (p) => {
+        const now = Date.now();
+        if (process.stderr.isTTY) process.stderr.write(`\r${bar(p)}`);
+        else if (now - lastPrint > 2000 || p.done >= p.total) {
+          lastPrint = now;
+          process.stderr.write(`${bar(p)}\n`);
+        }
       },
-      producer,
-    );
+    });
     if (process.stderr.isTTY) process.stderr.write('\n');
     console.log(`replayed ${result.records} records into namespace "${result.namespace}" (consumer group ${result.groupId})`);
     if (values.switch) {
       await redis.set(activeNamespaceKey(env.REDIS_PREFIX), JSON.stringify({ namespace: result.namespace, groupId: result.groupId }));
       console.log('switched: restart the workers and the query API; they will read and fold the new namespace');
     } else {
-      console.log(`to switch over: npm run replay -- ... --switch, or run the processes with REDIS_PREFIX=${result.namespace} KAFKA_GROUP_ID=${result.groupId}`);
+      console.log(
+        `to switch over: npm run replay -- ... --switch, or run the processes with REDIS_PREFIX=${result.namespace} KAFKA_GROUP_ID=${result.groupId}`,
+      );
     }
     return 0;
   } finally {
-    await producer.close();
+    await log.close();
     redis.disconnect();
   }
 }

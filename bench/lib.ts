@@ -297,7 +297,12 @@ export async function pacedLoad(opts: {
     sent,
     statuses,
     errors,
-    latency: { p50: r2(percentile(latencies, 50)), p90: r2(percentile(latencies, 90)), p99: r2(percentile(latencies, 99)), max: r2(latencies[latencies.length - 1] ?? NaN) },
+    latency: {
+      p50: r2(percentile(latencies, 50)),
+      p90: r2(percentile(latencies, 90)),
+      p99: r2(percentile(latencies, 99)),
+      max: r2(latencies[latencies.length - 1] ?? NaN),
+    },
     serviceTime: { p50: r2(percentile(service, 50)), p99: r2(percentile(service, 99)) },
     maxScheduleLagMs: r2(maxLag),
   };

@@ -1,8 +1,8 @@
 /**
  * The processes the benchmark measures, one mode per process so that the load generator and the
- * measured code never share an event loop. bench/run.ts bundles this file with esbuild and forks
- * it with plain `node` (no TypeScript loader on the hot path or in the CPU profiles); it talks to
- * its parent over the IPC channel.
+ * measured code never share an event loop. bench/harness.ts bundles this file with esbuild and
+ * forks it with plain `node` (no TypeScript loader on the hot path or in the CPU profiles); it
+ * talks to its parent over the IPC channel.
  *
  *   ingest   createIngestApp + KafkaLogProducer on a free port (the ingest process of the real stack)
  *   bare     node:http that reads the body and answers 204 (the floor of HTTP in Node)
@@ -26,7 +26,9 @@ import { RedisHistoryStore } from '../history/store/redis.js';
 import { compileTopicMap, DEFAULT_TOPIC_MAP, foldOptionsOf } from '../history/fold/topic-map.js';
 import { createIngestApp } from '../ingest/app.js';
 import { parseEnv } from '../lib/config.js';
-import { createKafka, ensureTopics, KafkaLogConsumer, KafkaLogProducer, PRODUCER_CONFIG, type KafkaConsumerOptions } from '../lib/kafka.js';
+import { createKafka, ensureTopics } from '../lib/kafka/client.js';
+import { KafkaLogConsumer, type KafkaConsumerOptions } from '../lib/kafka/consumer.js';
+import { KafkaLogProducer, PRODUCER_CONFIG } from '../lib/kafka/producer.js';
 import type { ConsumedBatch } from '../lib/log.js';
 import { createLogger } from '../lib/logger.js';
 import { clientIpResolver, closeServer, listen } from '../lib/serve.js';
@@ -86,7 +88,15 @@ async function ingest() {
     const stats = 'stats' in producer ? (producer as { stats(): unknown }).stats() : undefined;
     await producer.close();
     const pct = (k: 'duration' | 'pending' | 'size', q: number) => trace.map((t) => t[k]).sort((a, b) => a - b)[Math.floor(q * (trace.length - 1))];
-    const kafkajs = trace.length ? { requests: trace.length, durationP50: pct('duration', 0.5), durationP99: pct('duration', 0.99), pendingP99: pct('pending', 0.99), sizeP50: pct('size', 0.5) } : undefined;
+    const kafkajs = trace.length
+      ? {
+          requests: trace.length,
+          durationP50: pct('duration', 0.5),
+          durationP99: pct('duration', 0.99),
+          pendingP99: pct('pending', 0.99),
+          sizeP50: pct('size', 0.5),
+        }
+      : undefined;
     return { producer: stats, kafkajs, eventLoopDelayMs: loop() };
   });
   send({ type: 'ready', port });
@@ -188,7 +198,7 @@ async function fold() {
   const producer = new KafkaLogProducer(kafka, { ackTimeoutMs: 5000 });
   await producer.connect();
   const consumerOptions = (args.consumer ?? {}) as Partial<KafkaConsumerOptions>;
-  const consumer = new KafkaLogConsumer(kafka, { groupId, topic, ...consumerOptions });
+  const consumer = new KafkaLogConsumer(kafka, { group: groupId, topic, startAt: 'beginning', ...consumerOptions });
   // noop: the consumer alone (kafkajs fetch, decode, commit), for the fold's breakdown.
   // nullProducer: transitions are not published (to see what publishing them costs).
   const out = args.nullProducer ? { send: async () => {}, ready: () => true, close: async () => {} } : producer;
@@ -346,7 +356,7 @@ async function worker() {
   const producer = new KafkaLogProducer(kafka, { ackTimeoutMs: 5000 });
   await producer.connect();
   const consumerOptions = (args.consumer ?? {}) as Partial<KafkaConsumerOptions>;
-  const consumer = new KafkaLogConsumer(kafka, { groupId: str('groupId'), topic: TOPICS.raw, fromBeginning: false, ...consumerOptions });
+  const consumer = new KafkaLogConsumer(kafka, { group: str('groupId'), topic: TOPICS.raw, startAt: 'end', ...consumerOptions });
   let pending: { person: string; at: number }[] = [];
   const handler = createBatchHandler({
     store,

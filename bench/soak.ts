@@ -62,7 +62,15 @@ async function main(): Promise<void> {
   const sample = async (t: number, sent: number, failed: number) => {
     const info = await redis.info('memory');
     const used = Number(/used_memory:(\d+)/.exec(info)?.[1] ?? NaN) / 1024 / 1024;
-    const s: Sample = { t, eventsSent: sent * BATCH, failedRequests: failed, ingestRssMiB: rssMiB(ingest.pid), workerRssMiB: rssMiB(worker.pid), redisUsedMiB: used, consumerLag: await lag() };
+    const s: Sample = {
+      t,
+      eventsSent: sent * BATCH,
+      failedRequests: failed,
+      ingestRssMiB: rssMiB(ingest.pid),
+      workerRssMiB: rssMiB(worker.pid),
+      redisUsedMiB: used,
+      consumerLag: await lag(),
+    };
     samples.push(s);
     console.log(
       `${String(t).padStart(5)} s  sent ${String(s.eventsSent).padStart(8)}  failed ${failed}  ingest ${s.ingestRssMiB.toFixed(0)} MiB  worker ${s.workerRssMiB.toFixed(0)} MiB  ` +
@@ -84,7 +92,10 @@ async function main(): Promise<void> {
       inFlight++;
       const b = scenario.nextBatch(Date.now());
       fetch(url, { method: 'POST', headers: { 'content-type': 'text/plain', 'user-agent': b.userAgent }, body: JSON.stringify(b.body) })
-        .then((r) => (r.status === 202 ? r.arrayBuffer() : (failed++, r.arrayBuffer())))
+        .then((r) => {
+          if (r.status !== 202) failed++;
+          return r.arrayBuffer();
+        })
         .catch(() => failed++)
         .finally(() => inFlight--);
     }

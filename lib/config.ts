@@ -12,7 +12,14 @@ const optionalString = z
 
 /** A comma-separated list of secrets, each long enough not to be guessed. */
 const keyList = optionalString
-  .transform((s) => (s ? s.split(',').map((k) => k.trim()).filter(Boolean) : []))
+  .transform((s) =>
+    s
+      ? s
+          .split(',')
+          .map((k) => k.trim())
+          .filter(Boolean)
+      : [],
+  )
   .refine((keys) => keys.every((k) => k.length >= 16), 'each key needs at least 16 characters');
 
 export const Env = z.object({
@@ -36,7 +43,12 @@ export const Env = z.object({
   /** Key prefix, so several deployments (or a replay) can share one Redis. */
   REDIS_PREFIX: z.string().default(''),
   /** Largest request body ingest reads, in bytes. */
-  INGEST_MAX_BODY: z.coerce.number().int().min(1024).max(16 * 1024 * 1024).default(256 * 1024),
+  INGEST_MAX_BODY: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(16 * 1024 * 1024)
+    .default(256 * 1024),
   /** How long ingest waits for Kafka's acknowledgement before answering 503. */
   INGEST_ACK_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(5000),
   /** Seconds a client is told to wait (Retry-After) when Kafka cannot take events. */
@@ -67,7 +79,12 @@ export const Env = z.object({
   /** Secret for e-mail click-link signatures (HMAC-SHA256); unset: only allow-listed redirect hosts. */
   INGEST_LINK_SECRET: optionalString.refine((s) => s === undefined || s.length >= 16, 'at least 16 characters'),
   /** Largest Segment-compatible /v1/batch body, bytes (Segment's own limit is 500 KB). */
-  INGEST_BATCH_MAX_BODY: z.coerce.number().int().min(32 * 1024).max(16 * 1024 * 1024).default(512 * 1024),
+  INGEST_BATCH_MAX_BODY: z.coerce
+    .number()
+    .int()
+    .min(32 * 1024)
+    .max(16 * 1024 * 1024)
+    .default(512 * 1024),
   /** On SIGTERM, how long ingest waits for requests in flight before closing their connections. */
   INGEST_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(120_000).default(10_000),
   /** Query API keys with full access (read and erase), comma-separated. Required on the real stack. */
@@ -76,7 +93,14 @@ export const Env = z.object({
   API_READ_KEYS: keyList,
   /** Comma-separated http(s) URLs that receive every transition (history/webhooks.ts). */
   WEBHOOK_URLS: optionalString
-    .transform((s) => (s ? s.split(',').map((u) => u.trim()).filter(Boolean) : []))
+    .transform((s) =>
+      s
+        ? s
+            .split(',')
+            .map((u) => u.trim())
+            .filter(Boolean)
+        : [],
+    )
     .refine((urls) => urls.every((u) => /^https?:\/\/[^\s]+$/.test(u) && URL.canParse(u)), 'each entry must be an http:// or https:// URL'),
   /** HMAC-SHA256 key that signs webhook deliveries; required with WEBHOOK_URLS. */
   WEBHOOK_SECRET: optionalString.refine((s) => s === undefined || s.length >= 16, 'at least 16 characters'),

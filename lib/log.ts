@@ -1,6 +1,10 @@
+import type { Logger } from './logger.js';
+
 /**
- * The partitioned log as the rest of the code sees it. Kafka (kafkajs) in the real stack, the
- * in-process `PartitionedLog` in the embedded mode; ingest and the worker depend only on this.
+ * The partitioned log as the rest of the code sees it: Kafka (kafkajs, `lib/kafka/`) on the real
+ * stack, the in-process `PartitionedLog` (`lib/log-memory.ts`) in the embedded mode. Ingest, the
+ * worker, the transition readers (live feed, webhooks) and the replay depend only on this; no file
+ * outside lib/ imports a Kafka client.
  */
 export interface LogMessage {
   key: string;
@@ -29,11 +33,71 @@ export interface ConsumedBatch {
   messages: ConsumedMessage[];
 }
 
-/** The handler resolves only when the batch's effects are durable; the consumer commits after it. */
+/**
+ * Where a consumer group that never committed starts, per partition: the oldest record kept, the
+ * end of the log at the moment the consumer starts (what happens from then on), or the first record
+ * appended at or after an epoch-ms time (the end when there is none). A group that has committed
+ * always continues where it committed.
+ */
+export type StartAt = 'beginning' | 'end' | { timestamp: number };
+
+export interface ConsumerOptions {
+  topic: string;
+  /** The consumer group: members share the partitions, and the group keeps its committed offsets. */
+  group: string;
+  /** Where the group starts when it never committed. Default 'beginning'. */
+  startAt?: StartAt;
+  /** Most records per handler call. Default: the in-process log 1000; Kafka whatever one fetch brings. */
+  maxBatch?: number;
+  /** Partitions handled at the same time by this member (Kafka). Default 3. */
+  concurrency?: number;
+  /** How long a silent member keeps its partitions before the group takes them back (Kafka). Default 30 s. */
+  sessionTimeoutMs?: number;
+  /** Deletes the group (and its committed offsets) on stop(): a process's own live feed. */
+  ephemeral?: boolean;
+  /**
+   * Commits a batch whose handler resolves after stop() was called, as long as this member still
+   * owns the partition. For handlers that are done with a batch when they resolve (the worker: its
+   * effects are durable then). Default false: a handler that resolves once `stopped()` may have
+   * given up part way (webhooks), so its batch is left uncommitted and comes again.
+   */
+  commitOnStop?: boolean;
+  /** Where failures of the handler and recoveries are reported (default: the log's own logger). */
+  logger?: Logger;
+  /** Backoff of a batch whose handler throws; defaults in BatchRetries (100 ms doubling to 5 s). */
+  retry?: RetryOptions;
+}
+
+/** What a handler may do with its batch besides resolving. */
+export interface BatchControl {
+  /** Keeps the member in its group during a long wait (Kafka; a no-op in the in-process log). */
+  heartbeat(): Promise<void>;
+  /**
+   * Commits everything up to and including `offset` of this batch's partition now (a handler that
+   * finishes its batch in parts). If the handler fails afterwards, only the records after it come again.
+   */
+  commit(offset: string): Promise<void>;
+  /** True once stop() was called or this member lost the partition: give up, leave the rest uncommitted. */
+  stopped(): boolean;
+}
+
+/**
+ * Handles one batch of one partition. When it resolves the consumer commits the batch's last
+ * offset, unless `ctl.stopped()` (see `ConsumerOptions.commitOnStop`). A handler that throws has met
+ * an infrastructure failure (bad records are the handler's business): the same batch (past what it
+ * committed itself) comes again after a growing pause (BatchRetries), nothing is committed past it,
+ * and the other partitions go on. A throw once `stopped()` is not a failure: the batch simply stays
+ * uncommitted.
+ */
+export type ConsumerHandler = (batch: ConsumedBatch, ctl: BatchControl) => Promise<void>;
+
+/** A handler that needs nothing but its batch (the worker's fold): every one is a ConsumerHandler. */
 export type BatchHandler = (batch: ConsumedBatch) => Promise<void>;
 
 export interface LogConsumer {
-  run(handler: BatchHandler): Promise<void>;
+  /** Joins the group and starts handing batches to `handler`; resolves once running. */
+  run(handler: ConsumerHandler): Promise<void>;
+  /** Leaves the group after the batches in flight (their handlers see `stopped()`). */
   stop(): Promise<void>;
   /** Whether the consumer runs and its batches get through; cheap, for /readyz. */
   health?(): ConsumerHealth;
@@ -42,6 +106,33 @@ export interface LogConsumer {
    * log), queried now. Empty before the member has joined its group.
    */
   lag?(): Promise<Map<number, number>>;
+}
+
+/**
+ * One log for the whole process: its producer, consumers of any topic and group, and the offsets
+ * of a topic (replay: where to start, where the end is). Both adapters implement it.
+ */
+export interface Log {
+  /** The process's producer (one, shared: the Kafka adapter batches concurrent sends into one request). */
+  producer(): LogProducer;
+  consumer(opts: ConsumerOptions): LogConsumer;
+  /**
+   * Per partition, the offset of the first record at `at`: the oldest kept ('beginning'), the next
+   * to be written ('end'), the first appended at or after a time (the end when there is none).
+   */
+  offsets(topic: string, at: StartAt): Promise<Map<number, string>>;
+  /** Stops every consumer still running, then closes the producer. */
+  close(): Promise<void>;
+}
+
+/** Records between two offset maps, summed over partitions (replay's total, a lag). */
+export function recordsBetween(from: ReadonlyMap<number, string>, to: ReadonlyMap<number, string>): number {
+  let n = 0n;
+  for (const [p, end] of to) {
+    const d = BigInt(end) - BigInt(from.get(p) ?? end);
+    if (d > 0n) n += d;
+  }
+  return Number(n);
 }
 
 /**

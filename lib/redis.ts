@@ -58,7 +58,10 @@ export async function checkEvictionPolicy(redis: Redis | Cluster, logger: Logger
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       if (!/unknown command|NOPERM|no permission|not allowed/i.test(message)) throw err;
-      logger.warn({ node: nodeName(node), err: message }, 'cannot read Redis maxmemory-policy (CONFIG is disabled or not permitted); make sure it is noeviction');
+      logger.warn(
+        { node: nodeName(node), err: message },
+        'cannot read Redis maxmemory-policy (CONFIG is disabled or not permitted); make sure it is noeviction',
+      );
       continue;
     }
     if (policy === undefined) {
@@ -103,7 +106,11 @@ export function redisErrorKind(err: unknown): RedisErrorKind | undefined {
   for (const e of errorChain(err)) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string' && CONNECTION_CODES.has(code)) return 'connection';
-    if (['MaxRetriesPerRequestError', 'ClusterAllFailedError'].includes(e.name) || /Connection is closed|Failed to refresh slots cache|None of startup nodes is available/.test(e.message)) return 'connection';
+    if (
+      ['MaxRetriesPerRequestError', 'ClusterAllFailedError'].includes(e.name) ||
+      /Connection is closed|Failed to refresh slots cache|None of startup nodes is available/.test(e.message)
+    )
+      return 'connection';
     if (e.name === 'ReplyError') return 'other';
   }
   return undefined;
@@ -126,7 +133,11 @@ export class RedisWatch {
   private lastWarned = 0;
   private oom: { since: number; error: string } | undefined;
 
-  constructor(private readonly client: Redis | Cluster, private readonly logger: Logger, private readonly now: () => number = Date.now) {
+  constructor(
+    private readonly client: Redis | Cluster,
+    private readonly logger: Logger,
+    private readonly now: () => number = Date.now,
+  ) {
     const onError = (err: unknown) => this.connectionFailed(err);
     client.on('error', onError);
     if (client instanceof Cluster) client.on('node error', onError);
@@ -184,7 +195,8 @@ export class RedisWatch {
 
   status(): RedisStatus {
     if (this.oom) return { ready: false, reason: `Redis is out of memory since ${new Date(this.oom.since).toISOString()}: ${this.oom.error}` };
-    if (this.client.status !== 'ready') return { ready: false, reason: `Redis is ${this.client.status}${this.connectionError ? `: ${this.connectionError}` : ''}` };
+    if (this.client.status !== 'ready')
+      return { ready: false, reason: `Redis is ${this.client.status}${this.connectionError ? `: ${this.connectionError}` : ''}` };
     return { ready: true };
   }
 }

@@ -53,7 +53,11 @@ function socketAddress(c: Context): string | undefined {
  * configured hop count is wrong) and the socket address is used instead: a sender can then never
  * pick its own address, at worst it shares the nearest proxy's rate-limit bucket.
  */
-export function pickForwarded(socket: string | undefined, header: string | undefined, hops: number): { address: string | undefined; fallback?: ForwardedFallback } {
+export function pickForwarded(
+  socket: string | undefined,
+  header: string | undefined,
+  hops: number,
+): { address: string | undefined; fallback?: ForwardedFallback } {
   let address = socket;
   let end = header === undefined || header.trim() === '' ? -1 : header.length;
   // From the right, and no further than needed: a 16 KB header of junk costs nothing extra.

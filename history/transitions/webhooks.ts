@@ -3,9 +3,9 @@ import { Counter, Registry } from 'prom-client';
 import { DeadLetter } from '../../contract/dead-letter.js';
 import { TOPICS } from '../../contract/raw-event.js';
 import type { Transition } from '../../contract/transition.js';
-import type { LogProducer } from '../../lib/log.js';
+import { type Log, type LogProducer, pause } from '../../lib/log.js';
 import type { Logger } from '../../lib/logger.js';
-import { parseTransition, type TransitionLog } from './log.js';
+import { parseTransition, transitionLog } from './log.js';
 import { SIGNATURE_HEADER, signWebhook } from './webhook-signature.js';
 
 /**
@@ -52,7 +52,7 @@ export interface WebhookOptions {
   maxBatch?: number;
   /** Per request. */
   timeoutMs?: number;
-  /** Prefix of the consumer groups (Kafka). */
+  /** Prefix of the consumer groups (one per URL). */
   groupPrefix?: string;
   fetch?: typeof fetch;
   now?: () => number;
@@ -85,14 +85,24 @@ export function createWebhookMetrics(registry: Registry = new Registry()): Webho
   const registers = [registry];
   return {
     registry,
-    delivered: new Counter({ name: 'clickfold_webhook_delivered_total', help: 'Webhook requests the receiver took (2xx), per URL', labelNames: ['url'], registers }),
+    delivered: new Counter({
+      name: 'clickfold_webhook_delivered_total',
+      help: 'Webhook requests the receiver took (2xx), per URL',
+      labelNames: ['url'],
+      registers,
+    }),
     parked: new Counter({
       name: 'clickfold_webhook_parked_total',
       help: 'Webhook requests the receiver refused for good (4xx but 408/429), parked on history.webhooks.parked, per URL',
       labelNames: ['url'],
       registers,
     }),
-    retries: new Counter({ name: 'clickfold_webhook_retries_total', help: 'Failed webhook attempts that are tried again, per URL and reason', labelNames: ['url', 'reason'], registers }),
+    retries: new Counter({
+      name: 'clickfold_webhook_retries_total',
+      help: 'Failed webhook attempts that are tried again, per URL and reason',
+      labelNames: ['url', 'reason'],
+      registers,
+    }),
   };
 }
 
@@ -182,18 +192,6 @@ export interface DeliveryControl {
   stopped(): boolean;
 }
 
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
-
 /** Delivers batches to one URL, retrying each until a 2xx, or parking it on a permanent refusal. */
 export class WebhookDeliverer {
   private readonly fetch: typeof fetch;
@@ -226,7 +224,13 @@ export class WebhookDeliverer {
       'x-clickfold-delivery': delivery,
     };
     try {
-      const res = await this.fetch(this.url, { method: 'POST', headers, body, redirect: 'manual', signal: AbortSignal.any([signal, AbortSignal.timeout(this.timeoutMs)]) });
+      const res = await this.fetch(this.url, {
+        method: 'POST',
+        headers,
+        body,
+        redirect: 'manual',
+        signal: AbortSignal.any([signal, AbortSignal.timeout(this.timeoutMs)]),
+      });
       const status = res.status;
       if (status >= 200 && status < 300) {
         await res.body?.cancel().catch(() => {});
@@ -248,7 +252,7 @@ export class WebhookDeliverer {
   private async wait(ms: number, ctl: DeliveryControl): Promise<void> {
     const until = Date.now() + ms;
     while (Date.now() < until && !ctl.signal.aborted && !ctl.stopped()) {
-      await sleep(Math.min(2000, until - Date.now()), ctl.signal);
+      await pause(Math.min(2000, until - Date.now()), ctl.signal);
       await ctl.heartbeat().catch(() => {});
     }
   }
@@ -276,13 +280,17 @@ export class WebhookDeliverer {
       if (ctl.signal.aborted) return 'stopped';
       // A permanent refusal comes here only without a producer: nowhere to park it.
       if (r.reason === 'http_4xx' && (attempt === 1 || attempt % 10 === 0)) {
-        log.error({ url: this.url, attempt, answer: r.why, delivery }, 'webhook receiver refused a request for good, and no producer is configured to park it: retrying, which holds back this URL');
+        log.error(
+          { url: this.url, attempt, answer: r.why, delivery },
+          'webhook receiver refused a request for good, and no producer is configured to park it: retrying, which holds back this URL',
+        );
       }
       this.metrics.retries.inc({ url: this.label, reason: r.reason });
       // A 429's Retry-After is honoured up to the cap, never waiting less than the backoff.
       const backoff = pause * (0.8 + Math.random() * 0.4);
       const waitMs = r.retryAfterMs === undefined ? backoff : Math.max(backoff, Math.min(r.retryAfterMs, this.retryMaxMs));
-      if (attempt === 1 || attempt % 10 === 0) log.warn({ url: this.url, attempt, reason: r.why, retryInMs: Math.round(waitMs) }, 'webhook delivery failed; retrying');
+      if (attempt === 1 || attempt % 10 === 0)
+        log.warn({ url: this.url, attempt, reason: r.why, retryInMs: Math.round(waitMs) }, 'webhook delivery failed; retrying');
       await this.wait(waitMs, ctl);
       pause = Math.min(pause * 2, this.retryMaxMs);
     }
@@ -293,7 +301,13 @@ export class WebhookDeliverer {
    * backoff) while the log does not take it. True once written; false if stopping first, the batch
    * then stays uncommitted and is sent again later.
    */
-  private async park(transitions: readonly Transition[], delivery: string, r: { status: number; excerpt: string }, attempts: number, ctl: DeliveryControl): Promise<boolean> {
+  private async park(
+    transitions: readonly Transition[],
+    delivery: string,
+    r: { status: number; excerpt: string },
+    attempts: number,
+    ctl: DeliveryControl,
+  ): Promise<boolean> {
     const producer = this.opts.producer!;
     const log = this.opts.logger;
     const letter = DeadLetter.parse({
@@ -314,11 +328,15 @@ export class WebhookDeliverer {
         // Tried once even while stopping: the receiver has answered, and the chunk is committed after it.
         await producer.send(TOPICS.webhooksParked, [message]);
         this.metrics.parked.inc({ url: this.label });
-        log.warn({ url: this.url, status: r.status, delivery, transitions: transitions.length, response: r.excerpt.slice(0, 200) }, 'webhook receiver refused a request for good: parked it on history.webhooks.parked, going on');
+        log.warn(
+          { url: this.url, status: r.status, delivery, transitions: transitions.length, response: r.excerpt.slice(0, 200) },
+          'webhook receiver refused a request for good: parked it on history.webhooks.parked, going on',
+        );
         return true;
       } catch (err) {
         if (ctl.stopped() || ctl.signal.aborted) return false;
-        if (attempt === 1 || attempt % 10 === 0) log.error({ err, url: this.url, delivery, attempt, retryInMs: pause }, 'could not park a refused webhook request; retrying');
+        if (attempt === 1 || attempt % 10 === 0)
+          log.error({ err, url: this.url, delivery, attempt, retryInMs: pause }, 'could not park a refused webhook request; retrying');
       }
       await this.wait(pause * (0.8 + Math.random() * 0.4), ctl);
       if (ctl.stopped() || ctl.signal.aborted) return false;
@@ -327,16 +345,21 @@ export class WebhookDeliverer {
   }
 }
 
-/** Starts one consumer per URL on the transition log. */
-export async function startWebhooks(log: TransitionLog, opts: WebhookOptions): Promise<RunningWebhooks> {
+/** Starts one consumer per URL on `history.transitions` of the log (a group per URL: `webhookGroup`). */
+export async function startWebhooks(log: Log, opts: WebhookOptions): Promise<RunningWebhooks> {
   if (opts.urls.length === 0) return { stop: async () => {} };
   if (opts.secret.length < 16) throw new Error('WEBHOOK_SECRET must be set (16 characters or more) to sign webhook deliveries');
-  if (!opts.producer) opts.logger.warn({ urls: opts.urls }, 'webhooks have no producer for history.webhooks.parked: a request a receiver refuses for good (4xx) is retried forever');
+  if (!opts.producer)
+    opts.logger.warn(
+      { urls: opts.urls },
+      'webhooks have no producer for history.webhooks.parked: a request a receiver refuses for good (4xx) is retried forever',
+    );
   const shared: WebhookOptions = { ...opts, metrics: opts.metrics ?? createWebhookMetrics() };
   const abort = new AbortController();
   const maxBatch = opts.maxBatch ?? 100;
   const prefix = opts.groupPrefix ?? 'clickfold';
   const running: { stop(): Promise<void> }[] = [];
+  const transitions = transitionLog(log, { logger: opts.logger });
   try {
     for (const url of opts.urls) {
       const deliverer = new WebhookDeliverer(url, shared);
@@ -346,14 +369,14 @@ export async function startWebhooks(log: TransitionLog, opts: WebhookOptions): P
         sent.add(id);
         if (sent.size > 10_000) sent.delete(sent.values().next().value!);
       };
-      const consumer = await log.consume(webhookGroup(prefix, url), async (records, ctl) => {
+      const consumer = await transitions.consume(webhookGroup(prefix, url), async (records, ctl) => {
         for (let i = 0; i < records.length; i += maxBatch) {
           const chunk = records.slice(i, i + maxBatch);
           const fresh = chunk.flatMap((r) => parseTransition(r.value, opts.logger) ?? []).filter((t) => !sent.has(t.id));
           if (fresh.length > 0) {
             const outcome = await deliverer.deliver(fresh, { signal: abort.signal, heartbeat: ctl.heartbeat, stopped: ctl.stopped });
             if (outcome === 'stopped') return;
-            fresh.forEach((t) => remember(t.id));
+            for (const t of fresh) remember(t.id);
           }
           // Commit what was delivered (or parked) even when stopping; after a rebalance the commit may be
           // refused, and the partition's new owner sends the chunk again (receivers drop repeats by id).

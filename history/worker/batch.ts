@@ -57,7 +57,10 @@ function prepare(m: ConsumedMessage, map: TopicMap): Step<Omit<Candidate, 'm'>> 
   // identify links the anonymous visitor to the known person; its history merges once.
   const link = raw.type === 'identify' && raw.visitor && raw.visitor !== raw.person ? raw.visitor : undefined;
   if (!event && !link) return { drop: 'unmatched', hintIgnored: verdict.hintIgnored };
-  return { ok: { raw, record: { offset: Number(m.offset), person: raw.person, event, link, at: raw.ts, channel: raw.channel } }, hintIgnored: verdict.hintIgnored };
+  return {
+    ok: { raw, record: { offset: Number(m.offset), person: raw.person, event, link, at: raw.ts, channel: raw.channel } },
+    hintIgnored: verdict.hintIgnored,
+  };
 }
 
 /** Step 3: the records whose site and topics fit the caps go on; the others are refused. */
@@ -82,7 +85,11 @@ async function admit(candidates: Candidate[], map: TopicMap, store: HistoryStore
       dead.add(c.m, { step: 'budget', reason: 'site_budget', detail: `site "${c.raw.site}" is new and the worker already knows the most sites allowed` });
     } else if (c.record.event && !a.topics.get(c.record.event.topic)) {
       const cap = map.limits(c.raw.site).topicsPerSite;
-      dead.add(c.m, { step: 'budget', reason: 'topic_budget', detail: `site "${c.raw.site}" has created ${cap} topics, the most allowed; "${c.record.event.topic}" is new` });
+      dead.add(c.m, {
+        step: 'budget',
+        reason: 'topic_budget',
+        detail: `site "${c.raw.site}" has created ${cap} topics, the most allowed; "${c.record.event.topic}" is new`,
+      });
     } else {
       out.push(c.record);
     }
@@ -132,9 +139,9 @@ export function createBatchHandler(deps: WorkerDeps): BatchHandler {
       for (const r of outcome.refused) dead.add(byOffset.get(r.offset)!, { step: 'fold', reason: r.reason, detail: r.detail });
     }
 
-    const deadLettered = dead.write(producer, logger);
     const transitions = outcome?.transitions ?? [];
-    if (transitions.length > 0) {
+    const publish = async () => {
+      if (transitions.length === 0) return;
       // Published after the fold is durable (it sits in each person's outbox until then), and
       // before the offsets are committed: a crash in between publishes again, never loses one.
       await producer.send(
@@ -143,8 +150,9 @@ export function createBatchHandler(deps: WorkerDeps): BatchHandler {
       );
       deps.onTransitions?.(transitions);
       await outcome!.published();
-    }
-    await deadLettered;
+    };
+    // Both must be on the log before the batch is committed; either failing fails the batch.
+    await Promise.all([dead.write(producer, logger), publish()]);
 
     if (metrics) {
       const folded = records.length - (outcome?.refused.length ?? 0);

@@ -41,7 +41,16 @@ export class DeadLetters {
     await producer.send(
       TOPICS.invalid,
       this.refused.map(({ m, step, reason, detail }) => {
-        const letter: DeadLetter = { stage: 'worker', step, reason, detail: excerptOf(detail, 1024), partition: this.partition, offset: m.offset, rt, payload: excerptOf(m.value) };
+        const letter: DeadLetter = {
+          stage: 'worker',
+          step,
+          reason,
+          detail: excerptOf(detail, 1024),
+          partition: this.partition,
+          offset: m.offset,
+          rt,
+          payload: excerptOf(m.value),
+        };
         return { key: m.key ?? '', value: JSON.stringify(letter) };
       }),
     );

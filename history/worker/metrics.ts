@@ -34,8 +34,18 @@ export function createWorkerMetrics(opts: { process?: boolean } = {}): WorkerMet
   return {
     registry,
     records: new Counter({ name: 'clickfold_worker_records_total', help: 'Records consumed from clicks.raw, by outcome', labelNames: ['outcome'], registers }),
-    deadLetters: new Counter({ name: 'clickfold_worker_dead_letters_total', help: 'Records written to clicks.invalid, by reason', labelNames: ['reason'], registers }),
-    ignored: new Counter({ name: 'clickfold_worker_ignored_total', help: 'Parts of records ignored (hints the map does not allow), by reason', labelNames: ['reason'], registers }),
+    deadLetters: new Counter({
+      name: 'clickfold_worker_dead_letters_total',
+      help: 'Records written to clicks.invalid, by reason',
+      labelNames: ['reason'],
+      registers,
+    }),
+    ignored: new Counter({
+      name: 'clickfold_worker_ignored_total',
+      help: 'Parts of records ignored (hints the map does not allow), by reason',
+      labelNames: ['reason'],
+      registers,
+    }),
     transitions: new Counter({ name: 'clickfold_worker_transitions_total', help: 'Transitions published to history.transitions', registers }),
     batchSeconds: new Histogram({
       name: 'clickfold_worker_batch_duration_seconds',
@@ -43,9 +53,24 @@ export function createWorkerMetrics(opts: { process?: boolean } = {}): WorkerMet
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
     }),
-    retries: new Counter({ name: 'clickfold_worker_batch_retries_total', help: 'Batches retried after an infrastructure failure, by reason', labelNames: ['reason'], registers }),
-    redisErrors: new Counter({ name: 'clickfold_worker_redis_errors_total', help: 'Redis errors seen by the worker, by kind', labelNames: ['kind'], registers }),
-    lag: new Gauge({ name: 'clickfold_worker_consumer_lag', help: 'Records of clicks.raw not yet folded, per partition', labelNames: ['partition'], registers }),
+    retries: new Counter({
+      name: 'clickfold_worker_batch_retries_total',
+      help: 'Batches retried after an infrastructure failure, by reason',
+      labelNames: ['reason'],
+      registers,
+    }),
+    redisErrors: new Counter({
+      name: 'clickfold_worker_redis_errors_total',
+      help: 'Redis errors seen by the worker, by kind',
+      labelNames: ['kind'],
+      registers,
+    }),
+    lag: new Gauge({
+      name: 'clickfold_worker_consumer_lag',
+      help: 'Records of clicks.raw not yet folded, per partition',
+      labelNames: ['partition'],
+      registers,
+    }),
   };
 }
 
@@ -86,7 +111,11 @@ export function observeBatches(handler: BatchHandler, metrics: WorkerMetrics, re
  * worker counts each partition once. A failed poll keeps the last figures and is logged at debug
  * (the consumer's own health says when Kafka is away).
  */
-export function pollLag(consumer: LogConsumer, metrics: WorkerMetrics, opts: { intervalMs?: number; logger?: Logger } = {}): { stop(): void; poll(): Promise<void> } {
+export function pollLag(
+  consumer: LogConsumer,
+  metrics: WorkerMetrics,
+  opts: { intervalMs?: number; logger?: Logger } = {},
+): { stop(): void; poll(): Promise<void> } {
   const lagOf = consumer.lag?.bind(consumer);
   let shown = new Set<number>();
   let inFlight: Promise<void> | undefined;

@@ -1,9 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import type { Kafka } from 'kafkajs';
 import { TOPICS } from '../../contract/raw-event.js';
-import { KafkaLogConsumer } from '../../lib/kafka.js';
-import type { LogProducer } from '../../lib/log.js';
+import { recordsBetween, type Log, type LogProducer, type StartAt } from '../../lib/log.js';
 import type { Logger } from '../../lib/logger.js';
 import { RedisHistoryStore } from '../store/redis.js';
 import type { TopicMapConfig } from '../fold/topic-map.js';
@@ -16,7 +14,8 @@ import { createBatchHandler } from './batch.js';
  * pointed at the new one (`activeNamespaceKey`). Historical transitions are not published again.
  */
 export interface ReplayOptions {
-  kafka: Kafka;
+  /** The log to read `clicks.raw` from; dead letters go to its producer, transitions nowhere. */
+  log: Log;
   redis: Redis | Cluster;
   map: TopicMapConfig;
   logger: Logger;
@@ -52,46 +51,37 @@ const dropTransitions = (inner: LogProducer): LogProducer => ({
   close: () => inner.close(),
 });
 
-export async function replay(opts: ReplayOptions, producer: LogProducer): Promise<ReplayResult> {
+export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
   const namespace = opts.namespace ?? `r${Date.now().toString(36)}:`;
   const groupId = `clickfold-replay-${namespace.replace(/[^\w-]/g, '')}-${randomUUID().slice(0, 6)}`;
-  const admin = opts.kafka.admin();
-  await admin.connect();
-  let starts: { partition: number; offset: string }[];
-  let ends: Map<number, bigint>;
-  try {
-    const high = await admin.fetchTopicOffsets(TOPICS.raw);
-    ends = new Map(high.map((p) => [p.partition, BigInt(p.high)]));
-    if (opts.from === 'earliest') {
-      starts = high.map((p) => ({ partition: p.partition, offset: p.low }));
-    } else {
-      const byTime = await admin.fetchTopicOffsetsByTimestamp(TOPICS.raw, opts.from);
-      starts = byTime.map((p) => ({ partition: p.partition, offset: p.offset }));
-    }
-    await admin.setOffsets({ groupId, topic: TOPICS.raw, partitions: starts });
-  } finally {
-    await admin.disconnect();
-  }
+  const startAt: StartAt = opts.from === 'earliest' ? 'beginning' : { timestamp: opts.from };
+  // The end is where this replay stops: what was on the log when it began.
+  const [starts, ends] = await Promise.all([opts.log.offsets(TOPICS.raw, startAt), opts.log.offsets(TOPICS.raw, 'end')]);
 
-  const total = Number(starts.reduce((sum, s) => sum + ((ends.get(s.partition) ?? 0n) - BigInt(s.offset)), 0n));
+  const total = recordsBetween(starts, ends);
   const map = compileTopicMap(opts.map);
   const store = new RedisHistoryStore(opts.redis, foldOptionsOf(map), namespace);
-  const handler = createBatchHandler({ store, topicMap: map, producer: dropTransitions(producer), logger: opts.logger });
-  const position = new Map(starts.map((s) => [s.partition, BigInt(s.offset)]));
+  const handler = createBatchHandler({ store, topicMap: map, producer: dropTransitions(opts.log.producer()), logger: opts.logger });
+  const position = new Map([...starts].map(([p, offset]) => [p, BigInt(offset)]));
   const started = Date.now();
   let done = 0;
 
-  const caughtUp = () => [...ends].every(([p, end]) => (position.get(p) ?? 0n) >= end);
+  const caughtUp = () => [...ends].every(([p, end]) => (position.get(p) ?? 0n) >= BigInt(end));
   let finish!: () => void;
   const finished = new Promise<void>((resolve) => (finish = resolve));
-  const consumer = new KafkaLogConsumer(opts.kafka, { groupId, topic: TOPICS.raw, fromBeginning: true });
+  // A new group: it starts where `starts` says (the same question, asked by the consumer).
+  const consumer = opts.log.consumer({ topic: TOPICS.raw, group: groupId, startAt, logger: opts.logger });
   if (caughtUp()) finish();
-  await consumer.run(async (batch) => {
+  await consumer.run(async (batch, ctl) => {
     // The whole batch is folded, also records newer than the start: the group's committed offsets
     // then match the namespace exactly, and workers switched to it continue without a gap.
     await handler(batch);
     const last = batch.messages.at(-1);
-    if (last) position.set(batch.partition, BigInt(last.offset) + 1n);
+    if (last) {
+      // Committed before the replay may finish and stop the consumer.
+      await ctl.commit(last.offset);
+      position.set(batch.partition, BigInt(last.offset) + 1n);
+    }
     done += batch.messages.length;
     const seconds = (Date.now() - started) / 1000;
     const rate = seconds > 0 ? done / seconds : 0;

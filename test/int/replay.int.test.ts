@@ -5,7 +5,7 @@ import type { RunningApp } from '../../apps/all-in-one-app.js';
 import { replay } from '../../history/worker/replay.js';
 import { RedisHistoryStore } from '../../history/store/redis.js';
 import { compileTopicMap, DEFAULT_TOPIC_MAP } from '../../history/fold/topic-map.js';
-import { createKafka, KafkaLogProducer } from '../../lib/kafka.js';
+import { openKafkaLog } from '../../lib/kafka/log.js';
 import { createLogger } from '../../lib/logger.js';
 import { batch, eventually, post, startTestApp } from '../support/app.js';
 import { kafkaBrokers, redisClusterNodes, redisUrl } from '../support/services.js';
@@ -14,7 +14,12 @@ describe.each(['real', 'cluster'] as const)('replay from clicks.raw into a fresh
   let app: RunningApp;
   const redis =
     mode === 'cluster'
-      ? new Cluster(redisClusterNodes().split(',').map((hp) => ({ host: hp.split(':')[0]!, port: Number(hp.split(':')[1]) })), { enableAutoPipelining: true })
+      ? new Cluster(
+          redisClusterNodes()
+            .split(',')
+            .map((hp) => ({ host: hp.split(':')[0]!, port: Number(hp.split(':')[1]) })),
+          { enableAutoPipelining: true },
+        )
       : new Redis(redisUrl());
   const live = `live-${randomUUID().slice(0, 8)}:`;
   beforeAll(async () => {
@@ -32,7 +37,17 @@ describe.each(['real', 'cluster'] as const)('replay from clicks.raw into a fresh
       const v = `rv-${randomUUID()}`;
       people.push(v);
       const urls = ['/products/sku-1', '/products/sku-1/specs', `/products/sku-${i}`, i % 2 ? '/checkout/sku-1' : '/products/sku-1'];
-      expect((await post(app.url, batch(v, urls.map((url) => ({ type: 'page', url }))))).status).toBe(202);
+      expect(
+        (
+          await post(
+            app.url,
+            batch(
+              v,
+              urls.map((url) => ({ type: 'page', url })),
+            ),
+          )
+        ).status,
+      ).toBe(202);
       expect((await post(app.url, batch(v, [{ type: 'track', name: 'Order Completed', url: `/checkout/sku-${i}`, value: 10 + i }]))).status).toBe(202);
     }
     // One visitor identifies; a user-only event follows.
@@ -45,22 +60,29 @@ describe.each(['real', 'cluster'] as const)('replay from clicks.raw into a fresh
       const store = new RedisHistoryStore(redis, app.backends.store.options, ns);
       return Promise.all(everyone.map((p) => store.getPerson(p)));
     };
-    const liveViews = await eventually(async () => {
-      const v = await views(live);
-      const merged = v[0];
-      return v.every(Boolean) && merged?.linkedIds.length === 1 && merged.dialogues.some((d) => d.topic === 'product:sku-3') ? v : undefined;
-    }, 30_000, 'the live histories');
+    const liveViews = await eventually(
+      async () => {
+        const v = await views(live);
+        const merged = v[0];
+        return v.every(Boolean) && merged?.linkedIds.length === 1 && merged.dialogues.some((d) => d.topic === 'product:sku-3') ? v : undefined;
+      },
+      30_000,
+      'the live histories',
+    );
 
     const logger = createLogger('test', 'silent');
-    const kafka = createKafka(kafkaBrokers(), 'replay-test', logger);
-    const producer = new KafkaLogProducer(kafka, { ackTimeoutMs: 5000 });
-    await producer.connect();
+    const log = await openKafkaLog({ brokers: kafkaBrokers(), clientId: 'replay-test', logger, producer: { ackTimeoutMs: 5000 } });
     const progress: number[] = [];
-    const result = await replay(
-      { kafka, redis, map: DEFAULT_TOPIC_MAP, logger, from: since, namespace: `replay-${randomUUID().slice(0, 8)}:`, onProgress: (p) => progress.push(p.done / Math.max(1, p.total)) },
-      producer,
-    );
-    await producer.close();
+    const result = await replay({
+      log,
+      redis,
+      map: DEFAULT_TOPIC_MAP,
+      logger,
+      from: since,
+      namespace: `replay-${randomUUID().slice(0, 8)}:`,
+      onProgress: (p) => progress.push(p.done / Math.max(1, p.total)),
+    });
+    await log.close();
     expect(result.records).toBeGreaterThanOrEqual(people.length * 5 + 2);
     expect(progress.at(-1)).toBe(1);
     expect(await views(result.namespace)).toEqual(liveViews);

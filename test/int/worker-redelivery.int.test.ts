@@ -8,7 +8,9 @@ import { RedisHistoryStore } from '../../history/store/redis.js';
 import type { HistoryStore } from '../../history/store/store.js';
 import { compileTopicMap, DEFAULT_TOPIC_MAP } from '../../history/fold/topic-map.js';
 import { createBatchHandler } from '../../history/worker/batch.js';
-import { createKafka, ensureTopics, KafkaLogConsumer, KafkaLogProducer } from '../../lib/kafka.js';
+import { createKafka, ensureTopics } from '../../lib/kafka/client.js';
+import { KafkaLogConsumer } from '../../lib/kafka/consumer.js';
+import { KafkaLogProducer } from '../../lib/kafka/producer.js';
 import { createLogger } from '../../lib/logger.js';
 import { eventually } from '../support/app.js';
 import { readTopic } from '../support/kafka-read.js';
@@ -25,9 +27,22 @@ describe('worker on real Kafka and Redis: a crash before the commit', () => {
     await ensureTopics(kafka, 3, 1);
     const person = `p-${randomUUID()}`;
     const now = Date.now();
-    const raw = (i: number, url: string): RawEvent => ({ v: 1, id: `${person}-${i}`, site: 'demo', person, visitor: person, channel: 'web', type: 'page', ts: now + i, rt: now + i, url });
+    const raw = (i: number, url: string): RawEvent => ({
+      v: 1,
+      id: `${person}-${i}`,
+      site: 'demo',
+      person,
+      visitor: person,
+      channel: 'web',
+      type: 'page',
+      ts: now + i,
+      rt: now + i,
+      url,
+    });
     const events = [raw(1, '/products/sku-5'), raw(2, '/products/sku-5/specs'), raw(3, '/products/sku-5'), raw(4, '/checkout/sku-5')];
-    const producer = new Kafka({ brokers: kafkaBrokers().split(','), logLevel: logLevel.NOTHING }).producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    const producer = new Kafka({ brokers: kafkaBrokers().split(','), logLevel: logLevel.NOTHING }).producer({
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
     await producer.connect();
     await producer.send({ topic: TOPICS.raw, acks: -1, messages: events.map((e) => ({ key: person, value: JSON.stringify(e) })) });
     await producer.disconnect();
@@ -48,13 +63,17 @@ describe('worker on real Kafka and Redis: a crash before the commit', () => {
     });
     const out = new KafkaLogProducer(kafka, { ackTimeoutMs: 5000 });
     await out.connect();
-    const consumer = new KafkaLogConsumer(kafka, { groupId: `redeliver-${randomUUID()}`, topic: TOPICS.raw });
+    const consumer = new KafkaLogConsumer(kafka, { group: `redeliver-${randomUUID()}`, topic: TOPICS.raw });
     await consumer.run(createBatchHandler({ store: crashing, topicMap: compileTopicMap(DEFAULT_TOPIC_MAP), producer: out, logger }));
     try {
-      const view = await eventually(async () => {
-        const p = await real.getPerson(person);
-        return crashes === 1 && p?.dialogues[0]?.stage === 'purchase' ? p : undefined;
-      }, 60_000, 'the fold after the crash');
+      const view = await eventually(
+        async () => {
+          const p = await real.getPerson(person);
+          return crashes === 1 && p?.dialogues[0]?.stage === 'purchase' ? p : undefined;
+        },
+        60_000,
+        'the fold after the crash',
+      );
       const transitions = await readTopic(
         TOPICS.transitions,
         (_k, v) => {

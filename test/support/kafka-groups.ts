@@ -1,6 +1,6 @@
 import { Kafka, logLevel } from 'kafkajs';
 import { TOPICS } from '../../contract/raw-event.js';
-import { ensureTopics } from '../../lib/kafka.js';
+import { ensureTopics } from '../../lib/kafka/client.js';
 import { kafkaBrokers } from './services.js';
 
 /**

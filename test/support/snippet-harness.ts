@@ -90,11 +90,15 @@ function fixturePage(url: URL) {
 ${hostile ? raw(`<script>throw new Error('page boom 1');</script>`) : ''}
 <script>
 window.clickfold = window.clickfold || [];
-${hostile ? raw(`
+${
+  hostile
+    ? raw(`
   const circular = { a: 1 }; circular.self = circular;
   clickfold.push(null, 42, 'track', [], ['nope'], ['track'], ['identify', {}], ['identify', 'has space']);
   clickfold.push(['track', 'Circular', circular, 'not a number'], ['track', { toString() { throw new Error('nasty'); } }]);
-`) : ''}
+`)
+    : ''
+}
 </script>
 <script async src="/t.js" data-site="${q.get('site') ?? 'fixture'}"${raw(attrs)}></script>
 </head><body>
@@ -157,14 +161,16 @@ async function startHarness(): Promise<Harness> {
   });
   // The demo shop's site, and one site per test (any origin: the pages come from this server).
   const sites = compileSites(
-    SitesFile.parse({ sites: [...DEMO_SITES.sites, ...TEST_SITES.map((id) => ({ id, origins: ['*'] })), { id: SIGNED_SITE, origins: ['*'], identitySecret: IDENTITY_SECRET }] }),
+    SitesFile.parse({
+      sites: [...DEMO_SITES.sites, ...TEST_SITES.map((id) => ({ id, origins: ['*'] })), { id: SIGNED_SITE, origins: ['*'], identitySecret: IDENTITY_SECRET }],
+    }),
   );
   app.route('/', createIngestApp({ producer, logger, maxBodyBytes: 256 * 1024, retryAfterSeconds: 1, sites }));
   app.route('/', createQueryApp({ store, logger }));
   app.get('/fixture/*', (c) => c.html(fixturePage(new URL(c.req.url))));
   app.route('/', createDemoShop());
 
-  const consumer: LogConsumer = log.consumer(TOPICS.raw);
+  const consumer: LogConsumer = log.consumer({ topic: TOPICS.raw, group: 'snippet-e2e' });
   await consumer.run(createBatchHandler({ store, topicMap, producer: logProducer, logger }));
   const { server, port }: { server: ServerType; port: number } = await listen(app, 0, '127.0.0.1');
   return {

@@ -24,10 +24,13 @@ describe('the embedded consumer', () => {
   it('retries the same batch with a growing pause, commits nothing past it, and reports the failure until it gets through', async () => {
     const log = new PartitionedLog(1);
     const { logger, lines } = captureLogs();
-    log.append(TOPIC, [{ key: 'a', value: '1' }, { key: 'a', value: '2' }]);
+    log.append(TOPIC, [
+      { key: 'a', value: '1' },
+      { key: 'a', value: '2' },
+    ]);
     const attempts: { at: number; offsets: string[] }[] = [];
     const failUntil = 5;
-    consumer = log.consumer(TOPIC, 1000, { logger, retry: { initialMs: 20, maxMs: 160, logEvery: 3 } });
+    consumer = log.consumer({ topic: TOPIC, group: 'g', logger, retry: { initialMs: 20, maxMs: 160, logEvery: 3 } });
     await consumer.run(async (b) => {
       attempts.push({ at: performance.now(), offsets: b.messages.map((m) => m.offset) });
       if (attempts.length <= failUntil) throw new Error('Redis is away');
@@ -46,7 +49,7 @@ describe('the embedded consumer', () => {
     // Equal jitter: each pause is at least half its ceiling (20, 40, 80, 160 ms), so it grows (the
     // cap and the jitter's range are checked without timers in worker-ops.unit.test.ts).
     const gaps = attempts.slice(1).map((a, i) => a.at - attempts[i]!.at);
-    [10, 20, 40, 80].forEach((floor, i) => expect(gaps[i]).toBeGreaterThanOrEqual(floor - 2));
+    for (const [i, floor] of [10, 20, 40, 80].entries()) expect(gaps[i]).toBeGreaterThanOrEqual(floor - 2);
     expect(await consumer.lag!()).toEqual(new Map([[0, 0]]));
     expect(consumer.health!()).toMatchObject({ running: true, failing: false, attempts: 0 });
 
@@ -62,7 +65,7 @@ describe('the embedded consumer', () => {
     const { logger, lines } = captureLogs();
     log.append(TOPIC, [{ key: 'a', value: '1' }]);
     let n = 0;
-    consumer = log.consumer(TOPIC, 1000, { logger, retry: { initialMs: 5, maxMs: 5, logEvery: 100 } });
+    consumer = log.consumer({ topic: TOPIC, group: 'g', logger, retry: { initialMs: 5, maxMs: 5, logEvery: 100 } });
     await consumer.run(async () => {
       n++;
       if (n <= 2) throw new Error('Kafka is away');
@@ -79,17 +82,25 @@ describe('the embedded consumer', () => {
     const log = new PartitionedLog(2);
     const [k0, k1] = [keyOn(log, 0), keyOn(log, 1)];
     const seen: ConsumedBatch[] = [];
-    consumer = log.consumer(TOPIC, 1000, { retry: { initialMs: 50, maxMs: 50 } });
+    consumer = log.consumer({ topic: TOPIC, group: 'g', retry: { initialMs: 50, maxMs: 50 } });
     await consumer.run(async (b) => {
       if (b.partition === 0) throw new Error('partition 0 cannot be written');
       seen.push(b);
     });
-    log.append(TOPIC, [{ key: k0, value: 'x' }, { key: k1, value: 'y' }]);
+    log.append(TOPIC, [
+      { key: k0, value: 'x' },
+      { key: k1, value: 'y' },
+    ]);
     await eventually(async () => (seen.length > 0 ? true : undefined), 5000, 'partition 1');
     log.append(TOPIC, [{ key: k1, value: 'z' }]);
     await eventually(async () => (seen.length > 1 ? true : undefined), 5000, 'partition 1 again');
     expect(seen.flatMap((b) => b.messages.map((m) => m.value))).toEqual(['y', 'z']);
-    expect(await consumer.lag!()).toEqual(new Map([[0, 1], [1, 0]]));
+    expect(await consumer.lag!()).toEqual(
+      new Map([
+        [0, 1],
+        [1, 0],
+      ]),
+    );
     expect(consumer.health!().failing).toBe(true);
   });
 
@@ -99,7 +110,7 @@ describe('the embedded consumer', () => {
     log.append(TOPIC, [{ key: 'a', value: '1' }]);
     let calls = 0;
     let stopping = false;
-    const c = log.consumer(TOPIC, 1000, { logger, retry: { initialMs: 60_000, maxMs: 60_000 } });
+    const c = log.consumer({ topic: TOPIC, group: 'g', logger, retry: { initialMs: 60_000, maxMs: 60_000 } });
     await c.run(async () => {
       calls++;
       if (calls === 1) throw new Error('first failure');
@@ -119,7 +130,7 @@ describe('the embedded consumer', () => {
     log2.append(TOPIC, [{ key: 'a', value: '1' }]);
     let entered!: () => void;
     const inHandler = new Promise<void>((r) => (entered = r));
-    const c2 = log2.consumer(TOPIC, 1000, { logger: logger2 });
+    const c2 = log2.consumer({ topic: TOPIC, group: 'g', logger: logger2 });
     await c2.run(async () => {
       entered();
       await new Promise((r) => setTimeout(r, 30));
@@ -143,8 +154,14 @@ describe('the embedded consumer', () => {
     ]);
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    consumer = log.consumer(TOPIC);
-    expect(await consumer.lag!()).toEqual(new Map([[0, 2], [1, 0], [2, 1]]));
+    consumer = log.consumer({ topic: TOPIC, group: 'g' });
+    expect(await consumer.lag!()).toEqual(
+      new Map([
+        [0, 2],
+        [1, 0],
+        [2, 1],
+      ]),
+    );
     let folded = 0;
     await consumer.run(async (b) => {
       await gate;
@@ -152,7 +169,13 @@ describe('the embedded consumer', () => {
     });
     // While the handler waits, nothing is committed.
     await new Promise((r) => setTimeout(r, 20));
-    expect(await consumer.lag!()).toEqual(new Map([[0, 2], [1, 0], [2, 1]]));
+    expect(await consumer.lag!()).toEqual(
+      new Map([
+        [0, 2],
+        [1, 0],
+        [2, 1],
+      ]),
+    );
     release();
     await eventually(async () => (folded === 3 ? true : undefined), 5000, 'the fold');
     await eventually(async () => ([...(await consumer!.lag!()).values()].every((n) => n === 0) ? true : undefined), 5000, 'lag 0');

@@ -1,7 +1,7 @@
 import type { Kafka, ProducerBatch } from 'kafkajs';
 import { Partitioners } from 'kafkajs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { KafkaLogProducer, memoizedDefaultPartitioner } from '../../lib/kafka.js';
+import { KafkaLogProducer, memoizedDefaultPartitioner } from '../../lib/kafka/producer.js';
 import { LogUnavailableError } from '../../lib/log.js';
 
 /** A kafkajs producer stand-in: each sendBatch waits until the test acknowledges or fails it. */
@@ -32,6 +32,25 @@ afterEach(() => {
 });
 
 describe('KafkaLogProducer (micro-batching)', () => {
+  it('splits one send larger than a produce request into several, in order, and resolves once all are acknowledged', async () => {
+    const { kafka, requests } = fakeKafka();
+    // Each message is 1 + 7 bytes (key + value): three fit in 24 bytes, the fourth opens a new request.
+    const p = new KafkaLogProducer(kafka, { ackTimeoutMs: 60_000, maxBatchBytes: 24 });
+    const big = Array.from({ length: 7 }, (_, i) => ({ key: 'k', value: `value-${i}` }));
+    let resolved = false;
+    const sent = p.send('clicks.invalid', big).then(() => (resolved = true));
+    const seen: string[][] = [];
+    for (let i = 0; i < 3; i++) {
+      await turn();
+      expect(requests).toHaveLength(i + 1);
+      seen.push(requests[i]!.batch.topicMessages!.flatMap((t) => t.messages.map((m) => String(m.value))));
+      expect(resolved).toBe(false);
+      requests[i]!.ack();
+    }
+    await sent;
+    expect(seen).toEqual([['value-0', 'value-1', 'value-2'], ['value-3', 'value-4', 'value-5'], ['value-6']]);
+  });
+
   it('sends concurrent sends together, one request at a time, and resolves each on its request’s acknowledgement', async () => {
     const { kafka, requests } = fakeKafka();
     const p = new KafkaLogProducer(kafka, { ackTimeoutMs: 60_000 });

@@ -3,8 +3,15 @@ import { DeadLetter } from '../../contract/dead-letter.js';
 import { TOPICS } from '../../contract/raw-event.js';
 import type { Transition } from '../../contract/transition.js';
 import { PartitionedLog } from '../../lib/log-memory.js';
-import { embeddedTransitionLog } from '../../history/transitions/log.js';
-import { createWebhookMetrics, parseRetryAfter, readExcerpt, startWebhooks, urlLabel, type RunningWebhooks, type WebhookOptions } from '../../history/transitions/webhooks.js';
+import {
+  createWebhookMetrics,
+  parseRetryAfter,
+  readExcerpt,
+  startWebhooks,
+  urlLabel,
+  type RunningWebhooks,
+  type WebhookOptions,
+} from '../../history/transitions/webhooks.js';
 import type { LogProducer } from '../../lib/log.js';
 import { createLogger } from '../../lib/logger.js';
 
@@ -25,7 +32,15 @@ interface Call {
 type Responder = (call: Call, n: number, signal: AbortSignal) => Response | Promise<Response>;
 
 let seq = 0;
-const transition = (id: string): Transition => ({ id, person: `p-${id}`, topic: 'product:sku-1', from: null, to: 'intro', at: 1_700_000_000_000 + ++seq, channel: 'web' });
+const transition = (id: string): Transition => ({
+  id,
+  person: `p-${id}`,
+  topic: 'product:sku-1',
+  from: null,
+  to: 'intro',
+  at: 1_700_000_000_000 + ++seq,
+  channel: 'web',
+});
 
 const until = async <T>(check: () => T | undefined | Promise<T | undefined>, timeoutMs = 5000, what = 'condition'): Promise<T> => {
   const end = Date.now() + timeoutMs;
@@ -55,7 +70,7 @@ async function setup(respond: Responder, extra: Omit<Partial<WebhookOptions>, 'p
   }) as typeof fetch;
   const metrics = createWebhookMetrics();
   const { producer = log.producer(), ...rest } = extra;
-  const webhooks = await startWebhooks(embeddedTransitionLog(log), {
+  const webhooks = await startWebhooks(log, {
     urls: [URL_],
     secret: SECRET,
     logger,
@@ -68,8 +83,16 @@ async function setup(respond: Responder, extra: Omit<Partial<WebhookOptions>, 'p
     ...rest,
   });
   running.push(webhooks);
-  const publish = (...ids: string[]) => log.append(TOPICS.transitions, ids.map((id) => ({ key: `p-${id}`, value: JSON.stringify(transition(id)) })));
-  const parked = () => log.read(TOPICS.webhooksParked).flat().map((m) => ({ key: m.key, letter: DeadLetter.parse(JSON.parse(m.value)) }));
+  const publish = (...ids: string[]) =>
+    log.append(
+      TOPICS.transitions,
+      ids.map((id) => ({ key: `p-${id}`, value: JSON.stringify(transition(id)) })),
+    );
+  const parked = () =>
+    log
+      .read(TOPICS.webhooksParked)
+      .flat()
+      .map((m) => ({ key: m.key, letter: DeadLetter.parse(JSON.parse(m.value)) }));
   const value = async (name: string, labels: Record<string, string>) => {
     const m = (await metrics.registry.getMetricsAsJSON()).find((x) => x.name === name);
     return m?.values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))?.value ?? 0;
@@ -78,7 +101,8 @@ async function setup(respond: Responder, extra: Omit<Partial<WebhookOptions>, 'p
 }
 
 const answer = (status: number, body: string | null = null, headers: Record<string, string> = {}) => new Response(body, { status, headers });
-const networkError = () => Object.assign(new TypeError('fetch failed'), { cause: Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }) });
+const networkError = () =>
+  Object.assign(new TypeError('fetch failed'), { cause: Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }) });
 
 describe('webhooks: permanent refusals are parked', () => {
   it('parks a 400 with the URL, status, excerpt, delivery id and transitions, then delivers the next batch', async () => {
@@ -97,7 +121,14 @@ describe('webhooks: permanent refusals are parked', () => {
     expect(parked).toHaveLength(1);
     const { key, letter } = parked[0]!;
     expect(key).toBe(URL_);
-    expect(letter).toMatchObject({ stage: 'webhook', reason: 'refused', url: URL_, status: 400, delivery: w.calls[0]!.delivery, response: '{"error":"unknown field \\"channel\\""}' });
+    expect(letter).toMatchObject({
+      stage: 'webhook',
+      reason: 'refused',
+      url: URL_,
+      status: 400,
+      delivery: w.calls[0]!.delivery,
+      response: '{"error":"unknown field \\"channel\\""}',
+    });
     expect(letter.transitions!.map((t) => t.id)).toEqual(['a']);
     expect(letter.transitions![0]).toEqual(expect.objectContaining({ person: 'p-a', topic: 'product:sku-1', to: 'intro' }));
     expect(typeof letter.rt).toBe('number');
@@ -154,7 +185,7 @@ describe('webhooks: permanent refusals are parked', () => {
   });
 
   it('without a producer, retries a permanent refusal (nothing lost) and counts it', async () => {
-    const w = await setup((call, n) => (n <= 3 ? answer(400, 'bad') : answer(204)), { producer: null });
+    const w = await setup((_call, n) => (n <= 3 ? answer(400, 'bad') : answer(204)), { producer: null });
     w.publish('a');
     await until(async () => ((await w.value('clickfold_webhook_delivered_total', { url: URL_ })) >= 1 ? true : undefined), 5000, 'the fourth attempt taken');
     expect(new Set(w.calls.map((c) => c.delivery)).size).toBe(1);
@@ -194,7 +225,10 @@ describe('webhooks: transient failures are retried', () => {
 
   it('retries a request that gets no answer in time', async () => {
     // The first attempt hangs until the deliverer's timeout aborts it (as fetch does).
-    const w = await setup((_call, n, signal) => (n === 1 ? new Promise<Response>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))) : answer(204)), { timeoutMs: 50 });
+    const w = await setup(
+      (_call, n, signal) => (n === 1 ? new Promise<Response>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))) : answer(204)),
+      { timeoutMs: 50 },
+    );
     w.publish('a');
     await until(() => (w.calls.length >= 2 ? true : undefined), 5000, 'the second attempt');
     expect(w.calls[1]!.delivery).toBe(w.calls[0]!.delivery);
@@ -213,7 +247,9 @@ describe('webhooks: transient failures are retried', () => {
     expect(gap).toBeLessThan(900);
 
     // Retry-After as an HTTP date 1 s ahead, cap 5 s: waits about that second.
-    const dated = await setup((_c, n) => (n === 1 ? answer(429, null, { 'retry-after': new Date(Date.now() + 1500).toUTCString() }) : answer(204)), { retryMaxMs: 5000 });
+    const dated = await setup((_c, n) => (n === 1 ? answer(429, null, { 'retry-after': new Date(Date.now() + 1500).toUTCString() }) : answer(204)), {
+      retryMaxMs: 5000,
+    });
     dated.publish('b');
     await until(() => (dated.calls.length >= 2 ? true : undefined), 5000, 'the second attempt');
     expect(dated.calls[1]!.at - dated.calls[0]!.at).toBeGreaterThanOrEqual(450);

@@ -1,0 +1,47 @@
+import type { Transition } from '../../contract/transition.js';
+import type { TopicMap } from '../../history/fold/topic-map.js';
+import { createBatchHandler } from '../../history/worker/batch.js';
+import { workerReadiness, type WorkerReadiness } from '../../history/worker/http.js';
+import { observeBatches, pollLag, type WorkerMetrics } from '../../history/worker/metrics.js';
+import type { LogConsumer } from '../../lib/log.js';
+import type { Logger } from '../../lib/logger.js';
+import type { Backends } from './backends.js';
+
+/** The history worker of a process: a member of the group on `clicks.raw`, folding into the store. */
+export interface Worker {
+  consumer: LogConsumer;
+  /** For `/readyz`: the consumer runs, its batches get through, Redis has room, not shutting down. */
+  readiness(): WorkerReadiness;
+  /** Freshens the lag gauge (before a scrape). */
+  refresh(): Promise<void>;
+  /** Joins the group and starts folding; then polls the lag. */
+  start(): Promise<void>;
+  /** Stops polling, lets the batch in flight finish and commit, leaves the group. */
+  stop(): Promise<void>;
+}
+
+export function createWorker(
+  backends: Backends,
+  deps: { topicMap: TopicMap; logger: Logger; metrics: WorkerMetrics; onTransitions?: (t: Transition[]) => void },
+): Worker {
+  const { topicMap, logger, metrics } = deps;
+  backends.redis?.onError((kind) => metrics.redisErrors.inc({ kind }));
+  const consumer = backends.rawConsumer();
+  let stopping = false;
+  let lag: { stop(): void; poll(): Promise<void> } | undefined;
+  return {
+    consumer,
+    readiness: () => workerReadiness({ consumer, redis: backends.redis, stopping: () => stopping }),
+    refresh: async () => lag?.poll(),
+    start: async () => {
+      const handler = createBatchHandler({ store: backends.store, topicMap, producer: backends.producer, logger, metrics, onTransitions: deps.onTransitions });
+      await consumer.run(observeBatches(handler, metrics, backends.redis));
+      lag = pollLag(consumer, metrics, { logger });
+    },
+    stop: async () => {
+      stopping = true;
+      lag?.stop();
+      await consumer.stop();
+    },
+  };
+}

@@ -1,0 +1,121 @@
+/**
+ * Ingest: `bench/proc.ts ingest` (createIngestApp + KafkaLogProducer) under autocannon playing the
+ * scenario (throughput, 202 responses x 10), then its latency at half the throughput just
+ * measured: autocannon's overallRate (bursty) and the open-loop paced generator.
+ */
+import { CONTENT_TYPE, createScenario } from '../../load/scenario.js';
+import { cannon, responses } from '../cannon.js';
+import { roles, type Harness, type Profiler } from '../harness.js';
+import { cpuMeter, pacedLoad, spread, type CpuReport, type PacedResult } from '../lib.js';
+import type { ProfileSummary } from '../profile.js';
+import { cpuNote, cpuPerEvent, middle, type Figure } from '../report.js';
+import type { Settings } from '../settings.js';
+import { meets, targetText, TARGETS } from '../targets.js';
+
+export type IngestOptions = Pick<Settings, 'runs' | 'ingestSeconds' | 'halfLoadSeconds' | 'connections' | 'pacedConnections' | 'partitions'>;
+
+export interface IngestResult {
+  /** Median throughput, events/s (acknowledged). */
+  eventsPerSecond: number;
+  figures: {
+    throughput: Figure;
+    cpu: Figure;
+    halfLoadAutocannon: Figure;
+    halfLoadP50: Figure;
+    halfLoadP99: Figure;
+  };
+  details: { halfLoadPaced: PacedResult[]; ingestProducer: unknown };
+  profile?: ProfileSummary;
+}
+
+export async function measureIngest(h: Harness, o: IngestOptions, profiler?: Profiler): Promise<IngestResult> {
+  const p = await h.start('ingest', { brokers: h.services.kafka.brokers, partitions: o.partitions }, profiler?.args('ingest') ?? []);
+  await cannon(p.port!, o.connections, 3, 1); // warm-up: JIT, Kafka connections, metadata
+  const rates: number[] = [];
+  const cpus: CpuReport[] = [];
+  const non202: number[] = [];
+  for (let i = 0; i < o.runs; i++) {
+    const meter = cpuMeter(roles(h.services, { ingest: p }));
+    const r = await cannon(p.port!, o.connections, o.ingestSeconds, 10 + i);
+    cpus.push(meter.stop());
+    rates.push((responses(r, '202') * 10) / r.duration);
+    non202.push(r.requests.total - responses(r, '202') + r.errors);
+  }
+  const max = spread(rates);
+  const throughput: Figure = {
+    key: 'ingest.throughput',
+    what: `ingest into Kafka, acknowledged (202 x 10), ${o.connections} connections`,
+    unit: 'events/s',
+    value: max,
+    target: targetText(TARGETS.ingest),
+    ok: meets(TARGETS.ingest, max.median),
+    note: `${cpuNote(middle(cpus))}; not 202: ${non202.join('/')}`,
+  };
+  const cpu: Figure = {
+    key: 'ingest.cpu',
+    what: 'ingest: its process CPU per event at full load',
+    unit: 'µs/event',
+    value: spread(rates.map((r, i) => cpuPerEvent(cpus[i]!, 'ingest', r))),
+  };
+
+  // Latency at half the load just measured: autocannon's overallRate, and an open-loop paced
+  // generator (autocannon's rate limit sends each connection's quota at the start of every second).
+  const half = Math.round(max.median / 10 / 2);
+  const acMeter = cpuMeter(roles(h.services, { ingest: p }));
+  const ac = await cannon(p.port!, o.connections, o.halfLoadSeconds, 20, { overallRate: half, connections: 50 });
+  const acCpu = acMeter.stop();
+  const halfLoadAutocannon: Figure = {
+    key: 'ingest.halfLoad.autocannon',
+    what: `ingest latency at half load (${half} req/s = ${(half * 10).toLocaleString('en-US')} events/s), autocannon overallRate, p50 / p99`,
+    unit: 'ms',
+    value: `${ac.latency.p50} / ${ac.latency.p99}`,
+    target: targetText(TARGETS.ingestP99, 'p99 '),
+    ok: meets(TARGETS.ingestP99, ac.latency.p99),
+    note: `bursty: each connection sends its per-second quota at once; ${cpuNote(acCpu)}`,
+  };
+  const p50s: number[] = [];
+  const p99s: number[] = [];
+  const pacedCpu: CpuReport[] = [];
+  const scenario = createScenario({ seed: 30 });
+  const pacedRuns: PacedResult[] = [];
+  for (let i = 0; i < o.runs; i++) {
+    const meter = cpuMeter(roles(h.services, { ingest: p }));
+    const r = await pacedLoad({
+      port: p.port!,
+      path: '/v1/collect',
+      rate: half,
+      seconds: o.halfLoadSeconds,
+      connections: o.pacedConnections,
+      next: () => {
+        const b = scenario.nextBatch(Date.now());
+        return { body: JSON.stringify(b.body), headers: { 'content-type': CONTENT_TYPE, 'user-agent': b.userAgent } };
+      },
+    });
+    pacedCpu.push(meter.stop());
+    p50s.push(r.latency.p50);
+    p99s.push(r.latency.p99);
+    pacedRuns.push(r);
+  }
+  const p99 = spread(p99s);
+  const result = (await p.stop()) as { producer?: unknown } | undefined;
+  return {
+    eventsPerSecond: max.median,
+    figures: {
+      throughput,
+      cpu,
+      halfLoadAutocannon,
+      halfLoadP50: { key: 'ingest.halfLoad.p50', what: `ingest latency at half load, paced open loop, p50`, unit: 'ms', value: spread(p50s) },
+      halfLoadP99: {
+        key: 'ingest.halfLoad.p99',
+        what: `ingest latency at half load, paced open loop, p99`,
+        unit: 'ms',
+        value: p99,
+        target: targetText(TARGETS.ingestP99),
+        ok: meets(TARGETS.ingestP99, p99.median),
+        note: cpuNote(middle(pacedCpu)),
+      },
+    },
+    details: { halfLoadPaced: pacedRuns, ingestProducer: result?.producer },
+    profile: profiler?.latest('ingest'),
+  };
+}

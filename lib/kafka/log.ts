@@ -1,0 +1,77 @@
+import type { Kafka } from 'kafkajs';
+import type { ConsumerOptions, Log, StartAt } from '../log.js';
+import type { Logger } from '../logger.js';
+import { LazyAdmin, offsetsAt } from './admin.js';
+import { createKafka, ensureTopics } from './client.js';
+import { KafkaLogConsumer, type KafkaConsumerOptions } from './consumer.js';
+import { KafkaLogProducer, type KafkaProducerOptions } from './producer.js';
+
+export interface KafkaLogOptions {
+  /** Comma-separated host:port list. */
+  brokers: string;
+  clientId: string;
+  /** kafkajs's lines, and the consumers' failures and recoveries (unless a consumer names another). */
+  logger: Logger;
+  producer: KafkaProducerOptions;
+  /** Creates the project's topics when missing, with these partitions and replicas. */
+  topics?: { partitions: number; replicationFactor: number };
+  /** Defaults of every consumer (a consumer's own options win). */
+  consumers?: Partial<Pick<KafkaConsumerOptions, 'sessionTimeoutMs' | 'fetch' | 'retry'>>;
+}
+
+/**
+ * The log port on Kafka: one kafkajs client per process, one micro-batching producer
+ * (KafkaLogProducer), consumer-group members (KafkaLogConsumer), and one admin client shared by
+ * the offsets, the consumers' lag and their group set-up.
+ */
+export class KafkaLog implements Log {
+  private readonly sharedProducer: KafkaLogProducer;
+  private readonly admin: LazyAdmin;
+  private readonly consumers = new Set<KafkaLogConsumer>();
+
+  constructor(
+    readonly kafka: Kafka,
+    private readonly opts: Omit<KafkaLogOptions, 'brokers' | 'clientId' | 'topics'>,
+  ) {
+    this.sharedProducer = new KafkaLogProducer(kafka, opts.producer);
+    this.admin = new LazyAdmin(kafka);
+  }
+
+  /** Connects the producer (sends fail until it is). */
+  async connect(): Promise<void> {
+    await this.sharedProducer.connect();
+  }
+
+  producer(): KafkaLogProducer {
+    return this.sharedProducer;
+  }
+
+  consumer(opts: ConsumerOptions & Pick<KafkaConsumerOptions, 'fetch'>): KafkaLogConsumer {
+    const c = new KafkaLogConsumer(this.kafka, { logger: this.opts.logger, ...this.opts.consumers, ...opts }, this.admin);
+    this.consumers.add(c);
+    return c;
+  }
+
+  async offsets(topic: string, at: StartAt): Promise<Map<number, string>> {
+    return offsetsAt(await this.admin.get(), topic, at);
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.consumers].map((c) => c.stop()));
+    this.consumers.clear();
+    try {
+      await this.sharedProducer.close();
+    } finally {
+      await this.admin.close();
+    }
+  }
+}
+
+/** The process's Kafka log: client, topics (when `topics` is given), connected producer. */
+export async function openKafkaLog(opts: KafkaLogOptions): Promise<KafkaLog> {
+  const kafka = createKafka(opts.brokers, opts.clientId, opts.logger);
+  if (opts.topics) await ensureTopics(kafka, opts.topics.partitions, opts.topics.replicationFactor);
+  const log = new KafkaLog(kafka, opts);
+  await log.connect();
+  return log;
+}

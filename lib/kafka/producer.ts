@@ -1,0 +1,276 @@
+import { Partitioners, type CompressionTypes, type ICustomPartitioner, type Kafka, type Producer, type ProducerConfig } from 'kafkajs';
+import { LogUnavailableError, type LogMessage, type LogProducer } from '../log.js';
+
+export interface KafkaProducerOptions {
+  /** Longest a send may wait for the acknowledgement before the caller is told the log is unavailable. */
+  ackTimeoutMs: number;
+  /**
+   * How long a send waits for others to share its produce request when none is in flight.
+   * Default 0: the request leaves on the next turn of the event loop. Under load, sends batch up
+   * anyway while the previous request is in flight (group commit), so a linger only adds latency.
+   */
+  lingerMs?: number;
+  /** Largest produce request, in key+value bytes; under the broker's message.max.bytes (1 MiB). Default 900 KB. */
+  maxBatchBytes?: number;
+  /**
+   * Most messages waiting for a produce request; beyond it a send fails at once with
+   * LogUnavailableError (ingest answers 503 + Retry-After instead of queueing without bound
+   * while Kafka is slow or away). Default 200,000.
+   */
+  maxQueuedMessages?: number;
+  /** Codec for produce requests (kafkajs has GZIP built in). Default none. */
+  compression?: CompressionTypes;
+}
+
+/**
+ * kafkajs's DefaultPartitioner (Java-compatible murmur2 of the key, so a person's records land
+ * where any Kafka client would put them), remembering its answers: the hash is computed with
+ * 64-bit Long objects, and was 5% of ingest's CPU (profile) although the ten events of a request
+ * share one key. The answer depends only on the key and the partition count.
+ */
+export const memoizedDefaultPartitioner: ICustomPartitioner = () => {
+  const partitioner = Partitioners.DefaultPartitioner();
+  const memo = new Map<string, number>();
+  return (args) => {
+    const { message, partitionMetadata } = args;
+    if ((message.partition !== undefined && message.partition !== null) || typeof message.key !== 'string') return partitioner(args);
+    const k = `${partitionMetadata.length}:${message.key}`;
+    let partition = memo.get(k);
+    if (partition === undefined) {
+      partition = partitioner(args);
+      if (memo.size >= 100_000) memo.clear();
+      memo.set(k, partition);
+    }
+    return partition;
+  };
+};
+
+/**
+ * The producer settings of every project producer (and of the raw-producer benchmark, so its
+ * figure compares like with like). Idempotent: a produce retried by kafkajs after a lost
+ * acknowledgement is written once; kafkajs then allows one request in flight per broker.
+ */
+export const PRODUCER_CONFIG = {
+  idempotent: true,
+  maxInFlightRequests: 1,
+  createPartitioner: memoizedDefaultPartitioner,
+  retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 2000 },
+} satisfies ProducerConfig;
+
+/** One caller's send, waiting for (or riding in) a produce request. */
+interface PendingSend {
+  topic: string;
+  messages: LogMessage[];
+  bytes: number;
+  resolve: () => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout | undefined;
+  queuedAt: number;
+  /** queued: not yet in a produce request; sent: in one; settled: its caller has the answer. */
+  state: 'queued' | 'sent' | 'settled';
+}
+
+export interface ProducerStats {
+  requests: number;
+  messages: number;
+  sends: number;
+  largestRequest: number;
+  timedOut: number;
+  refused: number;
+  /** Over the last 1,024 produce requests: time from leaving to the acknowledgement, ms. */
+  requestMs: { p50: number; p99: number; max: number };
+  /** Over the last 1,024 sends: time waiting for a request to leave, ms. */
+  queuedMs: { p50: number; p99: number; max: number };
+}
+
+/** The last `size` samples, for percentiles in stats(). */
+class Recent {
+  private readonly values: number[] = [];
+  private next = 0;
+  constructor(private readonly size = 1024) {}
+  add(v: number) {
+    if (this.values.length < this.size) this.values.push(v);
+    else this.values[this.next] = v;
+    this.next = (this.next + 1) % this.size;
+  }
+  summary() {
+    const s = [...this.values].sort((a, b) => a - b);
+    const at = (q: number) => Math.round((s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? 0) * 100) / 100;
+    return { p50: at(0.5), p99: at(0.99), max: at(1) };
+  }
+}
+
+/**
+ * Micro-batching producer. kafkajs serialises the requests of an idempotent producer on a lock
+ * per broker, so one `producer.send` per HTTP request means one Kafka round trip per request, one
+ * after the other. Instead, sends from concurrent callers queue here and leave together: one
+ * produce request (all topics, `sendBatch`) at a time; while it is in flight the next callers
+ * queue, and they all leave in the next request the moment its acknowledgement arrives (group
+ * commit). Each caller's promise resolves on the acknowledgement (acks=-1) of the request that
+ * carried its messages, or rejects with LogUnavailableError when that request fails or after
+ * `ackTimeoutMs`. A send that times out before its request left is taken out of the queue, so
+ * a 503 for it means it was not written. Order is kept: one request at a time, FIFO.
+ */
+export class KafkaLogProducer implements LogProducer {
+  private readonly producer: Producer;
+  private connected = false;
+  private queue: PendingSend[] = [];
+  private queuedMessages = 0;
+  private queuedBytes = 0;
+  private inFlight: Promise<void> | null = null;
+  private flushScheduled = false;
+  private readonly lingerMs: number;
+  private readonly maxBatchBytes: number;
+  private readonly maxQueuedMessages: number;
+  private readonly counters = { requests: 0, messages: 0, sends: 0, largestRequest: 0, timedOut: 0, refused: 0 };
+  private readonly requestMs = new Recent();
+  private readonly queuedMs = new Recent();
+
+  constructor(
+    kafka: Kafka,
+    private readonly opts: KafkaProducerOptions,
+  ) {
+    this.producer = kafka.producer(PRODUCER_CONFIG);
+    this.producer.on(this.producer.events.CONNECT, () => (this.connected = true));
+    this.producer.on(this.producer.events.DISCONNECT, () => (this.connected = false));
+    this.lingerMs = opts.lingerMs ?? 0;
+    this.maxBatchBytes = opts.maxBatchBytes ?? 900_000;
+    this.maxQueuedMessages = opts.maxQueuedMessages ?? 200_000;
+  }
+
+  async connect(): Promise<void> {
+    await this.producer.connect();
+  }
+
+  ready(): boolean {
+    return this.connected;
+  }
+
+  /** Counters since start (for benchmarks and metrics): requests sent, messages, batching. */
+  stats(): ProducerStats {
+    return { ...this.counters, requestMs: this.requestMs.summary(), queuedMs: this.queuedMs.summary() };
+  }
+
+  send(topic: string, messages: LogMessage[]): Promise<void> {
+    if (messages.length === 0) return Promise.resolve();
+    if (this.queuedMessages + messages.length > this.maxQueuedMessages) {
+      this.counters.refused++;
+      return Promise.reject(new LogUnavailableError(`Kafka is not keeping up: ${this.queuedMessages} messages are already waiting`));
+    }
+    // A send larger than one produce request (a batch of dead letters, say) goes as several, in
+    // order: the broker refuses a request over its message.max.bytes, and would refuse it every time.
+    const chunks: { messages: LogMessage[]; bytes: number }[] = [];
+    let current: { messages: LogMessage[]; bytes: number } = { messages: [], bytes: 0 };
+    for (const m of messages) {
+      const size = Buffer.byteLength(m.key) + Buffer.byteLength(m.value);
+      if (current.messages.length > 0 && current.bytes + size > this.maxBatchBytes) {
+        chunks.push(current);
+        current = { messages: [], bytes: 0 };
+      }
+      current.messages.push(m);
+      current.bytes += size;
+    }
+    chunks.push(current);
+    if (chunks.length === 1) return this.enqueue(topic, current.messages, current.bytes);
+    return Promise.all(chunks.map((c) => this.enqueue(topic, c.messages, c.bytes))).then(() => {});
+  }
+
+  private enqueue(topic: string, messages: LogMessage[], bytes: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const p: PendingSend = { topic, messages, bytes, resolve, reject, timer: undefined, queuedAt: performance.now(), state: 'queued' };
+      p.timer = setTimeout(() => this.expire(p), this.opts.ackTimeoutMs);
+      this.queue.push(p);
+      this.queuedMessages += messages.length;
+      this.queuedBytes += bytes;
+      this.counters.sends++;
+      this.schedule();
+    });
+  }
+
+  private expire(p: PendingSend): void {
+    if (p.state === 'settled') return;
+    if (p.state === 'queued') {
+      const i = this.queue.indexOf(p);
+      if (i >= 0) this.queue.splice(i, 1);
+      this.queuedMessages -= p.messages.length;
+      this.queuedBytes -= p.bytes;
+    }
+    p.state = 'settled';
+    this.counters.timedOut++;
+    p.reject(new LogUnavailableError(`no acknowledgement from Kafka within ${this.opts.ackTimeoutMs} ms`));
+  }
+
+  /** Sends now if nothing is in flight (after `lingerMs`, or on the next turn of the event loop). */
+  private schedule(): void {
+    if (this.inFlight || this.flushScheduled || this.queue.length === 0) return;
+    this.flushScheduled = true;
+    const run = () => {
+      this.flushScheduled = false;
+      this.flush();
+    };
+    if (this.lingerMs > 0 && this.queuedBytes < this.maxBatchBytes) setTimeout(run, this.lingerMs);
+    else setImmediate(run);
+  }
+
+  private flush(): void {
+    if (this.inFlight || this.queue.length === 0) return;
+    // Whole sends, in order, up to the byte cap (at least one, whatever its size).
+    let bytes = 0;
+    let n = 0;
+    while (n < this.queue.length && (n === 0 || bytes + this.queue[n]!.bytes <= this.maxBatchBytes)) bytes += this.queue[n++]!.bytes;
+    const batch = this.queue.splice(0, n);
+    const byTopic = new Map<string, LogMessage[]>();
+    let messages = 0;
+    const leftAt = performance.now();
+    for (const p of batch) {
+      p.state = 'sent';
+      this.queuedMs.add(leftAt - p.queuedAt);
+      messages += p.messages.length;
+      const list = byTopic.get(p.topic);
+      if (list) for (const m of p.messages) list.push(m);
+      else byTopic.set(p.topic, p.messages.slice());
+    }
+    this.queuedMessages -= messages;
+    this.queuedBytes -= bytes;
+    this.counters.requests++;
+    this.counters.messages += messages;
+    if (messages > this.counters.largestRequest) this.counters.largestRequest = messages;
+
+    const settle = (err?: Error) => {
+      for (const p of batch) {
+        if (p.state === 'settled') continue;
+        p.state = 'settled';
+        clearTimeout(p.timer);
+        if (err) p.reject(err);
+        else p.resolve();
+      }
+    };
+    this.inFlight = this.producer
+      .sendBatch({
+        topicMessages: [...byTopic].map(([topic, msgs]) => ({ topic, messages: msgs })),
+        acks: -1,
+        timeout: this.opts.ackTimeoutMs,
+        compression: this.opts.compression,
+      })
+      .then(
+        () => {
+          this.requestMs.add(performance.now() - leftAt);
+          settle();
+        },
+        (err: Error) => settle(new LogUnavailableError(`Kafka did not take the events: ${err.message}`, { cause: err })),
+      )
+      .finally(() => {
+        this.inFlight = null;
+        this.schedule();
+      });
+  }
+
+  async close(): Promise<void> {
+    // Give what is queued its chance (each send is bounded by its own timeout), then disconnect.
+    while (this.inFlight || this.queue.length > 0) {
+      if (!this.inFlight) this.flush();
+      await this.inFlight;
+    }
+    await this.producer.disconnect();
+  }
+}
