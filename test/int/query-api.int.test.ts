@@ -12,6 +12,7 @@ import { RedisHistoryStore } from '../../history/store/redis.js';
 import type { HistoryStore } from '../../history/store/store.js';
 import { createLogger } from '../../lib/logger.js';
 import { redisUrl } from '../support/services.js';
+import { parseCsv, sseReader } from '../support/http-readers.js';
 import { FOLD_OPTIONS } from '../support/store-contract.js';
 
 /**
@@ -55,7 +56,8 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
     expect(res.status, `${path}: ${await res.clone().text()}`).toBe(200);
     return (await res.json()) as T;
   };
-  const errorOf = async (res: Response) => ((await res.json()) as { error: { code: string; message: string; issues?: { path: string; message: string }[] } }).error;
+  const errorOf = async (res: Response) =>
+    ((await res.json()) as { error: { code: string; message: string; issues?: { path: string; message: string }[] } }).error;
 
   beforeAll(async () => {
     if (kind === 'Redis') {
@@ -153,7 +155,14 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
     it('gives the dialogues, RFM inputs and scores, and recent transitions with the worker’s ids', async () => {
       const carol = await json<{
         person: string;
-        dialogues: { topic: string; stage: string; counts: Record<string, number>; firstReached: Record<string, string>; channels: string[]; lastActivity: string }[];
+        dialogues: {
+          topic: string;
+          stage: string;
+          counts: Record<string, number>;
+          firstReached: Record<string, string>;
+          channels: string[];
+          lastActivity: string;
+        }[];
         rfm: unknown;
         rfmScores: unknown;
         recentTransitions: { id: string; from: string | null; to: string; at: string }[];
@@ -167,7 +176,11 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
           stage: 'purchase',
           started: new Date(NOW - 3 * DAY - 2 * MIN).toISOString(),
           lastActivity: new Date(NOW - 3 * DAY).toISOString(),
-          firstReached: { intro: new Date(NOW - 3 * DAY - 2 * MIN).toISOString(), detail: new Date(NOW - 3 * DAY - MIN).toISOString(), purchase: new Date(NOW - 3 * DAY).toISOString() },
+          firstReached: {
+            intro: new Date(NOW - 3 * DAY - 2 * MIN).toISOString(),
+            detail: new Date(NOW - 3 * DAY - MIN).toISOString(),
+            purchase: new Date(NOW - 3 * DAY).toISOString(),
+          },
           counts: { intro: 1, detail: 1, purchase: 1 },
           channels: ['web'],
         },
@@ -180,7 +193,9 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
     });
 
     it('answers a merged visitor id with the known person and their linked ids', async () => {
-      const viaVisitor = await json<{ person: string; linkedIds: string[]; dialogues: { topic: string; stage: string }[]; rfmScores: unknown }>('/v1/people/anon-7');
+      const viaVisitor = await json<{ person: string; linkedIds: string[]; dialogues: { topic: string; stage: string }[]; rfmScores: unknown }>(
+        '/v1/people/anon-7',
+      );
       expect(viaVisitor.person).toBe('user-7');
       expect(viaVisitor.linkedIds).toEqual(['anon-7']);
       expect(viaVisitor.dialogues.map((d) => [d.topic, d.stage])).toEqual([['plan:pro', 'detail']]);
@@ -223,7 +238,9 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
       expect(week.window.since).toBe(new Date(NOW - 7 * DAY).toISOString());
       expect(week.stages.map((s) => s.reached)).toEqual([3, 2, 1]);
       // A closed window with ISO bounds: only bob (1 day ago) and carol (3 days ago).
-      const closed = await json<{ stages: { atStage: number }[] }>(`/v1/topics/${T}/funnel?since=${new Date(NOW - 4 * DAY).toISOString()}&until=${NOW - 12 * HOUR}`);
+      const closed = await json<{ stages: { atStage: number }[] }>(
+        `/v1/topics/${T}/funnel?since=${new Date(NOW - 4 * DAY).toISOString()}&until=${NOW - 12 * HOUR}`,
+      );
       expect(closed.stages.map((s) => s.atStage)).toEqual([0, 1, 1]);
     });
 
@@ -242,9 +259,13 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
 
   describe('GET /v1/topics/:topic/needs', () => {
     it('lists the people at a stage and not past it, within the activity window, best first', async () => {
-      const detail = await json<{ needs: { person: string; stage: string; interactions: number }[]; total: number; notReached: string; activeWithin: string; nextCursor: null }>(
-        `/v1/topics/${T}/needs?stage=detail`,
-      );
+      const detail = await json<{
+        needs: { person: string; stage: string; interactions: number }[];
+        total: number;
+        notReached: string;
+        activeWithin: string;
+        nextCursor: null;
+      }>(`/v1/topics/${T}/needs?stage=detail`);
       // Default: not past the next stage, active within the quiet period (30 days).
       expect(detail.notReached).toBe('purchase');
       expect(detail.activeWithin).toBe('30d');
@@ -253,7 +274,9 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
       const recent = await json<{ needs: { person: string }[] }>(`/v1/topics/${T}/needs?stage=detail&activeWithin=7d`);
       expect(recent.needs.map((n) => n.person)).toEqual(['bob']);
       // From intro up to (not including) purchase: alice (2 h ago, one look) and bob (a day ago, two steps).
-      const wide = await json<{ needs: { person: string; stage: string; score: number }[] }>(`/v1/topics/${T}/needs?stage=intro&notReached=purchase&activeWithin=7d`);
+      const wide = await json<{ needs: { person: string; stage: string; score: number }[] }>(
+        `/v1/topics/${T}/needs?stage=intro&notReached=purchase&activeWithin=7d`,
+      );
       expect(wide.needs.map((n) => [n.person, n.stage])).toEqual([
         ['bob', 'detail'],
         ['alice', 'intro'],
@@ -311,7 +334,9 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
       let cursor: string | null = first.nextCursor;
       let pages = 1;
       while (cursor) {
-        const page: { needs: { person: string }[]; total: number; nextCursor: string | null } = await json(`${url}&limit=5&cursor=${encodeURIComponent(cursor)}`);
+        const page: { needs: { person: string }[]; total: number; nextCursor: string | null } = await json(
+          `${url}&limit=5&cursor=${encodeURIComponent(cursor)}`,
+        );
         expect(page.total).toBe(23);
         seen.push(...page.needs.map((n) => n.person));
         cursor = page.nextCursor;
@@ -345,7 +370,9 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
       const hostile = ['=HYPERLINK("http://evil.example","click")', '+49 30 1234', '-1+2', '@SUM(A1)', 'comma,person', 'quote"d', 'plain-person'];
       await fold(hostile.map((p, i) => rec(p, 1, NOW - (i + 1) * MIN, { topic, channel: i % 2 ? 'email' : 'web' })));
       const url = `/v1/topics/${topic}/needs?stage=detail`;
-      const list = await json<{ needs: { person: string; stage: string; lastActivity: string; stageReachedAt: string; interactions: number; channels: string[]; score: number }[] }>(url);
+      const list = await json<{
+        needs: { person: string; stage: string; lastActivity: string; stageReachedAt: string; interactions: number; channels: string[]; score: number }[];
+      }>(url);
       const res = await get(url, { authorization: `Bearer ${FULL_KEY}`, accept: 'text/csv' });
       expect(res.status).toBe(200);
       expect(res.headers.get('content-type')).toBe('text/csv; charset=utf-8');
@@ -376,7 +403,11 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
       const cursor = page.headers.get('x-next-cursor');
       expect(parseCsv(await page.text())).toHaveLength(4);
       const rest = await get(`${url}&limit=10&cursor=${encodeURIComponent(cursor!)}`, { authorization: `Bearer ${FULL_KEY}`, accept: 'text/csv' });
-      expect(parseCsv(await rest.text()).slice(1).map((r) => r[0])).toEqual(rows.slice(4).map((r) => r[0]));
+      expect(
+        parseCsv(await rest.text())
+          .slice(1)
+          .map((r) => r[0]),
+      ).toEqual(rows.slice(4).map((r) => r[0]));
       expect(rest.headers.get('x-next-cursor')).toBeNull();
     });
   });
@@ -420,60 +451,3 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
     });
   });
 });
-
-/** RFC 4180 parsing, enough for the test: quoted fields, doubled quotes, CRLF rows. */
-function parseCsv(text: string): string[][] {
-  const rows: string[][] = [];
-  let row: string[] = [];
-  let cell = '';
-  let quoted = false;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text[i]!;
-    if (quoted) {
-      if (ch === '"' && text[i + 1] === '"') {
-        cell += '"';
-        i++;
-      } else if (ch === '"') quoted = false;
-      else cell += ch;
-    } else if (ch === '"') quoted = true;
-    else if (ch === ',') {
-      row.push(cell);
-      cell = '';
-    } else if (ch === '\r' && text[i + 1] === '\n') {
-      row.push(cell);
-      rows.push(row);
-      row = [];
-      cell = '';
-      i++;
-    } else cell += ch;
-  }
-  return rows;
-}
-
-/** Reads server-sent events off a response body, one at a time. */
-function sseReader(res: Response) {
-  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = '';
-  return {
-    async next(): Promise<{ event?: string; id?: string; data: string }> {
-      for (;;) {
-        const end = buf.indexOf('\n\n');
-        if (end >= 0) {
-          const block = buf.slice(0, end);
-          buf = buf.slice(end + 2);
-          if (block.startsWith(':')) continue;
-          const fields: Record<string, string> = {};
-          for (const line of block.split('\n')) {
-            const i = line.indexOf(':');
-            fields[line.slice(0, i)] = line.slice(i + 1).replace(/^ /, '');
-          }
-          return { event: fields.event, id: fields.id, data: fields.data ?? '' };
-        }
-        const { value, done } = await reader.read();
-        if (done) throw new Error('stream ended');
-        buf += value;
-      }
-    },
-    cancel: () => reader.cancel().catch(() => {}),
-  };
-}
