@@ -20,7 +20,11 @@ export const LIMITS = {
   sigLength: 128,
 } as const;
 
-const id = z.string().min(1).max(LIMITS.idLength).regex(/^[\w.:@+-]+$/, 'only letters, digits and . _ : @ + -');
+const id = z
+  .string()
+  .min(1)
+  .max(LIMITS.idLength)
+  .regex(/^[\w.:@+-]+$/, 'only letters, digits and . _ : @ + -');
 const text = (max: number = LIMITS.textLength) => z.string().max(max);
 
 /**

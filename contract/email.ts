@@ -16,7 +16,11 @@ import { RESERVED_KEYS, SegmentId } from './segment.js';
 export const EMAIL_PROPS = 16;
 
 export const EmailParams = z.object({
-  site: z.string().min(1).max(64).regex(/^[\w.:@+-]+$/, 'only letters, digits and . _ : @ + -'),
+  site: z
+    .string()
+    .min(1)
+    .max(64)
+    .regex(/^[\w.:@+-]+$/, 'only letters, digits and . _ : @ + -'),
   user: SegmentId,
   campaign: z.string().min(1).max(LIMITS.nameLength),
   /** The message (one send to one recipient), for the mailer's own bookkeeping. */
@@ -26,13 +30,11 @@ export const EmailParams = z.object({
   url: z.string().min(1).max(LIMITS.urlLength).optional(),
   // Checked before the record: zod's record parsing would silently drop a `__proto__` key.
   props: z
-    .custom<unknown>((v) => !(v && typeof v === 'object' && Object.keys(v).some((k) => RESERVED_KEYS.has(k))), 'reserved property name (__proto__, constructor, prototype)')
-    .pipe(
-      z.record(
-        z.string().min(1).max(LIMITS.propKeyLength),
-        z.string().max(LIMITS.propValueLength),
-      ),
+    .custom<unknown>(
+      (v) => !(v && typeof v === 'object' && Object.keys(v).some((k) => RESERVED_KEYS.has(k))),
+      'reserved property name (__proto__, constructor, prototype)',
     )
+    .pipe(z.record(z.string().min(1).max(LIMITS.propKeyLength), z.string().max(LIMITS.propValueLength)))
     .refine((p) => Object.keys(p).length <= EMAIL_PROPS, `at most ${EMAIL_PROPS} p.* properties`),
 });
 export type EmailParams = z.infer<typeof EmailParams>;
@@ -52,7 +54,9 @@ export function canonicalEmailParams(params: Iterable<[string, string]>): string
 
 /** HMAC-SHA256 of the canonical parameters, base64url without padding. */
 export function signEmailLink(secret: string, params: Record<string, string>): string {
-  return createHmac('sha256', secret).update(canonicalEmailParams(Object.entries(params))).digest('base64url');
+  return createHmac('sha256', secret)
+    .update(canonicalEmailParams(Object.entries(params)))
+    .digest('base64url');
 }
 
 export function verifyEmailLink(secret: string, params: Iterable<[string, string]>, sig: string): boolean {

@@ -2,7 +2,11 @@ import { z } from 'zod';
 import { ElementContext, Props } from './collect.js';
 
 /** Channels feed the same dialogues; `web` is the snippet's, the others come from server-side APIs. */
-export const Channel = z.string().min(1).max(32).regex(/^[a-z][a-z0-9_-]*$/);
+export const Channel = z
+  .string()
+  .min(1)
+  .max(32)
+  .regex(/^[a-z][a-z0-9_-]*$/);
 
 /**
  * Bounds of a raw record's fields. The worker checks every record against them (a record on the

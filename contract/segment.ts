@@ -58,12 +58,10 @@ export function jsonShapeProblem(value: unknown, maxDepth: number, maxValues: nu
 const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** A free-form JSON object (properties, traits), bounded; passed through as is, not copied. */
-export const SegmentObject = z
-  .custom<Record<string, unknown>>(isPlainObject, 'expected an object')
-  .superRefine((v, ctx) => {
-    const problem = jsonShapeProblem(v, SEGMENT_LIMITS.depth, SEGMENT_LIMITS.values, SEGMENT_LIMITS.stringLength);
-    if (problem) ctx.addIssue({ code: 'custom', message: problem });
-  });
+export const SegmentObject = z.custom<Record<string, unknown>>(isPlainObject, 'expected an object').superRefine((v, ctx) => {
+  const problem = jsonShapeProblem(v, SEGMENT_LIMITS.depth, SEGMENT_LIMITS.values, SEGMENT_LIMITS.stringLength);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
 
 /**
  * User ids, anonymous ids and message ids. Segment allows numbers; we keep them as strings. The
@@ -93,9 +91,7 @@ export const SegmentContext = SegmentObject.pipe(
   z.looseObject({
     /** Ours: the channel the event came through (email, call, chat...). */
     channel: short(32).optional(),
-    page: z
-      .looseObject({ url: short(2048).optional(), referrer: short(2048).optional(), title: short(256).optional() })
-      .optional(),
+    page: z.looseObject({ url: short(2048).optional(), referrer: short(2048).optional(), title: short(256).optional() }).optional(),
     /** The end user's browser, when a server forwards it; the library's own agent is not used. */
     userAgent: short(1024).optional(),
     /** The end user's address, when a server forwards it; anonymised like every address. */

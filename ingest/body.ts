@@ -38,7 +38,12 @@ export async function readJsonBody(c: Context, opts: ReadBodyOptions): Promise<B
   }
   const encoding = (c.req.header('content-encoding') ?? 'identity').trim().toLowerCase();
   if (encoding !== 'identity' && !(opts.gzip && encoding === 'gzip')) {
-    return { ok: false, status: 415, reason: 'unsupported_encoding', message: `content-encoding "${encoding.slice(0, 32)}" is not supported${opts.gzip ? ' (use gzip or none)' : ''}` };
+    return {
+      ok: false,
+      status: 415,
+      reason: 'unsupported_encoding',
+      message: `content-encoding "${encoding.slice(0, 32)}" is not supported${opts.gzip ? ' (use gzip or none)' : ''}`,
+    };
   }
   let bytes: Uint8Array;
   try {

@@ -66,14 +66,20 @@ export function collectHandler(deps: RouteDeps, opts: CollectOptions) {
     const signed = checkSignatures(site, batch, check.events);
     const { ua, bot } = deps.parseUa(c.req.header('user-agent'));
     const x: Enrichment = { rt, ua, bot, ip: anonymizeIp(deps.clientIp(c)) };
-    const { kept, dropped } = applyBotPolicy(site, signed.events.map(({ event }) => ({ e: event, x })));
+    const { kept, dropped } = applyBotPolicy(
+      site,
+      signed.events.map(({ event }) => ({ e: event, x })),
+    );
     sink.skipped(ROUTE, 'bot', dropped);
     const messages = kept.map(({ e }) => toRawMessage(toInput(batch, signed.user, e), x));
     // Events that stayed the visitor's because the batch's user was not signed (identifies name their own user).
     const unsigned = signed.unsignedUser ? kept.filter(({ e }) => e.type !== 'identify').length : 0;
     if (unsigned > 0) opts.metrics.unsignedUsers.inc({ route: ROUTE }, unsigned);
 
-    sink.deadLetter(ref, [...rejected.map((r): Rejection => ({ reason: 'invalid_event', issues: r.issues, index: r.index, payload: r.event })), ...signed.refused]);
+    sink.deadLetter(ref, [
+      ...rejected.map((r): Rejection => ({ reason: 'invalid_event', issues: r.issues, index: r.index, payload: r.event })),
+      ...signed.refused,
+    ]);
     await sink.produce(ref, messages);
 
     // What the sender should know besides the count: bots dropped, identifies refused, events kept anonymous.

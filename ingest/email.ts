@@ -43,7 +43,15 @@ export function emailRoutes(deps: RouteDeps, opts: EmailOptions): Hono<IngestEnv
   const { sink, logger } = deps;
 
   /** Produces one e-mail event; failures are logged and counted, never shown to the reader. */
-  const record = async (c: Context<IngestEnv>, route: string, rt: number, site: Site | undefined, params: Record<string, string>, name: string, url?: string) => {
+  const record = async (
+    c: Context<IngestEnv>,
+    route: string,
+    rt: number,
+    site: Site | undefined,
+    params: Record<string, string>,
+    name: string,
+    url?: string,
+  ) => {
     const parsed = EmailParams.safeParse({ ...pick(params), props: pProps(params) });
     const ref: RequestRef = requestRef(c, route, rt, site?.id ?? params.site?.slice(0, 64));
     if (!parsed.success || !site) {

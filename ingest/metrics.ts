@@ -41,7 +41,12 @@ export function createIngestMetrics(opts: MetricsOptions = {}): IngestMetrics {
     registry,
     requests: new Counter({ name: 'clickfold_ingest_requests_total', help: 'HTTP requests by route and status', labelNames: ['route', 'status'], registers }),
     inFlight: new Gauge({ name: 'clickfold_ingest_requests_in_flight', help: 'HTTP requests being handled', labelNames: ['route'], registers }),
-    accepted: new Counter({ name: 'clickfold_ingest_events_accepted_total', help: 'Events acknowledged by Kafka on clicks.raw', labelNames: ['route'], registers }),
+    accepted: new Counter({
+      name: 'clickfold_ingest_events_accepted_total',
+      help: 'Events acknowledged by Kafka on clicks.raw',
+      labelNames: ['route'],
+      registers,
+    }),
     rejected: new Counter({
       name: 'clickfold_ingest_events_rejected_total',
       help: 'Events (or whole requests) not accepted, by reason',
@@ -56,7 +61,12 @@ export function createIngestMetrics(opts: MetricsOptions = {}): IngestMetrics {
       registers,
     }),
     deadLetterFailures: new Counter({ name: 'clickfold_ingest_dead_letter_failures_total', help: 'Dead letters that could not be written', registers }),
-    deadLettersWritten: new Counter({ name: 'clickfold_ingest_dead_letters_written_total', help: 'Dead letters sent to clicks.invalid, by reason', labelNames: ['reason'], registers }),
+    deadLettersWritten: new Counter({
+      name: 'clickfold_ingest_dead_letters_written_total',
+      help: 'Dead letters sent to clicks.invalid, by reason',
+      labelNames: ['reason'],
+      registers,
+    }),
     deadLettersSampledOut: new Counter({
       name: 'clickfold_ingest_dead_letters_sampled_out_total',
       help: 'Refusals counted but not written to clicks.invalid (past INGEST_DEAD_LETTERS_PER_SECOND), by reason',
@@ -65,7 +75,7 @@ export function createIngestMetrics(opts: MetricsOptions = {}): IngestMetrics {
     }),
     unsignedUsers: new Counter({
       name: 'clickfold_ingest_unsigned_users_total',
-      help: 'Events kept as the anonymous visitor\'s because the site signs user ids and theirs was not signed',
+      help: "Events kept as the anonymous visitor's because the site signs user ids and theirs was not signed",
       labelNames: ['route'],
       registers,
     }),

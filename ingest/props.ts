@@ -26,8 +26,11 @@ export function flattenProps(input: Record<string, unknown> | undefined): Record
   const walk = (prefix: string, v: unknown) => {
     if (v === null || typeof v === 'string' || typeof v === 'boolean') put(prefix, v);
     else if (typeof v === 'number') put(prefix, Number.isFinite(v) ? v : null);
-    else if (Array.isArray(v)) v.forEach((x, i) => walk(`${prefix}.${i}`, x));
-    else if (typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(prefix ? `${prefix}.${k}` : k, x);
+    else if (Array.isArray(v)) {
+      v.forEach((x, i) => {
+        walk(`${prefix}.${i}`, x);
+      });
+    } else if (typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(prefix ? `${prefix}.${k}` : k, x);
   };
   walk('', input);
   if (dropped > 0) out._dropped = dropped;

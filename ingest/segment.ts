@@ -167,12 +167,19 @@ function timeOf(v: unknown): number | undefined {
  * `context.clickfold.sig` (the event's context, else the batch's). Unsigned, an identify or alias
  * is refused; any other event stays the anonymous id's when it has one, and is refused otherwise.
  */
-function checkUser(e: SegmentEvent, batchContext: SegmentContext | undefined, verify: UserVerifier | null): { event: SegmentEvent; unsigned: boolean } | { issues: Issue[] } {
+function checkUser(
+  e: SegmentEvent,
+  batchContext: SegmentContext | undefined,
+  verify: UserVerifier | null,
+): { event: SegmentEvent; unsigned: boolean } | { issues: Issue[] } {
   if (!verify || e.userId == null) return { event: e, unsigned: false };
   const sig = { ...batchContext, ...e.context }.clickfold?.sig;
   if (verify(e.userId, sig)) return { event: e, unsigned: false };
   if (e.type !== 'identify' && e.type !== 'alias' && e.anonymousId != null) return { event: { ...e, userId: null }, unsigned: true };
-  const message = sig === undefined ? 'this site signs user ids: a browser call with userId needs context.clickfold.sig' : 'context.clickfold.sig is not the signature of userId';
+  const message =
+    sig === undefined
+      ? 'this site signs user ids: a browser call with userId needs context.clickfold.sig'
+      : 'context.clickfold.sig is not the signature of userId';
   return { issues: [{ path: 'context.clickfold.sig', message }] };
 }
 
@@ -194,7 +201,10 @@ function toInput(
   const channelIn = context.channel ?? (typeof properties?.channel === 'string' ? properties.channel : undefined);
   const channel = channelIn === undefined ? (e.type === 'screen' ? 'app' : 'server') : channelIn.trim().toLowerCase();
   if (!Channel.safeParse(channel).success) {
-    issues.push({ path: context.channel !== undefined ? 'context.channel' : 'properties.channel', message: 'a channel is a lower-case word: email, call, chat, app...' });
+    issues.push({
+      path: context.channel !== undefined ? 'context.channel' : 'properties.channel',
+      message: 'a channel is a lower-case word: email, call, chat, app...',
+    });
   }
   const url = str(properties?.url) ?? context.page?.url;
   if (url !== undefined && url.length > 2048) issues.push({ path: 'properties.url', message: 'at most 2048 characters' });

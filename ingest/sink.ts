@@ -49,7 +49,13 @@ export interface Sink {
    */
   deadLetter(ref: RequestRef, rejections: Rejection[]): void;
   /** Dead-letters a request rejected as a whole and returns the exception that answers it. */
-  reject(ref: RequestRef, status: ContentfulStatusCode, reason: string, message: string, extra?: { issues?: Issue[]; payload?: unknown; headers?: Record<string, string> }): HTTPException;
+  reject(
+    ref: RequestRef,
+    status: ContentfulStatusCode,
+    reason: string,
+    message: string,
+    extra?: { issues?: Issue[]; payload?: unknown; headers?: Record<string, string> },
+  ): HTTPException;
   /** Counts events that are neither accepted nor dead-lettered (bots dropped by policy, rate limited). */
   skipped(route: string, reason: string, count: number): void;
   /** Resolves once every dead letter sent so far was acknowledged or failed (tests, shutdown). */

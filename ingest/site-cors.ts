@@ -17,7 +17,13 @@ export function siteCors(sites: SiteRegistry): MiddlewareHandler {
       const site = named === undefined ? undefined : sites.byId(named);
       const allowed = origin !== undefined && (named === undefined ? sites.anyAllowsOrigin(origin) : !!site?.allowsOrigin(origin));
       if (!allowed) {
-        throw httpError(403, 'origin_not_allowed', origin === undefined ? 'a CORS preflight needs an Origin' : `origin ${origin.slice(0, 256)} may not send events${named ? ` for site "${named.slice(0, 64)}"` : ''}`);
+        throw httpError(
+          403,
+          'origin_not_allowed',
+          origin === undefined
+            ? 'a CORS preflight needs an Origin'
+            : `origin ${origin.slice(0, 256)} may not send events${named ? ` for site "${named.slice(0, 64)}"` : ''}`,
+        );
       }
       return c.body(null, 204, {
         'access-control-allow-origin': origin,

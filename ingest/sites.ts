@@ -31,11 +31,16 @@ const Rate = z
 export const SiteConfig = z
   .object({
     /** The `site` of the snippet's batches; the `site` prop of e-mail links. */
-    id: z.string().min(1).max(64).regex(/^[\w.:@+-]+$/, 'only letters, digits and . _ : @ + -'),
+    id: z
+      .string()
+      .min(1)
+      .max(64)
+      .regex(/^[\w.:@+-]+$/, 'only letters, digits and . _ : @ + -'),
     /** Browser origins allowed on /v1/collect: `*`, `https://shop.example`, `https://*.shop.example`. */
     origins: z
       .array(z.string().refine((o) => o === '*' || ORIGIN.test(o), 'an origin is "*" or scheme://host[:port], optionally with *. before the host'))
-      .max(200).default([]),
+      .max(200)
+      .default([]),
     /** Segment write keys of this site (HTTP basic auth user name on /v1/batch, /v1/track...). */
     writeKeys: z.array(z.string().min(8, 'a write key has at least 8 characters').max(256)).max(50).default([]),
     /** Events from a user agent isbot recognises: `flag` keeps them with bot: true, `drop` drops them. */

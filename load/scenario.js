@@ -337,10 +337,21 @@ export function probeBatch(visitor, now, options) {
     { type: 'click', url: url1, el: { tag: 'a', cls: 'tab', text: 'Reviews', href: `${url1}#reviews`, sel: 'nav.tabs>a.tab' } },
     { type: 'page', url: url2, ref: url1, title: 'Probe checkout' },
   ];
-  while (steps.length < o.batchSize - 1) steps.push({ type: 'click', url: url1, el: { tag: 'button', cls: 'size-option', text: 'Size 42', sel: 'div.sizes>button.size-option' } });
-  steps.push({ type: 'click', url: url2, topic: `product:${sku}`, stage: 'purchase', el: { tag: 'button', id: 'pay', text: 'Pay', sel: 'form.checkout>button#pay' } });
+  while (steps.length < o.batchSize - 1)
+    steps.push({ type: 'click', url: url1, el: { tag: 'button', cls: 'size-option', text: 'Size 42', sel: 'div.sizes>button.size-option' } });
+  steps.push({
+    type: 'click',
+    url: url2,
+    topic: `product:${sku}`,
+    stage: 'purchase',
+    el: { tag: 'button', id: 'pay', text: 'Pay', sel: 'form.checkout>button#pay' },
+  });
   const events = steps.slice(0, o.batchSize).map((s, i) => Object.assign({ id: `${visitor}-${i}`, ts: now - (o.batchSize - i) }, s));
-  return { visitor, userAgent: /** @type {string} */ (/** @type {(string | number)[]} */ (USER_AGENTS[0])[1]), body: { site: o.site, visitor, session: `${visitor}-s`, events } };
+  return {
+    visitor,
+    userAgent: /** @type {string} */ (/** @type {(string | number)[]} */ (USER_AGENTS[0])[1]),
+    body: { site: o.site, visitor, session: `${visitor}-s`, events },
+  };
 }
 
 // Compile-time only: the implementations above have the types scenario.d.ts declares.

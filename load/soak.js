@@ -34,10 +34,7 @@ export const options = {
     },
   },
   thresholds: {
-    'http_req_failed{name:collect}': [
-      'rate<0.001',
-      { threshold: 'rate<0.05', abortOnFail: true, delayAbortEval: '1m' },
-    ],
+    'http_req_failed{name:collect}': ['rate<0.001', { threshold: 'rate<0.05', abortOnFail: true, delayAbortEval: '1m' }],
     'http_req_duration{part:early}': [`p(99)<${P99_MS}`],
     'http_req_duration{part:late}': [`p(99)<${P99_MS}`],
     checks: ['rate>0.999'],

@@ -9,26 +9,13 @@
  *   await kafka.start();     // same ports, same data
  *   await kafka.destroy();   // stop + remove the temp data dir
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
-import {
-  SERVICES_DIR,
-  cacheDir,
-  freePorts,
-  isAlive,
-  readIfExists,
-  sleep,
-  tailFile,
-  terminate,
-  track,
-  waitForExit,
-  debug,
-  ServiceProcess,
-} from './proc.js';
+import { SERVICES_DIR, cacheDir, freePorts, isAlive, readIfExists, sleep, tailFile, terminate, track, debug, ServiceProcess } from './proc.js';
 
 const POM = join(SERVICES_DIR, 'kafka', 'pom.xml');
 const INSTALL_SH = join(SERVICES_DIR, 'install.sh');
@@ -179,9 +166,7 @@ export class KafkaBroker extends ServiceProcess {
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     while (Date.now() < deadline) {
       if (!isAlive(child)) {
-        throw new Error(
-          `Kafka broker exited during startup (code ${child.exitCode}, signal ${child.signalCode}).\n${this.logTail()}`,
-        );
+        throw new Error(`Kafka broker exited during startup (code ${child.exitCode}, signal ${child.signalCode}).\n${this.logTail()}`);
       }
       try {
         const probe = this.probe(Math.max(1_000, deadline - Date.now()));

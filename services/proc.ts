@@ -32,13 +32,15 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
  */
 export async function freePorts(count: number): Promise<number[]> {
   const servers = await Promise.all(
-    Array.from({ length: count }, () =>
-      new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-        const srv = createServer();
-        srv.unref();
-        srv.once('error', reject);
-        srv.listen({ port: 0, host: '127.0.0.1', exclusive: true }, () => resolve(srv));
-      }),
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+          const srv = createServer();
+          srv.unref();
+          srv.once('error', reject);
+          srv.listen({ port: 0, host: '127.0.0.1', exclusive: true }, () => resolve(srv));
+        }),
     ),
   );
   const ports = servers.map((s) => (s.address() as AddressInfo).port);
@@ -58,7 +60,12 @@ export function tailFile(path: string, lines = 40, maxBytes = 64 * 1024): string
   } finally {
     closeSync(fd);
   }
-  return buf.toString('utf8').split('\n').slice(-lines - 1).join('\n').trimEnd();
+  return buf
+    .toString('utf8')
+    .split('\n')
+    .slice(-lines - 1)
+    .join('\n')
+    .trimEnd();
 }
 
 export function readIfExists(path: string): string | undefined {
@@ -90,10 +97,7 @@ export function isAlive(child: ChildProcess | undefined): child is ChildProcess 
  * SIGTERM, wait up to `graceMs`, then SIGKILL. A SIGSTOPped child is
  * SIGCONTed first so it can act on the SIGTERM.
  */
-export async function terminate(
-  child: ChildProcess | undefined,
-  graceMs = 20_000,
-): Promise<void> {
+export async function terminate(child: ChildProcess | undefined, graceMs = 20_000): Promise<void> {
   if (!isAlive(child)) return;
   try {
     child.kill('SIGCONT');

@@ -12,7 +12,7 @@
  * `extraArgs: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf']`
  * and join them (redis-cli --cluster create / CLUSTER MEET + ADDSLOTS).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -109,14 +109,22 @@ export class RedisServer extends ServiceProcess {
 
   protected async doStart(): Promise<void> {
     const args = [
-      '--port', String(this.port),
-      '--bind', this.host,
-      '--save', '',
-      '--appendonly', 'no',
-      '--dir', this.dataDir,
-      '--daemonize', 'no',
-      '--logfile', this.logFile,
-      '--loglevel', 'notice',
+      '--port',
+      String(this.port),
+      '--bind',
+      this.host,
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      this.dataDir,
+      '--daemonize',
+      'no',
+      '--logfile',
+      this.logFile,
+      '--loglevel',
+      'notice',
       ...(this.opts.extraArgs ?? []),
     ];
     // Anything redis prints before its logfile is open (bad args) lands here.

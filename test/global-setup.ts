@@ -34,10 +34,15 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const useGiven = !!(given.kafka && given.redis);
   const t0 = Date.now();
   const started: { destroy(): Promise<void> }[] = [];
+  /** Remembers a service for teardown, also when another one failed to start. */
+  const keep = <T extends { destroy(): Promise<void> }>(s: T): T => {
+    started.push(s);
+    return s;
+  };
   const results = await Promise.allSettled([
-    useGiven ? Promise.resolve(undefined) : KafkaBroker.start().then((k) => (started.push(k), k)),
-    useGiven ? Promise.resolve(undefined) : RedisServer.start().then((r) => (started.push(r), r)),
-    given.cluster ? Promise.resolve(undefined) : RedisCluster.start().then((c) => (started.push(c), c)),
+    useGiven ? Promise.resolve(undefined) : KafkaBroker.start().then(keep),
+    useGiven ? Promise.resolve(undefined) : RedisServer.start().then(keep),
+    given.cluster ? Promise.resolve(undefined) : RedisCluster.start().then(keep),
   ]);
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) {

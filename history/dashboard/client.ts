@@ -89,12 +89,18 @@ let topics: TopicSummary[] = [];
 
 function funnelCard(topic: string, f: FunnelFigures): HTMLElement {
   const box = funnelBox(f);
-  const card = h('article', { class: 'topic', 'data-topic': topic }, h('div', { class: 'topic-head' }, h('h3', {}, topic), h('span', { class: 'total' }, box.total)));
+  const card = h(
+    'article',
+    { class: 'topic', 'data-topic': topic },
+    h('div', { class: 'topic-head' }, h('h3', {}, topic), h('span', { class: 'total' }, box.total)),
+  );
   for (const b of box.bars) {
     const bar = h('span');
     bar.style.width = `${b.width}%`;
     card.append(
-      h('div', { class: 'step', 'data-stage': b.stage, title: b.title },
+      h(
+        'div',
+        { class: 'step', 'data-stage': b.stage, title: b.title },
         h('span', { class: 'name' }, b.name),
         h('div', { class: 'bar' }, bar),
         h('span', { class: 'count' }, b.count),
@@ -109,7 +115,9 @@ async function loadTopics(): Promise<void> {
   const data = await getJson<Topics>('/v1/topics');
   ladder = data.ladder;
   topics = data.topics;
-  $('steps').replaceChildren(...ladder.map((s) => h('li', {}, h('b', {}, stepName(s)), STEP_HELP[s] ? h('span', { class: 'muted' }, `: ${STEP_HELP[s]}`) : null)));
+  $('steps').replaceChildren(
+    ...ladder.map((s) => h('li', {}, h('b', {}, stepName(s)), STEP_HELP[s] ? h('span', { class: 'muted' }, `: ${STEP_HELP[s]}`) : null)),
+  );
   const box = $('topics');
   const since = $<HTMLSelectElement>('window').value;
   if (topics.length === 0) {
@@ -117,9 +125,7 @@ async function loadTopics(): Promise<void> {
   } else {
     const shown = topics.slice(0, 30);
     const funnels = await Promise.all(
-      shown.map((t) =>
-        since ? getJson<Funnel>(`/v1/topics/${encodeURIComponent(t.topic)}/funnel?since=${since}`) : Promise.resolve(topicFunnel(ladder, t)),
-      ),
+      shown.map((t) => (since ? getJson<Funnel>(`/v1/topics/${encodeURIComponent(t.topic)}/funnel?since=${since}`) : Promise.resolve(topicFunnel(ladder, t)))),
     );
     const cards = shown.map((t, i) => ({ t, f: funnels[i]! })).filter(({ f }) => f.people > 0);
     box.replaceChildren(...cards.map(({ t, f }) => funnelCard(t.topic, f)));
@@ -201,14 +207,18 @@ async function loadNeeds(more = false): Promise<void> {
   const rows = $('needs-rows');
   if (!more) rows.replaceChildren();
   if (page.total === 0) {
-    showNeedsEmpty(`Nobody is waiting at “${stepName(stage)}” right now: everyone seen in that period either went on to “${stepName(next)}” or has not got this far.`);
+    showNeedsEmpty(
+      `Nobody is waiting at “${stepName(stage)}” right now: everyone seen in that period either went on to “${stepName(next)}” or has not got this far.`,
+    );
     return;
   }
   $('needs-empty').hidden = true;
   $('needs-table').hidden = false;
   for (const n of page.needs) {
     rows.append(
-      h('tr', { 'data-person': n.person },
+      h(
+        'tr',
+        { 'data-person': n.person },
         h('td', {}, personLink(n.person)),
         h('td', {}, h('span', { class: 'pill' }, stepName(n.stage))),
         h('td', { title: fullDate(Date.parse(n.lastActivity)) }, ago(Date.parse(n.lastActivity))),
@@ -267,7 +277,14 @@ function addLive(t: Transition): void {
   const list = $('live');
   $('live-empty').hidden = true;
   const when = h('span', { class: 'when', 'data-at': String(t.at), title: fullDate(t.at) }, `${ago(t.at)} · ${t.channel}`);
-  const li = h('li', { class: 'fresh', 'data-person': t.person, 'data-topic': t.topic, 'data-to': t.to }, personLink(t.person), ` ${stepVerb(t.to)} `, h('b', {}, t.topic), when);
+  const li = h(
+    'li',
+    { class: 'fresh', 'data-person': t.person, 'data-topic': t.topic, 'data-to': t.to },
+    personLink(t.person),
+    ` ${stepVerb(t.to)} `,
+    h('b', {}, t.topic),
+    when,
+  );
   list.prepend(li);
   while (list.children.length > 50) list.lastElementChild?.remove();
 }
@@ -298,10 +315,23 @@ async function lookUp(id: string): Promise<void> {
   wrap.append(h('h3', {}, p.person === id ? p.person : `${id} is ${p.person}`));
   if (p.linkedIds.length) wrap.append(h('p', { class: 'hint' }, `Also seen anonymously as ${p.linkedIds.join(', ')} before signing in.`));
 
-  const table = h('table', { class: 'table' }, h('thead', {}, h('tr', {}, h('th', {}, 'Interested in'), h('th', {}, 'Got as far as'), h('th', {}, 'Last seen'), h('th', {}, 'Channels'))));
+  const table = h(
+    'table',
+    { class: 'table' },
+    h('thead', {}, h('tr', {}, h('th', {}, 'Interested in'), h('th', {}, 'Got as far as'), h('th', {}, 'Last seen'), h('th', {}, 'Channels'))),
+  );
   const body = h('tbody');
   for (const d of p.dialogues) {
-    body.append(h('tr', {}, h('td', {}, d.topic), h('td', {}, h('span', { class: 'pill' }, stepName(d.stage))), h('td', { title: fullDate(Date.parse(d.lastActivity)) }, ago(Date.parse(d.lastActivity))), h('td', {}, d.channels.join(', '))));
+    body.append(
+      h(
+        'tr',
+        {},
+        h('td', {}, d.topic),
+        h('td', {}, h('span', { class: 'pill' }, stepName(d.stage))),
+        h('td', { title: fullDate(Date.parse(d.lastActivity)) }, ago(Date.parse(d.lastActivity))),
+        h('td', {}, d.channels.join(', ')),
+      ),
+    );
   }
   table.append(body);
   wrap.append(table);
@@ -309,12 +339,19 @@ async function lookUp(id: string): Promise<void> {
   wrap.append(h('h3', {}, 'Purchases'));
   if (p.rfm && p.rfmScores) {
     wrap.append(
-      h('dl', {},
-        h('dt', {}, 'Purchases'), h('dd', {}, String(p.rfm.purchases)),
-        h('dt', {}, 'Spent in total'), h('dd', {}, p.rfm.totalValue.toLocaleString()),
-        h('dt', {}, 'Last purchase'), h('dd', {}, `${ago(Date.parse(p.rfm.lastPurchase))} (${fullDate(Date.parse(p.rfm.lastPurchase))})`),
+      h(
+        'dl',
+        {},
+        h('dt', {}, 'Purchases'),
+        h('dd', {}, String(p.rfm.purchases)),
+        h('dt', {}, 'Spent in total'),
+        h('dd', {}, p.rfm.totalValue.toLocaleString()),
+        h('dt', {}, 'Last purchase'),
+        h('dd', {}, `${ago(Date.parse(p.rfm.lastPurchase))} (${fullDate(Date.parse(p.rfm.lastPurchase))})`),
       ),
-      h('div', { class: 'scores', title: 'Scores from 1 (weakest) to 5 (strongest)' },
+      h(
+        'div',
+        { class: 'scores', title: 'Scores from 1 (weakest) to 5 (strongest)' },
         h('span', { class: 'score' }, 'Bought recently ', h('b', {}, `${p.rfmScores.recency}/5`)),
         h('span', { class: 'score' }, 'Buys often ', h('b', {}, `${p.rfmScores.frequency}/5`)),
         h('span', { class: 'score' }, 'Spends a lot ', h('b', {}, `${p.rfmScores.monetary}/5`)),
@@ -328,7 +365,9 @@ async function lookUp(id: string): Promise<void> {
     wrap.append(h('h3', {}, 'Recent steps'));
     const ol = h('ol', { class: 'live' });
     for (const t of p.recentTransitions.slice(0, 8)) {
-      ol.append(h('li', {}, `${stepVerb(t.to).replace(/^./, (c) => c.toUpperCase())} `, h('b', {}, t.topic), h('span', { class: 'when' }, ago(Date.parse(t.at)))));
+      ol.append(
+        h('li', {}, `${stepVerb(t.to).replace(/^./, (c) => c.toUpperCase())} `, h('b', {}, t.topic), h('span', { class: 'when' }, ago(Date.parse(t.at)))),
+      );
     }
     wrap.append(ol);
   }

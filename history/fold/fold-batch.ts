@@ -78,7 +78,9 @@ export async function foldBatchWith(backend: FieldBackend, partition: string, re
     const linkFields = new Map<string, Fields>();
     if (links.length > 0) {
       const lf = await backend.read(links, partition);
-      links.forEach((v, i) => lf[i] && linkFields.set(v, lf[i]));
+      links.forEach((v, i) => {
+        if (lf[i]) linkFields.set(v, lf[i]);
+      });
     }
 
     const plans: PersonPlan[] = [];
@@ -100,7 +102,9 @@ export async function foldBatchWith(backend: FieldBackend, partition: string, re
     const conflicted = new Set(marks.filter((_, i) => !marked[i]).map((m) => m.person));
     const writes = plans.filter((p) => (Object.keys(p.set).length > 0 || p.del.length > 0) && !conflicted.has(p.person));
     const ok = writes.length ? await backend.write(writes, partition) : [];
-    writes.forEach((p, i) => !ok[i] && conflicted.add(p.person));
+    writes.forEach((p, i) => {
+      if (!ok[i]) conflicted.add(p.person);
+    });
 
     const next = new Map<string, BatchRecord[]>();
     for (const plan of plans) {

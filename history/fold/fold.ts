@@ -213,7 +213,15 @@ export function mergeInto(person: string, target: PersonState, source: PersonSta
         channels: [...new Set([...t.channels, ...s.channels])],
       };
       if (merged.stage > t.stage) {
-        transitions.push({ id: transitionId(person, topic, t.start, opts.ladder[merged.stage]!), person, topic, from: opts.ladder[t.stage]!, to: opts.ladder[merged.stage]!, at, channel });
+        transitions.push({
+          id: transitionId(person, topic, t.start, opts.ladder[merged.stage]!),
+          person,
+          topic,
+          from: opts.ladder[t.stage]!,
+          to: opts.ladder[merged.stage]!,
+          at,
+          channel,
+        });
       }
       state.dialogues.set(topic, merged);
     }

@@ -1,5 +1,17 @@
 import type { Transition } from '../../contract/transition.js';
-import { DIALOGUE_PREFIX, F, outboxField, decodeList, decodeOffsets, decodeState, encodeDialogue, encodeOffsets, encodeRfm, encodeSeen, type Fields } from './codec.js';
+import {
+  DIALOGUE_PREFIX,
+  F,
+  outboxField,
+  decodeList,
+  decodeOffsets,
+  decodeState,
+  encodeDialogue,
+  encodeOffsets,
+  encodeRfm,
+  encodeSeen,
+  type Fields,
+} from './codec.js';
 import { DEFAULT_MAX_LINKS, fold, mergeInto, type FoldEvent, type FoldOptions, type PersonState } from './fold.js';
 
 /**
@@ -144,7 +156,7 @@ export function planPerson(
   if (transitions.length > 0) set[outboxField(partition)] = JSON.stringify(toPublish);
 
   const touched = new Set<string>(records.flatMap((r) => (r.event ? [r.event.topic] : [])));
-  changed.forEach((t) => touched.add(t));
+  for (const t of changed) touched.add(t);
   const index: IndexEntry[] = [];
   for (const topic of touched) {
     const d = state.dialogues.get(topic);
@@ -155,7 +167,9 @@ export function planPerson(
   // Sealing is idempotent, so it is repeated for every link in the batch, also after a redelivery.
   const seal = [...new Set(records.flatMap((r) => (r.link && r.link !== person && linked.has(r.link) ? [r.link] : [])))].map((visitor) => {
     const vf = linkedFields.get(visitor) ?? {};
-    const topics = Object.keys(vf).filter((k) => k.startsWith(DIALOGUE_PREFIX)).map((k) => k.slice(DIALOGUE_PREFIX.length));
+    const topics = Object.keys(vf)
+      .filter((k) => k.startsWith(DIALOGUE_PREFIX))
+      .map((k) => k.slice(DIALOGUE_PREFIX.length));
     return { visitor, topics, version: Number(vf[F.version] ?? 0) };
   });
   for (const s of seal) for (const topic of s.topics) index.push({ person: s.visitor, topic, stage: -1, last: 0 });

@@ -91,7 +91,13 @@ export const TopicMapConfig = z
     sites: z
       .record(
         z.string().min(1).max(64),
-        z.object({ rules: z.array(Rule).max(1000).default([]), limits: Limits.pick({ topicsPerSite: true }).partial().optional(), hintTopics: z.array(z.string().min(1).max(TOPIC_MAX_LENGTH)).max(1000).optional() }).strict(),
+        z
+          .object({
+            rules: z.array(Rule).max(1000).default([]),
+            limits: Limits.pick({ topicsPerSite: true }).partial().optional(),
+            hintTopics: z.array(z.string().min(1).max(TOPIC_MAX_LENGTH)).max(1000).optional(),
+          })
+          .strict(),
       )
       .default({}),
   })
@@ -117,7 +123,6 @@ export const DEFAULT_TOPIC_MAP: TopicMapConfig = TopicMapConfig.parse({
     { url: '/checkout/:sku', topic: 'product:{sku}', stage: 'purchase' },
   ],
 });
-
 
 /** The parts of an event that classification looks at. */
 export interface Classifiable {
@@ -179,7 +184,11 @@ const UNSAFE_IN_TOPIC = /[\u0000-\u001f\u007f-\u009f\u2028\u2029{}]/g;
  * `a{b` and `a%7bb` one topic. Callers check the length against TOPIC_MAX_LENGTH.
  */
 export function normaliseTopic(raw: string): string {
-  return raw.toWellFormed().trim().toLowerCase().replace(UNSAFE_IN_TOPIC, (c) => encodeURIComponent(c).toLowerCase());
+  return raw
+    .toWellFormed()
+    .trim()
+    .toLowerCase()
+    .replace(UNSAFE_IN_TOPIC, (c) => encodeURIComponent(c).toLowerCase());
 }
 
 /** decodeURIComponent that never throws: a malformed escape stays as it was sent. */
@@ -305,7 +314,10 @@ export function compileTopicMap(config: TopicMapConfig): TopicMap {
   const bySite = new Map<string, SiteRules>(
     Object.entries(config.sites).map(([site, s]) => {
       const own = allowList(s.hintTopics ?? []);
-      return [site, { rules: [...s.rules.map(compile), ...shared], allows: (t: string) => own(t) || sharedAllows(t), limits: { ...config.limits, ...s.limits } }];
+      return [
+        site,
+        { rules: [...s.rules.map(compile), ...shared], allows: (t: string) => own(t) || sharedAllows(t), limits: { ...config.limits, ...s.limits } },
+      ];
     }),
   );
   const siteOf = (site: string | undefined) => (site !== undefined && bySite.get(site)) || sharedSite;
@@ -328,14 +340,20 @@ export function compileTopicMap(config: TopicMapConfig): TopicMap {
       const topic = normaliseTopic(filled);
       if (topic === '') continue;
       if (topic.length > TOPIC_MAX_LENGTH) {
-        return { kind: 'refused', reason: 'topic_too_long', detail: `the topic has ${topic.length} characters, more than ${TOPIC_MAX_LENGTH}`, hintIgnored: false };
+        return {
+          kind: 'refused',
+          reason: 'topic_too_long',
+          detail: `the topic has ${topic.length} characters, more than ${TOPIC_MAX_LENGTH}`,
+          hintIgnored: false,
+        };
       }
       return { kind: 'topic', topic, stage: r.stage, hintIgnored: false };
     }
     return { kind: 'unmatched', hintIgnored: false };
   }
 
-  const hintAllowed = (s: SiteRules, topic: string) => topic !== '' && topic.length <= TOPIC_MAX_LENGTH && (s.allows(topic) || s.rules.some((r) => r.produces.test(topic)));
+  const hintAllowed = (s: SiteRules, topic: string) =>
+    topic !== '' && topic.length <= TOPIC_MAX_LENGTH && (s.allows(topic) || s.rules.some((r) => r.produces.test(topic)));
 
   function classifyEvent(e: Classifiable): Verdict {
     const path = e.url ? pathOf(e.url) : null;

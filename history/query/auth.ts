@@ -68,14 +68,21 @@ export function requireKey(keys: ApiKeys, scope: Scope, opts: { allowCookie?: bo
     let key: string | undefined;
     if (header !== undefined) {
       const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
-      if (!m) throw httpError(401, 'unauthorized', 'the Authorization header must be "Bearer <API key>"', { headers: { 'www-authenticate': 'Bearer realm="clickfold"' } });
+      if (!m)
+        throw httpError(401, 'unauthorized', 'the Authorization header must be "Bearer <API key>"', {
+          headers: { 'www-authenticate': 'Bearer realm="clickfold"' },
+        });
       key = m[1];
     } else if (opts.allowCookie) {
       key = getCookie(c, STREAM_KEY_COOKIE);
     }
-    if (!key) throw httpError(401, 'unauthorized', 'an API key is required: send "Authorization: Bearer <API key>"', { headers: { 'www-authenticate': 'Bearer realm="clickfold"' } });
+    if (!key)
+      throw httpError(401, 'unauthorized', 'an API key is required: send "Authorization: Bearer <API key>"', {
+        headers: { 'www-authenticate': 'Bearer realm="clickfold"' },
+      });
     const granted = scopes.get(digest(key));
-    if (!granted) throw httpError(401, 'invalid_key', 'this API key is not valid', { headers: { 'www-authenticate': 'Bearer realm="clickfold", error="invalid_token"' } });
+    if (!granted)
+      throw httpError(401, 'invalid_key', 'this API key is not valid', { headers: { 'www-authenticate': 'Bearer realm="clickfold", error="invalid_token"' } });
     if (scope === 'erase' && granted !== 'erase') throw httpError(403, 'forbidden', 'this API key may only read; erasing a person needs a key from API_KEYS');
     return next();
   };

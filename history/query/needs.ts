@@ -61,7 +61,11 @@ interface Cursor {
   t?: 1;
 }
 
-const queryTag = (q: NeedsQuery) => createHash('sha256').update(JSON.stringify([q.topic, q.stage, q.notReached, q.activeWithinMs])).digest('base64url').slice(0, 12);
+const queryTag = (q: NeedsQuery) =>
+  createHash('sha256')
+    .update(JSON.stringify([q.topic, q.stage, q.notReached, q.activeWithinMs]))
+    .digest('base64url')
+    .slice(0, 12);
 
 export function encodeCursor(c: Cursor): string {
   return Buffer.from(JSON.stringify(c)).toString('base64url');
@@ -74,7 +78,15 @@ export function decodeCursor(s: string): Cursor {
   } catch {
     throw new CursorError('this cursor is not one the API gave out: start again without a cursor');
   }
-  if (c?.v !== 1 || typeof c.r !== 'string' || !RANKING_ID.test(c.r) || !Number.isInteger(c.o) || c.o! < 0 || !Number.isFinite(c.n) || typeof c.q !== 'string') {
+  if (
+    c?.v !== 1 ||
+    typeof c.r !== 'string' ||
+    !RANKING_ID.test(c.r) ||
+    !Number.isInteger(c.o) ||
+    c.o! < 0 ||
+    !Number.isFinite(c.n) ||
+    typeof c.q !== 'string'
+  ) {
     throw new CursorError('this cursor is not one the API gave out: start again without a cursor');
   }
   return c as Cursor;
@@ -105,9 +117,13 @@ export async function queryNeeds(store: HistoryStore, ladder: readonly string[],
 
   if (q.cursor !== undefined) {
     const c = decodeCursor(q.cursor);
-    if (c.q !== tag) throw new CursorError('this cursor belongs to another query: keep topic, stage, notReached and activeWithin as they were on the first page');
+    if (c.q !== tag)
+      throw new CursorError('this cursor belongs to another query: keep topic, stage, notReached and activeWithin as they were on the first page');
     const slice = await store.readRanking(q.topic, c.r, c.o, q.limit, RANKING_TTL_SECONDS);
-    if (!slice) throw new CursorError(`this cursor has expired (a listing is kept ${RANKING_TTL_SECONDS / 60} minutes after its last page): start again without a cursor`);
+    if (!slice)
+      throw new CursorError(
+        `this cursor has expired (a listing is kept ${RANKING_TTL_SECONDS / 60} minutes after its last page): start again without a cursor`,
+      );
     const dialogues = await readDialogues(store, q.topic, slice.persons);
     const rows: NeedRow[] = [];
     slice.persons.forEach((person, i) => {
@@ -145,7 +161,11 @@ export async function queryNeeds(store: HistoryStore, ladder: readonly string[],
   const rows = ranked.slice(0, q.limit).map((r) => toRow(r.person, byPerson.get(r.person)!, ladder, r.score));
   let nextCursor: string | null = null;
   if (ranked.length > q.limit) {
-    const id = await store.saveRanking(q.topic, ranked.map((r) => r.person), RANKING_TTL_SECONDS);
+    const id = await store.saveRanking(
+      q.topic,
+      ranked.map((r) => r.person),
+      RANKING_TTL_SECONDS,
+    );
     nextCursor = encodeCursor({ v: 1, r: id, o: q.limit, n: q.now, q: tag, ...(truncated ? { t: 1 as const } : {}) });
   }
   return { rows, total: ranked.length, nextCursor, truncated, asOf: q.now };

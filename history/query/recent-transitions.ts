@@ -21,7 +21,13 @@ export function dialogueTransitions(person: string, d: Dialogue, ladder: readonl
   let top = -1;
   for (const r of reached) {
     if (r.i <= top) continue;
-    out.push({ id: transitionId(person, d.topic, start, r.stage), topic: d.topic, from: top < 0 ? null : ladder[top]!, to: r.stage, at: new Date(r.at).toISOString() });
+    out.push({
+      id: transitionId(person, d.topic, start, r.stage),
+      topic: d.topic,
+      from: top < 0 ? null : ladder[top]!,
+      to: r.stage,
+      at: new Date(r.at).toISOString(),
+    });
     top = r.i;
   }
   return out;

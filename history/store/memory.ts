@@ -35,7 +35,9 @@ export class MemoryHistoryStore implements HistoryStore {
       seal: async (pairs) => {
         for (const { person, visitor } of pairs) this.people.set(visitor, sealedFields(this.people.get(visitor) ?? {}, person));
       },
-      index: async (entries) => entries.forEach((e) => this.indexOne(e)),
+      index: async (entries) => {
+        for (const e of entries) this.indexOne(e);
+      },
       clearOutbox: async (items, partition) => {
         const field = outboxField(partition);
         for (const { person, value } of items) {

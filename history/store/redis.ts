@@ -17,7 +17,16 @@ import { hasHistory, personView, type PersonView } from './views.js';
  */
 
 type Client = (Redis | Cluster) & {
-  clickfoldWrite(h: string, seen: string, linked: string, outbox: string, expectVersion: string, seenTtl: string, partition: string, ...fieldValues: string[]): Promise<number>;
+  clickfoldWrite(
+    h: string,
+    seen: string,
+    linked: string,
+    outbox: string,
+    expectVersion: string,
+    seenTtl: string,
+    partition: string,
+    ...fieldValues: string[]
+  ): Promise<number>;
   clickfoldSeal(h: string, seen: string, linked: string, person: string): Promise<number>;
   clickfoldMark(h: string, person: string, expectVersion: string): Promise<number>;
   clickfoldClearOutbox(outbox: string, partition: string, value: string): Promise<number>;
@@ -73,7 +82,18 @@ export class RedisHistoryStore implements HistoryStore {
         const p = this.pipeline();
         for (const plan of plans) {
           const x = k(plan.person);
-          p.clickfoldWrite(x.h, x.seen, x.linked, x.outbox, String(plan.expectVersion), ttl, partition, String(plan.del.length), ...plan.del, ...Object.entries(plan.set).flat());
+          p.clickfoldWrite(
+            x.h,
+            x.seen,
+            x.linked,
+            x.outbox,
+            String(plan.expectVersion),
+            ttl,
+            partition,
+            String(plan.del.length),
+            ...plan.del,
+            ...Object.entries(plan.set).flat(),
+          );
         }
         return (await exec<number>(p)).map((r) => r === 1);
       },
@@ -189,7 +209,9 @@ export class RedisHistoryStore implements HistoryStore {
     const { id, fields } = await this.resolve(person);
     if (!fields) return false;
     const ids = [id, ...decodeList(fields[F.linked])];
-    const topics = Object.keys(fields).filter((k) => k.startsWith(DIALOGUE_PREFIX)).map((k) => k.slice(DIALOGUE_PREFIX.length));
+    const topics = Object.keys(fields)
+      .filter((k) => k.startsWith(DIALOGUE_PREFIX))
+      .map((k) => k.slice(DIALOGUE_PREFIX.length));
     await this.updateIndex(ids.flatMap((p) => topics.map((topic) => ({ person: p, topic, stage: -1, last: 0 }))));
     const p = this.pipeline();
     for (const x of ids) p.del(keys.person(this.ns, x), keys.seen(this.ns, x), keys.linked(this.ns, x), keys.outbox(this.ns, x));
@@ -249,7 +271,9 @@ export class RedisHistoryStore implements HistoryStore {
   async readRanking(topic: string, id: string, offset: number, count: number, ttlSeconds: number): Promise<{ persons: string[]; total: number } | null> {
     const key = keys.ranking(this.ns, topic, id);
     const p = this.pipeline();
-    p.lrange(key, offset, offset + count - 1).llen(key).expire(key, ttlSeconds);
+    p.lrange(key, offset, offset + count - 1)
+      .llen(key)
+      .expire(key, ttlSeconds);
     const [persons, total] = (await exec<string[] | number>(p)) as [string[], number];
     return total === 0 ? null : { persons, total };
   }

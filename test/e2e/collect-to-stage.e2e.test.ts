@@ -61,12 +61,16 @@ describe.each<Mode>(['real', 'cluster', 'embedded'])('collect to queryable stage
     expect(res.status).toBe(202);
     expect(await res.json()).toEqual({ accepted: 2 });
 
-    const person = await eventually(async () => {
-      const r = await fetch(`${app.url}/v1/people/${visitor}`);
-      if (r.status !== 200) return undefined;
-      const p = (await r.json()) as { person: string; dialogues: { topic: string; stage: string; counts: Record<string, number> }[] };
-      return p.dialogues[0]?.stage === 'detail' ? p : undefined;
-    }, 20_000, 'the person at detail');
+    const person = await eventually(
+      async () => {
+        const r = await fetch(`${app.url}/v1/people/${visitor}`);
+        if (r.status !== 200) return undefined;
+        const p = (await r.json()) as { person: string; dialogues: { topic: string; stage: string; counts: Record<string, number> }[] };
+        return p.dialogues[0]?.stage === 'detail' ? p : undefined;
+      },
+      20_000,
+      'the person at detail',
+    );
     expect(person).toMatchObject({ person: visitor, dialogues: [{ topic: 'product:sku-1', stage: 'detail', counts: { intro: 1, detail: 1, purchase: 0 } }] });
 
     const ids = new Set(body.events.map((e) => e.id));
@@ -82,10 +86,14 @@ describe.each<Mode>(['real', 'cluster', 'embedded'])('collect to queryable stage
     const user = `u-${randomUUID()}`;
     const res = await post(app.url, batch(`v-${randomUUID()}`, [{ type: 'page', url: '/checkout/sku-2' }], { user }));
     expect(res.status).toBe(202);
-    await eventually(async () => {
-      const r = await fetch(`${app.url}/v1/people/${user}`);
-      return r.status === 200 ? ((await r.json()) as { dialogues: { stage: string }[] }).dialogues[0]?.stage === 'purchase' || undefined : undefined;
-    }, 20_000, 'the user at purchase');
+    await eventually(
+      async () => {
+        const r = await fetch(`${app.url}/v1/people/${user}`);
+        return r.status === 200 ? ((await r.json()) as { dialogues: { stage: string }[] }).dialogues[0]?.stage === 'purchase' || undefined : undefined;
+      },
+      20_000,
+      'the user at purchase',
+    );
     const missing = await fetch(`${app.url}/v1/people/nobody-${randomUUID()}`);
     expect(missing.status).toBe(404);
     expect(await missing.json()).toMatchObject({ error: { code: 'unknown_person' } });

@@ -25,7 +25,12 @@ const walks: Record<string, Record<string, unknown>[]> = {
   'noah.b': [page('/products/sku-1'), page('/products/sku-1')],
   'olivia.r': [page('/products/sku-1'), page('/products/sku-1/specs')],
   'liam.t': [page('/products/sku-1'), page('/products/sku-1/specs'), page('/products/sku-1/specs'), page('/products/sku-1/specs')],
-  'emma.w': [page('/products/sku-1'), page('/products/sku-1/specs'), page('/checkout/sku-1'), { type: 'track', url: '/checkout/sku-1', name: 'Order Completed', value: 129, topic: 'product:sku-1', stage: 'purchase' }],
+  'emma.w': [
+    page('/products/sku-1'),
+    page('/products/sku-1/specs'),
+    page('/checkout/sku-1'),
+    { type: 'track', url: '/checkout/sku-1', name: 'Order Completed', value: 129, topic: 'product:sku-1', stage: 'purchase' },
+  ],
   'lucas.m': [page('/products/sku-1/specs'), page('/checkout/sku-1')],
   // product:sku-2: 2 people, one read the specs.
   'ava.s': [page('/products/sku-2'), page('/products/sku-2/specs')],
@@ -41,11 +46,17 @@ describe('dashboard in Chromium', () => {
   beforeAll(async () => {
     [app, browser] = await Promise.all([startTestApp('embedded', { API_KEYS: KEY }), launchChromium()]);
     for (const [person, events] of Object.entries(walks)) expect((await post(app.url, batch(person, events))).status).toBe(202);
-    await eventually(async () => {
-      const r = await fetch(`${app.url}/v1/topics`, { headers: auth });
-      const body = (await r.json()) as { topics: { topic: string; people: number }[] };
-      return body.topics.find((t) => t.topic === 'product:sku-1')?.people === 6 && body.topics.find((t) => t.topic === 'product:sku-2')?.people === 2 ? true : undefined;
-    }, 20_000, 'the click-through folded');
+    await eventually(
+      async () => {
+        const r = await fetch(`${app.url}/v1/topics`, { headers: auth });
+        const body = (await r.json()) as { topics: { topic: string; people: number }[] };
+        return body.topics.find((t) => t.topic === 'product:sku-1')?.people === 6 && body.topics.find((t) => t.topic === 'product:sku-2')?.people === 2
+          ? true
+          : undefined;
+      },
+      20_000,
+      'the click-through folded',
+    );
     const context = await browser.newContext({ viewport: { width: 1360, height: 900 }, acceptDownloads: true, timezoneId: 'UTC', locale: 'en-GB' });
     tab = await context.newPage();
   });
@@ -56,7 +67,9 @@ describe('dashboard in Chromium', () => {
   });
 
   const counts = async (topic: string) =>
-    tab.locator(`article.topic[data-topic="${topic}"] .step`).evaluateAll((steps) => steps.map((s) => [s.getAttribute('data-stage'), s.querySelector('.count')?.textContent]));
+    tab
+      .locator(`article.topic[data-topic="${topic}"] .step`)
+      .evaluateAll((steps) => steps.map((s) => [s.getAttribute('data-stage'), s.querySelector('.count')?.textContent]));
 
   it('asks for the API key, then shows each topic’s funnel with the right counts', async () => {
     await tab.goto(`${app.url}/dashboard`);
@@ -88,11 +101,13 @@ describe('dashboard in Chromium', () => {
     const funnels = tab.waitForResponse((r) => r.url().includes('/funnel?since=7d') && r.status() === 200);
     await tab.selectOption('#window', '7d');
     await funnels;
-    await expect.poll(() => counts('product:sku-1')).toEqual([
-      ['intro', '6'],
-      ['detail', '4'],
-      ['purchase', '2'],
-    ]);
+    await expect
+      .poll(() => counts('product:sku-1'))
+      .toEqual([
+        ['intro', '6'],
+        ['detail', '4'],
+        ['purchase', '2'],
+      ]);
     expect(await tab.locator('article.topic[data-topic="product:sku-1"] .went-on').allTextContents()).toEqual(['↓ 67% went on', '↓ 50% went on']);
     await tab.selectOption('#window', '');
   });
@@ -100,12 +115,16 @@ describe('dashboard in Chromium', () => {
   it('lists who to contact and exports the list as CSV', async () => {
     await tab.selectOption('#needs-topic', 'product:sku-1');
     await tab.selectOption('#needs-stage', 'detail');
-    await expect.poll(() => tab.locator('#needs-rows tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-person')))).toEqual(['liam.t', 'olivia.r']);
+    await expect
+      .poll(() => tab.locator('#needs-rows tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-person'))))
+      .toEqual(['liam.t', 'olivia.r']);
     expect(await tab.locator('#needs-summary').textContent()).toBe('2 people got as far as “Looked at the details” but not to “Bought”. Most promising first.');
 
     const [download] = await Promise.all([tab.waitForEvent('download'), tab.click('#needs-csv')]);
     expect(download.suggestedFilename()).toMatch(/^needs-product_sku-1-detail-\d{4}-\d{2}-\d{2}\.csv$/);
-    const csv = readFileSync((await download.path())!, 'utf8').trim().split('\r\n');
+    const csv = readFileSync((await download.path())!, 'utf8')
+      .trim()
+      .split('\r\n');
     expect(csv[0]).toBe('person,topic,stage,last_activity,stage_reached_at,interactions,channels,score');
     expect(csv.slice(1).map((l) => l.split(',')[0])).toEqual(['liam.t', 'olivia.r']);
   });
@@ -116,11 +135,13 @@ describe('dashboard in Chromium', () => {
     const item = tab.locator('#live li[data-person="mia.k"][data-to="detail"]');
     await item.waitFor({ timeout: 15_000 });
     expect(await item.textContent()).toMatch(/^mia\.k looked at the details of product:sku-1just now · web$/);
-    await expect.poll(() => counts('product:sku-1'), { timeout: 10_000 }).toEqual([
-      ['intro', '6'],
-      ['detail', '5'],
-      ['purchase', '2'],
-    ]);
+    await expect
+      .poll(() => counts('product:sku-1'), { timeout: 10_000 })
+      .toEqual([
+        ['intro', '6'],
+        ['detail', '5'],
+        ['purchase', '2'],
+      ]);
     // Same document: no reload happened.
     expect(await tab.evaluate(() => (globalThis as unknown as { marker?: number }).marker)).toBe(42);
   });
@@ -139,11 +160,13 @@ describe('dashboard in Chromium', () => {
     expect((await post(app.url, batch('ethan.j', [page('/products/sku-2/specs')]))).status).toBe(202);
     expect((await post(app.url, batch('noah.b', [page('/products/sku-1/specs'), page('/checkout/sku-1')]))).status).toBe(202);
     await tab.locator('#live li[data-person="noah.b"][data-to="purchase"]').waitFor({ timeout: 15_000 });
-    await expect.poll(() => counts('product:sku-1'), { timeout: 10_000 }).toEqual([
-      ['intro', '6'],
-      ['detail', '6'],
-      ['purchase', '3'],
-    ]);
+    await expect
+      .poll(() => counts('product:sku-1'), { timeout: 10_000 })
+      .toEqual([
+        ['intro', '6'],
+        ['detail', '6'],
+        ['purchase', '3'],
+      ]);
     await tab.evaluate(() => (globalThis as unknown as { scrollTo(x: number, y: number): void }).scrollTo(0, 0));
     mkdirSync(ARTIFACTS, { recursive: true });
     await tab.screenshot({ path: `${ARTIFACTS}dashboard.png`, fullPage: true });

@@ -35,13 +35,17 @@ describe('the demo shop in Chromium on the real stack', () => {
     await page.click('#pay');
     const visitor = ((await page.evaluate('localStorage.getItem("clickfold")')) as string).split('|')[0]!;
 
-    const person = await eventually(async () => {
-      const res = await fetch(`${app.url}/v1/people/${visitor}`);
-      if (!res.ok) return undefined;
-      const view = (await res.json()) as { dialogues: { topic: string; stage: string; counts: Record<string, number> }[]; rfm: unknown };
-      const d = view.dialogues.find((x) => x.topic === 'product:sku-2');
-      return d?.stage === 'purchase' && view.rfm ? view : undefined;
-    }, 20_000, 'product:sku-2 at purchase');
+    const person = await eventually(
+      async () => {
+        const res = await fetch(`${app.url}/v1/people/${visitor}`);
+        if (!res.ok) return undefined;
+        const view = (await res.json()) as { dialogues: { topic: string; stage: string; counts: Record<string, number> }[]; rfm: unknown };
+        const d = view.dialogues.find((x) => x.topic === 'product:sku-2');
+        return d?.stage === 'purchase' && view.rfm ? view : undefined;
+      },
+      20_000,
+      'product:sku-2 at purchase',
+    );
     const dialogue = person.dialogues.find((d) => d.topic === 'product:sku-2')!;
     expect(dialogue.stage).toBe('purchase');
     // Page views and link clicks on each page count at that page's stage.

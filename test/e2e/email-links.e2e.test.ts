@@ -43,12 +43,16 @@ describe('e-mail pixel and click redirect over HTTP (real backends)', () => {
     expect(broken.status).toBe(200);
     expect(broken.headers.get('content-type')).toBe('image/gif');
 
-    await eventually(async () => {
-      const r = await fetch(`${app.url}/v1/people/${user}`);
-      if (r.status !== 200) return undefined;
-      const p = (await r.json()) as { dialogues: { topic: string; stage: string; channels: string[] }[] };
-      return p.dialogues.some((d) => d.topic === `campaign:${campaign}` && d.stage === 'intro' && d.channels.includes('email')) || undefined;
-    }, 30_000, 'the open in the history');
+    await eventually(
+      async () => {
+        const r = await fetch(`${app.url}/v1/people/${user}`);
+        if (r.status !== 200) return undefined;
+        const p = (await r.json()) as { dialogues: { topic: string; stage: string; channels: string[] }[] };
+        return p.dialogues.some((d) => d.topic === `campaign:${campaign}` && d.stage === 'intro' && d.channels.includes('email')) || undefined;
+      },
+      30_000,
+      'the open in the history',
+    );
   });
 
   it('a signed click redirects with 302 to its target and moves the product dialogue to detail', async () => {
@@ -60,12 +64,16 @@ describe('e-mail pixel and click redirect over HTTP (real backends)', () => {
     expect(res.headers.get('location')).toBe(target);
     expect(res.headers.get('cache-control')).toBe('no-store');
 
-    const p = await eventually(async () => {
-      const r = await fetch(`${app.url}/v1/people/${user}`);
-      if (r.status !== 200) return undefined;
-      const view = (await r.json()) as { dialogues: { topic: string; stage: string; channels: string[] }[] };
-      return view.dialogues.find((d) => d.topic === `product:${sku}`);
-    }, 30_000, 'the click in the history');
+    const p = await eventually(
+      async () => {
+        const r = await fetch(`${app.url}/v1/people/${user}`);
+        if (r.status !== 200) return undefined;
+        const view = (await r.json()) as { dialogues: { topic: string; stage: string; channels: string[] }[] };
+        return view.dialogues.find((d) => d.topic === `product:${sku}`);
+      },
+      30_000,
+      'the click in the history',
+    );
     expect(p).toMatchObject({ stage: 'detail', channels: ['email'] });
   });
 

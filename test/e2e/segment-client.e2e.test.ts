@@ -20,12 +20,16 @@ interface PersonView {
 }
 
 async function person(app: RunningApp, id: string, until: (p: PersonView) => boolean): Promise<PersonView> {
-  return eventually(async () => {
-    const r = await fetch(`${app.url}/v1/people/${encodeURIComponent(id)}`);
-    if (r.status !== 200) return undefined;
-    const p = (await r.json()) as PersonView;
-    return until(p) ? p : undefined;
-  }, 30_000, `person ${id}`);
+  return eventually(
+    async () => {
+      const r = await fetch(`${app.url}/v1/people/${encodeURIComponent(id)}`);
+      if (r.status !== 200) return undefined;
+      const p = (await r.json()) as PersonView;
+      return until(p) ? p : undefined;
+    },
+    30_000,
+    `person ${id}`,
+  );
 }
 
 // The real @segment/analytics-node client, unchanged but for `host`, against the all-in-one app on
@@ -50,10 +54,13 @@ describe('Segment client → ingest → Kafka → worker → dialogues (real bac
     const sku = `sku-${randomUUID().slice(0, 8)}`;
     const delivered = (done: (err?: unknown) => void) => (err?: unknown) => done(err);
     const calls: Promise<unknown>[] = [];
-    const call = (f: (cb: (err?: unknown) => void) => void) => calls.push(new Promise<void>((resolve, reject) => f(delivered((err) => (err ? reject(err) : resolve())))));
+    const call = (f: (cb: (err?: unknown) => void) => void) =>
+      calls.push(new Promise<void>((resolve, reject) => f(delivered((err) => (err ? reject(err) : resolve())))));
 
     call((cb) => analytics.identify({ userId: user, anonymousId: `a-${user}`, traits: { plan: 'pro' } }, cb));
-    call((cb) => analytics.track({ userId: user, event: 'Email Link Clicked', properties: { product: sku, campaign: 'spring' }, context: { channel: 'email' } }, cb));
+    call((cb) =>
+      analytics.track({ userId: user, event: 'Email Link Clicked', properties: { product: sku, campaign: 'spring' }, context: { channel: 'email' } }, cb),
+    );
     call((cb) => analytics.page({ userId: user, name: 'Specs', properties: { url: `https://shop.example/products/${sku}/specs` } }, cb));
     await Promise.all(calls);
 
@@ -63,7 +70,9 @@ describe('Segment client → ingest → Kafka → worker → dialogues (real bac
 
     // A call-centre system reports the purchase; `properties.channel` works as well as context.channel.
     await new Promise<void>((resolve, reject) =>
-      analytics.track({ userId: user, event: 'Call Completed', properties: { channel: 'call', product: sku, revenue: 129 } }, (err) => (err ? reject(err) : resolve())),
+      analytics.track({ userId: user, event: 'Call Completed', properties: { channel: 'call', product: sku, revenue: 129 } }, (err) =>
+        err ? reject(err) : resolve(),
+      ),
     );
     await analytics.closeAndFlush({ timeout: 10_000 });
 

@@ -29,12 +29,16 @@ describe('tracker snippet in Chromium: the demo shop', () => {
     const order = await arrived('demo', 1, (r) => mine(r) && r.name === 'Order Completed', 1500);
     expect(order[0]).toMatchObject({ props: { sku: 'sku-1' }, value: 129 });
 
-    const person = await eventually(async () => {
-      const res = await fetch(`${h.url}/v1/people/${visitor}`);
-      if (!res.ok) return undefined;
-      const view = (await res.json()) as { dialogues: { topic: string; stage: string }[] };
-      return view.dialogues.find((d) => d.topic === 'product:sku-1' && d.stage === 'purchase') ? view : undefined;
-    }, 10_000, 'product:sku-1 at purchase');
+    const person = await eventually(
+      async () => {
+        const res = await fetch(`${h.url}/v1/people/${visitor}`);
+        if (!res.ok) return undefined;
+        const view = (await res.json()) as { dialogues: { topic: string; stage: string }[] };
+        return view.dialogues.find((d) => d.topic === 'product:sku-1' && d.stage === 'purchase') ? view : undefined;
+      },
+      10_000,
+      'product:sku-1 at purchase',
+    );
     expect(person.dialogues.find((d) => d.topic === 'product:sku-1')?.stage).toBe('purchase');
     expectNoDuplicates('demo');
     expect(errors).toEqual([]);

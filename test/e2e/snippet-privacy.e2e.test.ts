@@ -87,7 +87,9 @@ describe('tracker snippet in Chromium: consent, storage, hostile pages, signed i
       await page.click('#boom');
       expect(await page.textContent('#boom')).toBe('clicked');
       // The page's own history errors still reach the page.
-      const own = await page.evaluate(`(() => { try { history.pushState({}, '', 'https://elsewhere.example/'); return 'no error'; } catch (e) { return e.name; } })()`);
+      const own = await page.evaluate(
+        `(() => { try { history.pushState({}, '', 'https://elsewhere.example/'); return 'no error'; } catch (e) { return e.name; } })()`,
+      );
       expect(own).toBe('SecurityError');
       await page.evaluate(`history.pushState({}, '', '/fixture/hostile/2')`);
       await page.click('#choose');

@@ -24,7 +24,10 @@ describe.each<Mode>(['real', 'cluster', 'embedded'])('transitions and identity t
     };
     if (mode !== 'embedded') return readTopic(TOPICS.transitions, keep, (f) => f.length >= count);
     return eventually(async () => {
-      const found = app.backends.log!.read(TOPICS.transitions).flat().flatMap((m) => keep('', m.value) ?? []);
+      const found = app.backends
+        .log!.read(TOPICS.transitions)
+        .flat()
+        .flatMap((m) => keep('', m.value) ?? []);
       return found.length >= count ? found : undefined;
     });
   };
@@ -63,12 +66,16 @@ describe.each<Mode>(['real', 'cluster', 'embedded'])('transitions and identity t
     // A call-centre system knows only the user id.
     expect((await post(app.url, batch(user, [{ type: 'page', url: '/checkout/sku-8' }]))).status).toBe(202);
 
-    const merged = await eventually(async () => {
-      const r = await fetch(`${app.url}/v1/people/${user}`);
-      if (r.status !== 200) return undefined;
-      const p = (await r.json()) as { person: string; linkedIds: string[]; dialogues: { topic: string; stage: string }[] };
-      return p.dialogues.find((d) => d.topic === 'product:sku-8')?.stage === 'purchase' && p.linkedIds.length ? p : undefined;
-    }, 20_000, 'the merged person at purchase');
+    const merged = await eventually(
+      async () => {
+        const r = await fetch(`${app.url}/v1/people/${user}`);
+        if (r.status !== 200) return undefined;
+        const p = (await r.json()) as { person: string; linkedIds: string[]; dialogues: { topic: string; stage: string }[] };
+        return p.dialogues.find((d) => d.topic === 'product:sku-8')?.stage === 'purchase' && p.linkedIds.length ? p : undefined;
+      },
+      20_000,
+      'the merged person at purchase',
+    );
     expect(merged.linkedIds).toEqual([visitor]);
     const viaVisitor = (await (await fetch(`${app.url}/v1/people/${visitor}`)).json()) as { person: string };
     expect(viaVisitor.person).toBe(user);

@@ -39,10 +39,7 @@ export interface Stack {
 export async function startStack(): Promise<Stack> {
   const dir = mkdtempSync(join(tmpdir(), 'clickfold-faults-'));
   // Redis keeps what it acknowledged across a restart (AOF, fsync on every write), as production would.
-  const [broker, redis] = await Promise.all([
-    KafkaBroker.start(),
-    RedisServer.start({ extraArgs: ['--appendonly', 'yes', '--appendfsync', 'always'] }),
-  ]);
+  const [broker, redis] = await Promise.all([KafkaBroker.start(), RedisServer.start({ extraArgs: ['--appendonly', 'yes', '--appendfsync', 'always'] })]);
   const [port] = await freePorts(1);
   const env = {
     KAFKA_BROKERS: broker.brokers,

@@ -23,7 +23,18 @@ interface Child {
 
 function spawnApi(env: Record<string, string>): Child {
   const proc = spawn(process.execPath, [TSX, 'apps/api.ts'], {
-    env: { ...process.env, KAFKA_BROKERS: kafkaBrokers(), REDIS_URL: redisUrl(), PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', KAFKA_PARTITIONS: '3', API_KEYS: '', API_READ_KEYS: '', ...env },
+    env: {
+      ...process.env,
+      KAFKA_BROKERS: kafkaBrokers(),
+      REDIS_URL: redisUrl(),
+      PORT: '0',
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'info',
+      KAFKA_PARTITIONS: '3',
+      API_KEYS: '',
+      API_READ_KEYS: '',
+      ...env,
+    },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -109,11 +120,25 @@ describe('apps/api.ts as a process', () => {
       expect(await until('event: ready')).toBe(true);
 
       // A worker elsewhere publishes a transition.
-      const t: Transition = { id: `p|product:api-main|x|detail|${randomUUID()}`, person: 'p-api-main', topic: 'product:api-main', from: 'intro', to: 'detail', at: Date.now(), channel: 'web' };
+      const t: Transition = {
+        id: `p|product:api-main|x|detail|${randomUUID()}`,
+        person: 'p-api-main',
+        topic: 'product:api-main',
+        from: 'intro',
+        to: 'detail',
+        at: Date.now(),
+        channel: 'web',
+      };
       const kafka = new Kafka({ clientId: 'test-api-main', brokers: kafkaBrokers().split(','), logLevel: logLevel.NOTHING });
       const producer = kafka.producer();
       await producer.connect();
-      await producer.send({ topic: TOPICS.transitions, messages: [{ key: t.person, value: JSON.stringify({ ...t, id: `${t.id}-other`, topic: 'product:other' }) }, { key: t.person, value: JSON.stringify(t) }] });
+      await producer.send({
+        topic: TOPICS.transitions,
+        messages: [
+          { key: t.person, value: JSON.stringify({ ...t, id: `${t.id}-other`, topic: 'product:other' }) },
+          { key: t.person, value: JSON.stringify(t) },
+        ],
+      });
       await producer.disconnect();
 
       expect(await until(`id: ${t.id}`), text).toBe(true);

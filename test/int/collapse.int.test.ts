@@ -39,7 +39,15 @@ function walk(sku: string, origin: string) {
     page(`${origin}/checkout/${sku}`, 'Checkout · Outdoor shop', product),
     click(`${origin}/checkout/${sku}`, 'Pay now', `${origin}/checkout/${sku}#pay`, { topic: `product:${sku}`, stage: 'purchase' }),
     page(`${origin}/checkout/${sku}`, 'Checkout · Outdoor shop', `${origin}/checkout/${sku}`),
-    { type: 'track', url: `${origin}/checkout/${sku}`, name: 'Order Completed', props: { sku, currency: 'EUR' }, value: 129, topic: `product:${sku}`, stage: 'purchase' },
+    {
+      type: 'track',
+      url: `${origin}/checkout/${sku}`,
+      name: 'Order Completed',
+      props: { sku, currency: 'EUR' },
+      value: 129,
+      topic: `product:${sku}`,
+      stage: 'purchase',
+    },
     page(product, `Trail Runner ${sku} · Outdoor shop`, `${origin}/checkout/${sku}`),
     click(product, 'Write a review', `${product}#write-review`),
   ];
@@ -90,12 +98,16 @@ describe('collapse: Redis bytes per dialogue against the raw Kafka bytes that bu
     expect(raw).toHaveLength(expectedEvents);
     const rawBytes = raw.reduce((a, b) => a + b, 0);
 
-    await eventually(async () => {
-      const last = await fetch(`${app.url}/v1/people/${people.at(-1)}`);
-      if (last.status !== 200) return undefined;
-      const v = (await last.json()) as { dialogues: { counts: Record<string, number> }[] };
-      return v.dialogues.length === 3 && v.dialogues.every((d) => Object.values(d.counts).reduce((a, b) => a + b, 0) === 20) ? true : undefined;
-    }, 60_000, 'every event folded');
+    await eventually(
+      async () => {
+        const last = await fetch(`${app.url}/v1/people/${people.at(-1)}`);
+        if (last.status !== 200) return undefined;
+        const v = (await last.json()) as { dialogues: { counts: Record<string, number> }[] };
+        return v.dialogues.length === 3 && v.dialogues.every((d) => Object.values(d.counts).reduce((a, b) => a + b, 0) === 20) ? true : undefined;
+      },
+      60_000,
+      'every event folded',
+    );
 
     const usage = async (key: string) => ((await redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0')) as number | null) ?? 0;
     let hashBytes = 0;

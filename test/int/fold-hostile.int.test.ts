@@ -35,7 +35,7 @@ const DIALOGUE_CAP = 200;
 
 // A small deterministic PRNG, so a failure can be replayed.
 let seed = 0x1234abcd;
-const rnd = () => ((seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0) / 2 ** 32);
+const rnd = () => (seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0) / 2 ** 32;
 
 function topicMapFor(tag: string): TopicMapConfig {
   return TopicMapConfig.parse({
@@ -81,9 +81,17 @@ function hostileBatches(tag: string): { batches: ReturnType<typeof batch>[]; exp
   ];
   inBatches(`mint-${tag}`, minting, 50);
   // Captures of 2 KB: topics too long to keep.
-  inBatches(`long-${tag}`, Array.from({ length: 1000 }, (_, i) => page(`/products/${'x'.repeat(2000)}${i}`)), 50);
+  inBatches(
+    `long-${tag}`,
+    Array.from({ length: 1000 }, (_, i) => page(`/products/${'x'.repeat(2000)}${i}`)),
+    50,
+  );
   // Hints of topics no rule produces: ignored, the URL decides (/about: no rule).
-  inBatches(`hint-${tag}`, Array.from({ length: 500 }, (_, i) => page('/about', { topic: `minted:${tag}:${i}:${rnd()}`, stage: 'purchase' })), 100);
+  inBatches(
+    `hint-${tag}`,
+    Array.from({ length: 500 }, (_, i) => page('/about', { topic: `minted:${tag}:${i}:${rnd()}`, stage: 'purchase' })),
+    100,
+  );
   // An identify storm: 1,000 visitors claim one user.
   for (let i = 0; i < 1000; i++) out.push(batch(`storm-${tag}-${i}`, [{ type: 'identify', user: `storm-user-${tag}` }], { site }));
   const events = out.reduce((n, b) => n + b.events.length, 0);
@@ -95,7 +103,18 @@ function hostileRecords(tag: string): { records: [string, string][]; expected: R
   const records: [string, string][] = [];
   const T = Date.now();
   let n = 0;
-  const rec = (person: string, extra: Record<string, unknown> = {}) => ({ v: 1, id: `${tag}-d${++n}`, site: `direct-${tag}`, person, channel: 'web', type: 'page', ts: T + n, rt: T + n, url: '/products/sku-1', ...extra });
+  const rec = (person: string, extra: Record<string, unknown> = {}) => ({
+    v: 1,
+    id: `${tag}-d${++n}`,
+    site: `direct-${tag}`,
+    person,
+    channel: 'web',
+    type: 'page',
+    ts: T + n,
+    rt: T + n,
+    url: '/products/sku-1',
+    ...extra,
+  });
   const put = (key: string, value: unknown) => records.push([key, typeof value === 'string' ? value : JSON.stringify(value)]);
 
   for (let i = 0; i < 500; i++) put(`bad-${tag}-${i}`, `{"id":"${tag}-j${i}","v":1,${'['.repeat(i % 50)}`);
@@ -133,16 +152,21 @@ function controlBatches(tag: string) {
   return Array.from({ length: CONTROL }, (_, i) => {
     const sku = `sku-${i % 10}`;
     const steps = [`/products/${sku}`, `/products/${sku}/specs`, `/checkout/${sku}`].slice(0, (i % 3) + 1);
-    return batch(`ctl-${tag}-${i}`, steps.map((url) => ({ type: 'page', url })));
+    return batch(
+      `ctl-${tag}-${i}`,
+      steps.map((url) => ({ type: 'page', url })),
+    );
   });
 }
 
 /** Runs `fn` over `items` with at most `n` at once. */
 async function pool<T>(items: T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: n }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  }));
+  await Promise.all(
+    Array.from({ length: n }, async () => {
+      while (next < items.length) await fn(items[next++]!);
+    }),
+  );
 }
 
 /** A counter or gauge of the app's worker metrics, summed over the series matching `labels`. */
@@ -152,7 +176,12 @@ async function metric(app: RunningApp, name: string, labels: Record<string, stri
   for (const line of text.split('\n')) {
     const m = /^([a-z_]+)(?:\{([^}]*)\})? (\S+)$/.exec(line);
     if (!m || m[1] !== name) continue;
-    const l = Object.fromEntries((m[2] ?? '').split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 2, -1)]));
+    const l = Object.fromEntries(
+      (m[2] ?? '')
+        .split(',')
+        .filter(Boolean)
+        .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 2, -1)]),
+    );
     if (Object.entries(labels).every(([k, v]) => l[k] === v)) sum += Number(m[3]);
   }
   return sum;
@@ -187,19 +216,26 @@ describe.each(modes)('the fold under hostile input (%s)', (mode) => {
   it('keeps every control visitor at its stage, ends with lag 0, and accounts for every hostile record', { timeout: 240_000 }, async () => {
     const kafka: { KAFKA_BROKERS?: string } = mode === 'embedded' ? {} : { KAFKA_BROKERS: await brokers() };
     if (kafka.KAFKA_BROKERS) await startGroupAtEnd(group, kafka.KAFKA_BROKERS);
-    app = await startTestApp(mode, { ...(kafka.KAFKA_BROKERS ? { KAFKA_BROKERS: kafka.KAFKA_BROKERS } : {}), INGEST_SITES: sitesFileFor(tag), KAFKA_GROUP_ID: group, REDIS_PREFIX: prefix }, topicMapFor(tag));
+    app = await startTestApp(
+      mode,
+      { ...(kafka.KAFKA_BROKERS ? { KAFKA_BROKERS: kafka.KAFKA_BROKERS } : {}), INGEST_SITES: sitesFileFor(tag), KAFKA_GROUP_ID: group, REDIS_PREFIX: prefix },
+      topicMapFor(tag),
+    );
     const running = app;
     const viaIngest = hostileBatches(tag);
     const direct = hostileRecords(tag);
     const control = controlBatches(tag);
     const expected: Expected = { deadLetters: {}, viaIngest: viaIngest.events, direct: direct.records.length };
-    for (const part of [viaIngest.expected, direct.expected]) for (const [k, v] of Object.entries(part)) expected.deadLetters[k] = (expected.deadLetters[k] ?? 0) + v;
+    for (const part of [viaIngest.expected, direct.expected])
+      for (const [k, v] of Object.entries(part)) expected.deadLetters[k] = (expected.deadLetters[k] ?? 0) + v;
     expect(expected.viaIngest + expected.direct).toBeGreaterThanOrEqual(10_000);
     const memoryBefore = await namespaceBytes(mode, prefix);
 
     // Interleave: control batches spread among the hostile requests, direct records written in slices alongside.
     const requests: { body: unknown; control: boolean }[] = viaIngest.batches.map((body) => ({ body, control: false }));
-    control.forEach((body, i) => requests.splice(Math.floor(((i + 1) * requests.length) / (CONTROL + 1)) + i, 0, { body, control: true }));
+    control.forEach((body, i) => {
+      requests.splice(Math.floor(((i + 1) * requests.length) / (CONTROL + 1)) + i, 0, { body, control: true });
+    });
     const writer = directWriter(mode, running, kafka.KAFKA_BROKERS);
     const statuses = new Map<number, number>();
     const slices = 20;
@@ -256,10 +292,14 @@ describe.each(modes)('the fold under hostile input (%s)', (mode) => {
     const store = running.backends.store;
     const storm = await store.getPerson(`storm-user-${tag}`);
     expect(storm?.linkedIds).toHaveLength(LINK_CAP);
-    const wide = await eventually(async () => {
-      const p = await store.getPerson(`wide-user-${tag}`);
-      return p && p.dialogues.length === DIALOGUE_CAP && p.dialogues.some((d) => d.topic === 'product:w4999') ? p : undefined;
-    }, 60_000, 'the wide visitor merged');
+    const wide = await eventually(
+      async () => {
+        const p = await store.getPerson(`wide-user-${tag}`);
+        return p && p.dialogues.length === DIALOGUE_CAP && p.dialogues.some((d) => d.topic === 'product:w4999') ? p : undefined;
+      },
+      60_000,
+      'the wide visitor merged',
+    );
     expect(wide.dialogues.map((d) => d.topic).sort()).toEqual(Array.from({ length: DIALOGUE_CAP }, (_, i) => `product:w${4800 + i}`).sort());
     expect((await store.getPerson(`wide-${tag}`))?.person).toBe(`wide-user-${tag}`);
     for (let i = 0; i < 200; i += 17) {
@@ -275,21 +315,34 @@ describe.each(modes)('the fold under hostile input (%s)', (mode) => {
     // Counted: hints the map does not allow.
     expect(await metric(running, 'clickfold_worker_ignored_total', { reason: 'hint_topic' })).toBeGreaterThanOrEqual(500);
     // The consumer is at the end of every partition, and never had to retry a batch.
-    await eventually(async () => ((await lagOf(mode, running, group, kafka.KAFKA_BROKERS)).every((l) => l === 0) ? true : undefined), 60_000, 'lag 0 on every partition');
+    await eventually(
+      async () => ((await lagOf(mode, running, group, kafka.KAFKA_BROKERS)).every((l) => l === 0) ? true : undefined),
+      60_000,
+      'lag 0 on every partition',
+    );
     expect(await metric(running, 'clickfold_worker_batch_retries_total')).toBe(0);
 
     const memoryAfter = await namespaceBytes(mode, prefix);
     const hostile = expected.viaIngest + expected.direct;
     if (memoryAfter !== null && memoryBefore !== null) {
       const perRecord = (memoryAfter - memoryBefore) / hostile;
-      console.log(`[fold-hostile ${mode}] ${hostile} hostile records (+${CONTROL} control visitors): Redis grew ${memoryAfter - memoryBefore} B, ${perRecord.toFixed(1)} B per hostile record`);
+      console.log(
+        `[fold-hostile ${mode}] ${hostile} hostile records (+${CONTROL} control visitors): Redis grew ${memoryAfter - memoryBefore} B, ${perRecord.toFixed(1)} B per hostile record`,
+      );
     }
   });
 });
 
 /** A Redis or Redis Cluster client, connected (a cluster knows its masters only once ready). */
 async function redisFor(mode: 'real' | 'cluster'): Promise<Redis | Cluster> {
-  const redis = mode === 'cluster' ? new Cluster(redisClusterNodes().split(',').map((hp) => ({ host: hp.split(':')[0]!, port: Number(hp.split(':')[1]) }))) : new Redis(redisUrl());
+  const redis =
+    mode === 'cluster'
+      ? new Cluster(
+          redisClusterNodes()
+            .split(',')
+            .map((hp) => ({ host: hp.split(':')[0]!, port: Number(hp.split(':')[1]) })),
+        )
+      : new Redis(redisUrl());
   if (redis.status !== 'ready') await new Promise((resolve) => redis.once('ready', resolve));
   return redis;
 }
@@ -311,7 +364,11 @@ async function namespaceBytes(mode: Mode, prefix: string): Promise<number | null
 function directWriter(mode: Mode, app: RunningApp, brokers: string | undefined) {
   if (mode === 'embedded' || !brokers) {
     return {
-      write: async (records: [string, string][]) => app.backends.log!.append(TOPICS.raw, records.map(([key, value]) => ({ key, value }))),
+      write: async (records: [string, string][]) =>
+        app.backends.log!.append(
+          TOPICS.raw,
+          records.map(([key, value]) => ({ key, value })),
+        ),
       close: async () => {},
     };
   }
@@ -331,11 +388,12 @@ function directWriter(mode: Mode, app: RunningApp, brokers: string | undefined) 
 async function deadLettersOf(mode: Mode, app: RunningApp, tag: string, brokers: string | undefined): Promise<DeadLetter[]> {
   const values =
     mode === 'embedded' || !brokers
-      ? app.backends.log!.read(TOPICS.invalid).flat().map((m) => m.value)
+      ? app.backends
+          .log!.read(TOPICS.invalid)
+          .flat()
+          .map((m) => m.value)
       : await readAll(TOPICS.invalid, brokers);
-  return values
-    .map((v) => DeadLetter.parse(JSON.parse(v)))
-    .filter((d) => d.stage === 'worker' && (d.payload ?? '').includes(tag));
+  return values.map((v) => DeadLetter.parse(JSON.parse(v))).filter((d) => d.stage === 'worker' && (d.payload ?? '').includes(tag));
 }
 
 /** Every record of a topic up to its current end. */

@@ -34,12 +34,16 @@ describe('ingest while the Kafka broker is down', () => {
     // The client retries the very same batch, as the snippet does, until ingest accepts it.
     await eventually(async () => ((await post(app.url, during)).status === 202 ? true : undefined), 60_000, 'ingest to accept again');
 
-    const person = await eventually(async () => {
-      const r = await fetch(`${app.url}/v1/people/${visitor}`);
-      if (r.status !== 200) return undefined;
-      const p = (await r.json()) as { dialogues: { stage: string; counts: Record<string, number> }[] };
-      return p.dialogues[0]?.stage === 'detail' ? p : undefined;
-    }, 60_000, 'the person at detail');
+    const person = await eventually(
+      async () => {
+        const r = await fetch(`${app.url}/v1/people/${visitor}`);
+        if (r.status !== 200) return undefined;
+        const p = (await r.json()) as { dialogues: { stage: string; counts: Record<string, number> }[] };
+        return p.dialogues[0]?.stage === 'detail' ? p : undefined;
+      },
+      60_000,
+      'the person at detail',
+    );
     expect(person.dialogues[0]!.counts).toEqual({ intro: 1, detail: 1, purchase: 0 });
   }, 180_000);
 });

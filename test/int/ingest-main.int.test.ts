@@ -32,15 +32,23 @@ async function startIngest(): Promise<Child> {
   // `npx tsx apps/ingest.ts` minus npx: npm's exec wrapper dies on SIGTERM without passing it on
   // (the process would be orphaned), so supervisors must run tsx, or node --import tsx, directly.
   const proc = spawn(process.execPath, [TSX, 'apps/ingest.ts'], {
-    env: { ...process.env, KAFKA_BROKERS: kafkaBrokers(), PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', INGEST_SITES: sitesFile, KAFKA_PARTITIONS: '3', INGEST_SHUTDOWN_GRACE_MS: '10000', TRUST_PROXY: '1' },
+    env: {
+      ...process.env,
+      KAFKA_BROKERS: kafkaBrokers(),
+      PORT: '0',
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'info',
+      INGEST_SITES: sitesFile,
+      KAFKA_PARTITIONS: '3',
+      INGEST_SHUTDOWN_GRACE_MS: '10000',
+      TRUST_PROXY: '1',
+    },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
   proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((resolve) =>
-    proc.once('exit', (code) => resolve(code)),
-  );
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   const url = await new Promise<string>((resolve, reject) => {
     let buf = '';
     const timer = setTimeout(() => reject(new Error(`ingest did not start:\n${stderr}`)), 60_000);
@@ -134,7 +142,11 @@ const collectBody = (events: number, site = SITE) => ({
   events: Array.from({ length: events }, () => ({ id: `${RUN}-${++n}`, type: 'page', ts: Date.now(), url: `/products/sku-${n % 5}` })),
 });
 const post = (url: string, path: string, body: unknown, headers: Record<string, string> = {}) =>
-  fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  fetch(`${url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
 
 describe('apps/ingest.ts as a process', () => {
   let child: Child;
@@ -154,7 +166,13 @@ describe('apps/ingest.ts as a process', () => {
     for (let i = 0; i < 2; i++) expect((await post(child.url, '/v1/collect', collectBody(1, `nowhere-${RUN}`))).status).toBe(403);
     const batch = {
       batch: [
-        ...[1, 2, 3].map((i) => ({ type: 'track', userId: `u-${RUN}`, event: 'Call Completed', messageId: `${RUN}-seg-${i}`, properties: { product: 'sku-1' } })),
+        ...[1, 2, 3].map((i) => ({
+          type: 'track',
+          userId: `u-${RUN}`,
+          event: 'Call Completed',
+          messageId: `${RUN}-seg-${i}`,
+          properties: { product: 'sku-1' },
+        })),
         { type: 'track', userId: `u-${RUN}`, messageId: `${RUN}-seg-bad` },
       ],
     };
@@ -198,7 +216,8 @@ describe('apps/ingest.ts as a process', () => {
   it('reads the client address behind TRUST_PROXY hops and falls back on a garbled chain', async () => {
     expect(child.logs.find((l) => l.msg === 'ingest is listening')).toMatchObject({ trustedProxies: 1, deadLettersPerSecond: 200 });
     // Just this counter (the strict format check is the test above; prom-client's event-loop gauges can read `Nan` right after a scrape).
-    const fallbacks = async () => Number(/^clickfold_ingest_forwarded_for_fallbacks_total (\d+)$/m.exec(await (await fetch(`${child.url}/metrics`)).text())?.[1]);
+    const fallbacks = async () =>
+      Number(/^clickfold_ingest_forwarded_for_fallbacks_total (\d+)$/m.exec(await (await fetch(`${child.url}/metrics`)).text())?.[1]);
     const before = await fallbacks();
     expect((await post(child.url, '/v1/collect', collectBody(1), { 'x-forwarded-for': 'forged, 203.0.113.9' })).status).toBe(202);
     expect(await fallbacks()).toBe(before);

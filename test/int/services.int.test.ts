@@ -11,8 +11,7 @@ import { KafkaBroker } from '../../services/kafka.js';
 import { RedisServer } from '../../services/redis.js';
 import { kafkaBrokers, redisUrl } from '../support/services.js';
 
-const quietKafka = (brokers: string) =>
-  new Kafka({ clientId: 'services-int-test', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+const quietKafka = (brokers: string) => new Kafka({ clientId: 'services-int-test', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
 
 describe('shared services from global-setup', () => {
   it('Kafka: idempotent producer (acks -1) to a new topic, read back by a consumer group', async () => {

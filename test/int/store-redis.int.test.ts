@@ -12,7 +12,9 @@ const clients = {
   Redis: () => new Redis(redisUrl()),
   'Redis Cluster': () =>
     new Cluster(
-      redisClusterNodes().split(',').map((hp) => ({ host: hp.split(':')[0]!, port: Number(hp.split(':')[1]) })),
+      redisClusterNodes()
+        .split(',')
+        .map((hp) => ({ host: hp.split(':')[0]!, port: Number(hp.split(':')[1]) })),
       { enableAutoPipelining: true },
     ),
 };

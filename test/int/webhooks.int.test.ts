@@ -111,13 +111,23 @@ describe.each<Mode>(['real', 'embedded'])('webhooks (%s backends)', (mode) => {
     };
     if (mode !== 'embedded') return readTopic(TOPICS.transitions, keep, (f) => f.length >= count, { settleMs: 0 });
     return eventually(async () => {
-      const found = app.backends.log!.read(TOPICS.transitions).flat().flatMap((m) => keep('', m.value) ?? []);
+      const found = app.backends
+        .log!.read(TOPICS.transitions)
+        .flat()
+        .flatMap((m) => keep('', m.value) ?? []);
       return found.length >= count ? found : undefined;
     });
   };
 
   const walk = (person: string, sku: string) =>
-    post(app.url, batch(person, [{ type: 'page', url: `/products/${sku}` }, { type: 'page', url: `/products/${sku}/specs` }, { type: 'page', url: `/checkout/${sku}` }]));
+    post(
+      app.url,
+      batch(person, [
+        { type: 'page', url: `/products/${sku}` },
+        { type: 'page', url: `/products/${sku}/specs` },
+        { type: 'page', url: `/checkout/${sku}` },
+      ]),
+    );
 
   it('delivers each transition once, signed, also after the receiver was down for a while', async () => {
     // Up: two people walk to purchase (3 transitions each).
@@ -128,10 +138,14 @@ describe.each<Mode>(['real', 'embedded'])('webhooks (%s backends)', (mode) => {
     // Down: connections refused. Three more people walk; their history is folded all the same.
     await receiver.stop();
     for (const p of ['b1', 'b2', 'b3']) expect((await walk(`${run}-${p}`, 'sku-1')).status).toBe(202);
-    await eventually(async () => {
-      const r = await fetch(`${app.url}/v1/people/${run}-b3`);
-      return r.status === 200 && ((await r.json()) as { dialogues: { stage: string }[] }).dialogues[0]?.stage === 'purchase' ? true : undefined;
-    }, 20_000, 'the fold to go on while the receiver is down');
+    await eventually(
+      async () => {
+        const r = await fetch(`${app.url}/v1/people/${run}-b3`);
+        return r.status === 200 && ((await r.json()) as { dialogues: { stage: string }[] }).dialogues[0]?.stage === 'purchase' ? true : undefined;
+      },
+      20_000,
+      'the fold to go on while the receiver is down',
+    );
     const before = receiver.requests.length;
     await new Promise((r) => setTimeout(r, 2500));
 
@@ -175,10 +189,17 @@ describe.each<Mode>(['real', 'embedded'])('webhooks (%s backends)', (mode) => {
     const parked =
       mode !== 'embedded'
         ? await readTopic(TOPICS.webhooksParked, mine, (f) => f.length >= 1, { settleMs: 0 })
-        : await eventually(async () => {
-            const found = app.backends.log!.read(TOPICS.webhooksParked).flat().flatMap((m) => mine('', m.value) ?? []);
-            return found.length >= 1 ? found : undefined;
-          }, 30_000, 'the parked request');
+        : await eventually(
+            async () => {
+              const found = app.backends
+                .log!.read(TOPICS.webhooksParked)
+                .flat()
+                .flatMap((m) => mine('', m.value) ?? []);
+              return found.length >= 1 ? found : undefined;
+            },
+            30_000,
+            'the parked request',
+          );
 
     // Later transitions still reach the strict receiver.
     expect((await walk(`${run}-c2`, 'sku-2')).status).toBe(202);

@@ -32,8 +32,21 @@ function counter(metrics: string, series: string): number {
 
 async function produce(person: string, urls: string[]): Promise<void> {
   const now = Date.now();
-  const events: RawEvent[] = urls.map((url, i) => ({ v: 1, id: `${person}-${i}`, site: 'demo', person, visitor: person, channel: 'web', type: 'page', ts: now + i, rt: now + i, url }));
-  const producer = new Kafka({ brokers: kafkaBrokers().split(','), logLevel: logLevel.NOTHING }).producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  const events: RawEvent[] = urls.map((url, i) => ({
+    v: 1,
+    id: `${person}-${i}`,
+    site: 'demo',
+    person,
+    visitor: person,
+    channel: 'web',
+    type: 'page',
+    ts: now + i,
+    rt: now + i,
+    url,
+  }));
+  const producer = new Kafka({ brokers: kafkaBrokers().split(','), logLevel: logLevel.NOTHING }).producer({
+    createPartitioner: Partitioners.DefaultPartitioner,
+  });
   await producer.connect();
   await producer.send({ topic: TOPICS.raw, acks: -1, messages: events.map((e) => ({ key: person, value: JSON.stringify(e) })) });
   await producer.disconnect();
@@ -81,10 +94,14 @@ describe('the worker process: probes, metrics, lag, Redis out of memory', () => 
   it('answers /healthz, and /readyz once it has joined its group', async () => {
     const health = await fetch(`${probes}/healthz`);
     expect(health.status).toBe(200);
-    const ready = await eventually(async () => {
-      const r = await fetch(`${probes}/readyz`);
-      return r.status === 200 ? ((await r.json()) as Json) : undefined;
-    }, 30_000, '/readyz 200');
+    const ready = await eventually(
+      async () => {
+        const r = await fetch(`${probes}/readyz`);
+        return r.status === 200 ? ((await r.json()) as Json) : undefined;
+      },
+      30_000,
+      '/readyz 200',
+    );
     expect(ready).toMatchObject({ ready: true, consumer: { running: true, failing: false } });
   });
 
@@ -92,26 +109,36 @@ describe('the worker process: probes, metrics, lag, Redis out of memory', () => 
     const person = `p-${randomUUID()}`;
     await produce(person, ['/products/sku-7', '/products/sku-7/specs']);
     await eventually(async () => ((await store.getPerson(person))?.dialogues[0]?.stage === 'detail' ? true : undefined), 90_000, 'the fold');
-    const text = await eventually(async () => {
-      const t = await (await fetch(`${probes}/metrics`)).text();
-      const lag = lagOf(t);
-      return lag.size > 0 && [...lag.values()].every((n) => n === 0) ? t : undefined;
-      // The group started at the end of clicks.raw; other test files write beside it.
-    }, 90_000, 'lag 0 on every partition');
+    const text = await eventually(
+      async () => {
+        const t = await (await fetch(`${probes}/metrics`)).text();
+        const lag = lagOf(t);
+        return lag.size > 0 && [...lag.values()].every((n) => n === 0) ? t : undefined;
+        // The group started at the end of clicks.raw; other test files write beside it.
+      },
+      90_000,
+      'lag 0 on every partition',
+    );
     expect(counter(text, 'clickfold_worker_records_total{outcome="folded"}')).toBeGreaterThanOrEqual(2);
     expect(text).toContain('process_resident_memory_bytes');
   });
 
-  it('Redis out of memory: /readyz is 503 with the reason while the batch is retried; once Redis has room the batch is folded and the lag is 0', { timeout: 180_000 }, async () => {
+  it('Redis out of memory: /readyz is 503 with the reason while the batch is retried; once Redis has room the batch is folded and the lag is 0', {
+    timeout: 180_000,
+  }, async () => {
     const person = `p-${randomUUID()}`;
     // Any used memory is over a 1-byte limit: every write is refused with OOM, reads still work.
     expect(await redisCommand(redisServer.port, 'CONFIG SET maxmemory 1')).toBe('+OK');
     try {
       await produce(person, ['/products/sku-8', '/checkout/sku-8']);
-      const notReady = await eventually(async () => {
-        const r = await fetch(`${probes}/readyz`);
-        return r.status === 503 ? ((await r.json()) as Json) : undefined;
-      }, 30_000, '/readyz 503');
+      const notReady = await eventually(
+        async () => {
+          const r = await fetch(`${probes}/readyz`);
+          return r.status === 503 ? ((await r.json()) as Json) : undefined;
+        },
+        30_000,
+        '/readyz 503',
+      );
       expect(notReady.ready).toBe(false);
       expect(notReady.reason).toMatch(/batches have been failing for \d+ s/);
       expect(notReady.reason).toMatch(/Redis is out of memory since .*OOM command not allowed/);
@@ -136,15 +163,23 @@ describe('the worker process: probes, metrics, lag, Redis out of memory', () => 
     }
 
     await eventually(async () => ((await fetch(`${probes}/readyz`)).status === 200 ? true : undefined), 30_000, '/readyz 200 again');
-    const view = await eventually(async () => {
-      const p = await store.getPerson(person);
-      return p?.dialogues[0]?.stage === 'purchase' ? p : undefined;
-    }, 30_000, 'the fold after the outage');
+    const view = await eventually(
+      async () => {
+        const p = await store.getPerson(person);
+        return p?.dialogues[0]?.stage === 'purchase' ? p : undefined;
+      },
+      30_000,
+      'the fold after the outage',
+    );
     expect(view.dialogues[0]!.counts).toEqual({ intro: 1, detail: 0, purchase: 1 });
-    await eventually(async () => {
-      const lag = lagOf(await (await fetch(`${probes}/metrics`)).text());
-      return lag.size > 0 && [...lag.values()].every((n) => n === 0) ? true : undefined;
-    }, 30_000, 'lag 0 after the outage');
+    await eventually(
+      async () => {
+        const lag = lagOf(await (await fetch(`${probes}/metrics`)).text());
+        return lag.size > 0 && [...lag.values()].every((n) => n === 0) ? true : undefined;
+      },
+      30_000,
+      'lag 0 after the outage',
+    );
     expect(worker.lines.some((l) => /is getting through again/.test(String(l.msg)))).toBe(true);
     expect(worker.lines.some((l) => /Redis takes writes again/.test(String(l.msg)))).toBe(true);
     // The member stayed in its group throughout: kafkajs never had to rejoin.
@@ -171,7 +206,9 @@ describe('a Redis that evicts keys', () => {
   ])('is refused by %s, with the policy and what to set instead', async (_name, script, extra) => {
     const child = spawnLogged(script, { KAFKA_BROKERS: kafkaBrokers(), REDIS_URL: evicting.url, REDIS_CLUSTER_NODES: '', WORKER_PORT: '0', ...extra });
     expect(await child.exited).toBe(1);
-    expect(child.stderr()).toContain(`Redis 127.0.0.1:${evicting.port} has maxmemory-policy allkeys-lru: when memory is full it evicts any key, histories included`);
+    expect(child.stderr()).toContain(
+      `Redis 127.0.0.1:${evicting.port} has maxmemory-policy allkeys-lru: when memory is full it evicts any key, histories included`,
+    );
     expect(child.stderr()).toContain('Set maxmemory-policy noeviction');
   });
 });

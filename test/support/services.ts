@@ -17,9 +17,7 @@ function provided(key: 'kafkaBrokers' | 'redisUrl' | 'redisClusterNodes', envNam
   }
   value ||= process.env[envName];
   if (!value) {
-    throw new Error(
-      `${key} is not available: run the tests through vitest with test/global-setup.ts as globalSetup (vitest.config.ts), or set ${envName}`,
-    );
+    throw new Error(`${key} is not available: run the tests through vitest with test/global-setup.ts as globalSetup (vitest.config.ts), or set ${envName}`);
   }
   return value;
 }

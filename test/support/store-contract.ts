@@ -72,7 +72,10 @@ export function storeContract(name: string, make: (opts?: FoldOptions) => Promis
     it('skips records redelivered from the same partition offsets', async () => {
       const batch = [rec('dave', 0, T0), rec('dave', 1, T0 + 1)];
       const first = await foldAll('clicks.raw/3', batch);
-      const again = await foldAll('clicks.raw/3', batch.map((r) => ({ ...r, event: { ...r.event!, id: `${r.event!.id}-other` } })));
+      const again = await foldAll(
+        'clicks.raw/3',
+        batch.map((r) => ({ ...r, event: { ...r.event!, id: `${r.event!.id}-other` } })),
+      );
       expect(first).toHaveLength(2);
       expect(again).toEqual([]);
       expect((await store.getPerson('dave'))?.dialogues[0]?.counts).toEqual({ intro: 1, detail: 1, purchase: 0 });
@@ -132,7 +135,11 @@ export function storeContract(name: string, make: (opts?: FoldOptions) => Promis
     });
 
     it('merges an anonymous history into the known person on identify, once', async () => {
-      await foldAll('clicks.raw/1', [rec('anon-1', 0, T0), rec('anon-1', 1, T0 + 1, { topic: 'product:sku-2' }), rec('anon-1', 2, T0 + 2, { topic: 'product:sku-3', value: 20 })]);
+      await foldAll('clicks.raw/1', [
+        rec('anon-1', 0, T0),
+        rec('anon-1', 1, T0 + 1, { topic: 'product:sku-2' }),
+        rec('anon-1', 2, T0 + 2, { topic: 'product:sku-3', value: 20 }),
+      ]);
       await foldAll('clicks.raw/2', [rec('user-1', 1, T0 + 3), rec('user-1', 0, T0 + 4, { topic: 'product:sku-2' })]);
       const identify: BatchRecord = { offset: offset++, person: 'user-1', event: null, link: 'anon-1', at: T0 + 10, channel: 'web' };
       const t = await foldAll('clicks.raw/2', [identify]);
@@ -142,7 +149,11 @@ export function storeContract(name: string, make: (opts?: FoldOptions) => Promis
       ]);
       const user = await store.getPerson('user-1');
       const byTopic = Object.fromEntries(user!.dialogues.map((d) => [d.topic, d]));
-      expect(byTopic['product:sku-1']).toMatchObject({ stage: 'detail', counts: { intro: 1, detail: 1, purchase: 0 }, firstReached: { intro: new Date(T0).toISOString() } });
+      expect(byTopic['product:sku-1']).toMatchObject({
+        stage: 'detail',
+        counts: { intro: 1, detail: 1, purchase: 0 },
+        firstReached: { intro: new Date(T0).toISOString() },
+      });
       expect(byTopic['product:sku-2']).toMatchObject({ stage: 'detail', counts: { intro: 1, detail: 1, purchase: 0 } });
       expect(byTopic['product:sku-3']).toMatchObject({ stage: 'purchase' });
       expect(user!.linkedIds).toEqual(['anon-1']);
@@ -198,13 +209,20 @@ export function storeContract(name: string, make: (opts?: FoldOptions) => Promis
       expect(await store.topics()).toEqual(['product:sku-1', 'product:sku-2']);
       expect(await store.hasTopic('product:sku-2')).toBe(true);
       expect(await store.hasTopic('product:nope')).toBe(false);
-      expect(await store.stageCounts(['product:sku-1', 'product:sku-2', 'product:nope'])).toEqual([[1, 2, 1], [1, 0, 0], [0, 0, 0]]);
+      expect(await store.stageCounts(['product:sku-1', 'product:sku-2', 'product:nope'])).toEqual([
+        [1, 2, 1],
+        [1, 0, 0],
+        [0, 0, 0],
+      ]);
       // The window bounds the last activity (the index score), inclusive at both ends.
       expect(await store.stageCounts(['product:sku-1'], { since: T0 + 20 })).toEqual([[0, 2, 1]]);
       expect(await store.stageCounts(['product:sku-1'], { since: T0 + 20, until: T0 + 30 })).toEqual([[0, 1, 1]]);
       expect(await store.stageCounts(['product:sku-1'], { until: T0 })).toEqual([[1, 0, 0]]);
 
-      expect(await store.stageMembers('product:sku-1', 'detail', 0, 10)).toEqual([{ person: 'q-d', last: T0 + 40 }, { person: 'q-b', last: T0 + 20 }]);
+      expect(await store.stageMembers('product:sku-1', 'detail', 0, 10)).toEqual([
+        { person: 'q-d', last: T0 + 40 },
+        { person: 'q-b', last: T0 + 20 },
+      ]);
       expect(await store.stageMembers('product:sku-1', 'detail', T0 + 21, 10)).toEqual([{ person: 'q-d', last: T0 + 40 }]);
       expect(await store.stageMembers('product:sku-1', 'detail', 0, 1)).toEqual([{ person: 'q-d', last: T0 + 40 }]);
       expect(await store.stageMembers('product:nope', 'detail', 0, 10)).toEqual([]);
@@ -217,7 +235,10 @@ export function storeContract(name: string, make: (opts?: FoldOptions) => Promis
 
       // Erasing a person takes them out of every count.
       await store.erase('q-d');
-      expect(await store.stageCounts(['product:sku-1', 'product:sku-2'])).toEqual([[1, 1, 1], [0, 0, 0]]);
+      expect(await store.stageCounts(['product:sku-1', 'product:sku-2'])).toEqual([
+        [1, 1, 1],
+        [0, 0, 0],
+      ]);
     });
 
     it('keeps a ranking for paging: slices in order, its length, unknown or expired ids answer null', async () => {
@@ -237,7 +258,10 @@ export function storeContract(name: string, make: (opts?: FoldOptions) => Promis
 
     it('erases a person and the visitor ids linked to them from every key and index', async () => {
       await foldAll('clicks.raw/1', [rec('anon-2', 1, T0)]);
-      await foldAll('clicks.raw/2', [rec('user-2', 0, T0 + 1, { topic: 'product:sku-9' }), { offset: offset++, person: 'user-2', event: null, link: 'anon-2', at: T0 + 2 }]);
+      await foldAll('clicks.raw/2', [
+        rec('user-2', 0, T0 + 1, { topic: 'product:sku-9' }),
+        { offset: offset++, person: 'user-2', event: null, link: 'anon-2', at: T0 + 2 },
+      ]);
       await foldAll('clicks.raw/0', [rec('bystander', 1, T0)]);
       expect(await store.erase('anon-2')).toBe(true);
       const left = await inspect();
@@ -247,7 +271,7 @@ export function storeContract(name: string, make: (opts?: FoldOptions) => Promis
       expect(await store.getPerson('anon-2')).toBeNull();
       expect(await store.erase('user-2')).toBe(false);
     });
-      describe('caps', () => {
+    describe('caps', () => {
       const topicRec = (person: string, n: number, ts: number, stage = 0): BatchRecord => rec(person, stage, ts, { topic: `t:${n}` });
       const topicsOf = async (person: string) => ((await store.getPerson(person))?.dialogues ?? []).map((d) => d.topic).sort();
 
@@ -265,7 +289,10 @@ export function storeContract(name: string, make: (opts?: FoldOptions) => Promis
         await foldAll('clicks.raw/0', [topicRec('pat', 5, T0)]);
         expect(await topicsOf('pat')).toEqual(['t:1', 't:4', 't:5']);
         // One batch of many new topics keeps the most recent ones and leaves no index entry behind.
-        await foldAll('clicks.raw/0', Array.from({ length: 20 }, (_, i) => topicRec('pat', 100 + i, T0 + 100 + i)));
+        await foldAll(
+          'clicks.raw/0',
+          Array.from({ length: 20 }, (_, i) => topicRec('pat', 100 + i, T0 + 100 + i)),
+        );
         expect(await topicsOf('pat')).toEqual(['t:117', 't:118', 't:119']);
         for (const n of [1, 4, 5, 100, 116]) expect(await atStage(`t:${n}`, 'intro', 10)).toEqual([]);
       });
@@ -285,7 +312,9 @@ export function storeContract(name: string, make: (opts?: FoldOptions) => Promis
 
       it('refuses links past maxLinks, reporting each refused record; earlier links stay', async () => {
         ({ store, inspect } = await make({ ...FOLD_OPTIONS, maxLinks: 2 }));
-        const links = ['a', 'b', 'c', 'd'].map((v): BatchRecord => ({ offset: offset++, person: 'storm', event: null, link: `visitor-${v}`, at: T0, channel: 'web' }));
+        const links = ['a', 'b', 'c', 'd'].map(
+          (v): BatchRecord => ({ offset: offset++, person: 'storm', event: null, link: `visitor-${v}`, at: T0, channel: 'web' }),
+        );
         const outcome = await store.foldBatch('clicks.raw/0', links);
         await outcome.published();
         expect(outcome.refused).toEqual([
@@ -302,7 +331,9 @@ export function storeContract(name: string, make: (opts?: FoldOptions) => Promis
         const many = Array.from({ length: 5000 }, (_, i) => topicRec('wide-visitor', i, T0 + i, i % 3));
         await foldAll('clicks.raw/4', many);
         await foldAll('clicks.raw/5', [topicRec('wide-user', 0, T0 + 1, 2)]);
-        const t = await foldAll('clicks.raw/5', [{ offset: offset++, person: 'wide-user', event: null, link: 'wide-visitor', at: T0 + 10_000, channel: 'web' }]);
+        const t = await foldAll('clicks.raw/5', [
+          { offset: offset++, person: 'wide-user', event: null, link: 'wide-visitor', at: T0 + 10_000, channel: 'web' },
+        ]);
         expect(t).toHaveLength(4999);
         const user = await store.getPerson('wide-user');
         expect(user?.dialogues).toHaveLength(5000);

@@ -14,11 +14,26 @@ function setup(secret: string | null = SECRET, bots: 'drop' | 'flag' = 'drop') {
   const linkSecret = secret ?? undefined;
   const log = new PartitionedLog(1);
   const sites = compileSites(SitesFile.parse({ sites: [{ id: 'shop', redirectHosts: ['shop.example', '*.cdn.example'], bots }] }));
-  const app = createIngestApp({ producer: log.producer(), logger: createLogger('test', 'silent'), maxBodyBytes: 65536, retryAfterSeconds: 2, sites, linkSecret });
+  const app = createIngestApp({
+    producer: log.producer(),
+    logger: createLogger('test', 'silent'),
+    maxBodyBytes: 65536,
+    retryAfterSeconds: 2,
+    sites,
+    linkSecret,
+  });
   const get = (url: string, ua = 'Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko)') =>
     app.request(url.replace(BASE, ''), { headers: { accept: 'image/avif,image/webp,image/*,*/*;q=0.8', 'user-agent': ua } });
-  const raw = () => log.read(TOPICS.raw).flat().map((m) => JSON.parse(m.value) as RawEvent);
-  const invalid = () => log.read(TOPICS.invalid).flat().map((m) => JSON.parse(m.value) as Record<string, unknown>);
+  const raw = () =>
+    log
+      .read(TOPICS.raw)
+      .flat()
+      .map((m) => JSON.parse(m.value) as RawEvent);
+  const invalid = () =>
+    log
+      .read(TOPICS.invalid)
+      .flat()
+      .map((m) => JSON.parse(m.value) as Record<string, unknown>);
   return { get, raw, invalid };
 }
 
@@ -35,7 +50,9 @@ describe('e-mail open pixel', () => {
   it('answers a 1x1 GIF and records Email Opened with the person and campaign', async () => {
     const { get, raw } = setup();
     await expectGif(await get(emailOpenUrl(BASE, { site: 'shop', user: 'u-1', campaign: 'spring', msg: 'm-1' })));
-    expect(raw()).toMatchObject([{ site: 'shop', person: 'u-1', user: 'u-1', channel: 'email', type: 'track', name: 'Email Opened', props: { campaign: 'spring', msg: 'm-1' } }]);
+    expect(raw()).toMatchObject([
+      { site: 'shop', person: 'u-1', user: 'u-1', channel: 'email', type: 'track', name: 'Email Opened', props: { campaign: 'spring', msg: 'm-1' } },
+    ]);
   });
 
   it('still answers the GIF to bad parameters, and dead-letters them with the reason', async () => {
@@ -68,7 +85,13 @@ describe('e-mail click redirect', () => {
     expect(res.headers.get('location')).toBe('https://elsewhere.example/p/1?x=1');
     expect(res.headers.get('referrer-policy')).toBe('no-referrer');
     expect(raw()).toMatchObject([
-      { person: 'u-3', channel: 'email', name: 'Email Link Clicked', url: 'https://elsewhere.example/p/1?x=1', props: { campaign: 'spring', link: 'cta', product: 'sku-1' } },
+      {
+        person: 'u-3',
+        channel: 'email',
+        name: 'Email Link Clicked',
+        url: 'https://elsewhere.example/p/1?x=1',
+        props: { campaign: 'spring', link: 'cta', product: 'sku-1' },
+      },
     ]);
   });
 
@@ -118,11 +141,54 @@ describe('e-mail click redirect', () => {
   });
 
   it('signs a canonical, order-independent form of the known parameters', () => {
-    expect(canonicalEmailParams([['user', 'u'], ['site', 's'], ['utm_x', '1'], ['p.a b', 'c&d']])).toBe('p.a%20b=c%26d&site=s&user=u');
+    expect(
+      canonicalEmailParams([
+        ['user', 'u'],
+        ['site', 's'],
+        ['utm_x', '1'],
+        ['p.a b', 'c&d'],
+      ]),
+    ).toBe('p.a%20b=c%26d&site=s&user=u');
     const sig = signEmailLink(SECRET, { site: 's', user: 'u' });
-    expect(verifyEmailLink(SECRET, [['user', 'u'], ['site', 's']], sig)).toBe(true);
-    expect(verifyEmailLink(SECRET, [['user', 'v'], ['site', 's']], sig)).toBe(false);
-    expect(verifyEmailLink('another-secret-000000', [['user', 'u'], ['site', 's']], sig)).toBe(false);
-    expect(verifyEmailLink(SECRET, [['user', 'u'], ['site', 's']], 'short')).toBe(false);
+    expect(
+      verifyEmailLink(
+        SECRET,
+        [
+          ['user', 'u'],
+          ['site', 's'],
+        ],
+        sig,
+      ),
+    ).toBe(true);
+    expect(
+      verifyEmailLink(
+        SECRET,
+        [
+          ['user', 'v'],
+          ['site', 's'],
+        ],
+        sig,
+      ),
+    ).toBe(false);
+    expect(
+      verifyEmailLink(
+        'another-secret-000000',
+        [
+          ['user', 'u'],
+          ['site', 's'],
+        ],
+        sig,
+      ),
+    ).toBe(false);
+    expect(
+      verifyEmailLink(
+        SECRET,
+        [
+          ['user', 'u'],
+          ['site', 's'],
+        ],
+        'short',
+      ),
+    ).toBe(false);
   });
 });

@@ -10,7 +10,9 @@ import { createLogger } from '../../lib/logger.js';
 import { clientIpResolver, forwardedAddress, pickForwarded } from '../../lib/serve.js';
 
 /** What node-server hands Hono as `env`: the socket the request came in on. */
-const socketEnv = (remoteAddress: string) => ({ incoming: { socket: { remoteAddress, remotePort: 40000, remoteFamily: remoteAddress.includes(':') ? 'IPv6' : 'IPv4' } } });
+const socketEnv = (remoteAddress: string) => ({
+  incoming: { socket: { remoteAddress, remotePort: 40000, remoteFamily: remoteAddress.includes(':') ? 'IPv6' : 'IPv4' } },
+});
 
 describe('TRUST_PROXY: the client address behind N proxies', () => {
   const PROXY = '10.0.0.2';
@@ -34,7 +36,16 @@ describe('TRUST_PROXY: the client address behind N proxies', () => {
   });
 
   it('falls back to the socket address when a consulted entry is not an IP address', () => {
-    for (const header of ['unknown', '203.0.113.9, ', '_hidden', '203.0.113.999', 'evil.example', '1.1.1.1, <script>', `${'1'.repeat(70)}`, '203.0.113.9,,10.0.0.1']) {
+    for (const header of [
+      'unknown',
+      '203.0.113.9, ',
+      '_hidden',
+      '203.0.113.999',
+      'evil.example',
+      '1.1.1.1, <script>',
+      `${'1'.repeat(70)}`,
+      '203.0.113.9,,10.0.0.1',
+    ]) {
       expect(pickForwarded(PROXY, header, 2), header).toEqual({ address: PROXY, fallback: 'invalid_entry' });
     }
     // Junk left of the consulted entries is never read, so it cannot cause a fallback either.
@@ -56,7 +67,12 @@ describe('TRUST_PROXY: the client address behind N proxies', () => {
   it('resolves through Hono with the socket address, accepts true/false as 1/0, and reports fallbacks', async () => {
     const fallbacks: string[] = [];
     const app = new Hono();
-    for (const [path, hops] of [['/h0', 0], ['/h1', 1], ['/true', true], ['/false', false]] as const) {
+    for (const [path, hops] of [
+      ['/h0', 0],
+      ['/h1', 1],
+      ['/true', true],
+      ['/false', false],
+    ] as const) {
       const resolve = clientIpResolver(hops, (why) => fallbacks.push(`${path} ${why}`));
       app.get(path, (c) => c.text(resolve(c) ?? 'none'));
     }
@@ -117,7 +133,11 @@ describe('rate limits that cannot be turned against a site', () => {
       (
         await app.request(
           '/v1/collect',
-          { method: 'POST', headers: { 'content-type': 'application/json', 'x-forwarded-for': xff }, body: JSON.stringify({ site: 'shop', visitor: 'v', events: [{ id: `e${++n}`, type: 'page', ts: 1, url: '/' }] }) },
+          {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', 'x-forwarded-for': xff },
+            body: JSON.stringify({ site: 'shop', visitor: 'v', events: [{ id: `e${++n}`, type: 'page', ts: 1, url: '/' }] }),
+          },
           socketEnv('10.0.0.2'),
         )
       ).status;

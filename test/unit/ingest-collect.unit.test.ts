@@ -8,9 +8,21 @@ function setup(maxBodyBytes = 64 * 1024) {
   const log = new PartitionedLog(2);
   const app = createIngestApp({ producer: log.producer(), logger: createLogger('test', 'silent'), maxBodyBytes, retryAfterSeconds: 3 });
   const send = (body: string, type = 'application/json') =>
-    app.request('/v1/collect', { method: 'POST', headers: { 'content-type': type, 'user-agent': 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36' }, body });
-  const raw = () => log.read(TOPICS.raw).flat().map((m) => JSON.parse(m.value) as Record<string, unknown>);
-  const invalid = () => log.read(TOPICS.invalid).flat().map((m) => JSON.parse(m.value) as Record<string, unknown>);
+    app.request('/v1/collect', {
+      method: 'POST',
+      headers: { 'content-type': type, 'user-agent': 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36' },
+      body,
+    });
+  const raw = () =>
+    log
+      .read(TOPICS.raw)
+      .flat()
+      .map((m) => JSON.parse(m.value) as Record<string, unknown>);
+  const invalid = () =>
+    log
+      .read(TOPICS.invalid)
+      .flat()
+      .map((m) => JSON.parse(m.value) as Record<string, unknown>);
   return { send, raw, invalid };
 }
 
@@ -26,7 +38,15 @@ describe('POST /v1/collect', () => {
     expect(await beacon.json()).toEqual({ accepted: 1 });
     const records = raw();
     expect(records.map((r) => r.id)).toEqual(['a', 'b']);
-    expect(records[0]).toMatchObject({ v: 1, site: 'demo', person: 'v1', visitor: 'v1', channel: 'web', type: 'page', ua: { b: 'Chrome 126', o: 'Linux', d: 'desktop' } });
+    expect(records[0]).toMatchObject({
+      v: 1,
+      site: 'demo',
+      person: 'v1',
+      visitor: 'v1',
+      channel: 'web',
+      type: 'page',
+      ua: { b: 'Chrome 126', o: 'Linux', d: 'desktop' },
+    });
     expect(typeof records[0]!.rt).toBe('number');
   });
 
@@ -103,7 +123,9 @@ describe('POST /v1/collect', () => {
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
 
     const hostile = '<script>alert(1)</script>\u0000\u202e"\'; DROP TABLE x;--';
-    const ok = await send(JSON.stringify({ site: 'demo', visitor: 'v', events: [{ id: 'h1', type: 'track', name: hostile, ts: Date.now(), props: { q: hostile } }] }));
+    const ok = await send(
+      JSON.stringify({ site: 'demo', visitor: 'v', events: [{ id: 'h1', type: 'track', name: hostile, ts: Date.now(), props: { q: hostile } }] }),
+    );
     expect(ok.status).toBe(202);
     expect(raw()[0]).toMatchObject({ name: hostile, props: { q: hostile } });
     // Ids are restricted to a safe alphabet: they become Redis keys and log keys.
@@ -113,7 +135,14 @@ describe('POST /v1/collect', () => {
 
   it('answers 503 with Retry-After when the log cannot take the events', async () => {
     const app = createIngestApp({
-      producer: { send: async () => { const { LogUnavailableError } = await import('../../lib/log.js'); throw new LogUnavailableError('down'); }, ready: () => false, close: async () => {} },
+      producer: {
+        send: async () => {
+          const { LogUnavailableError } = await import('../../lib/log.js');
+          throw new LogUnavailableError('down');
+        },
+        ready: () => false,
+        close: async () => {},
+      },
       logger: createLogger('test', 'silent'),
       maxBodyBytes: 65536,
       retryAfterSeconds: 7,

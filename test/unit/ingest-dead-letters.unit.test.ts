@@ -15,7 +15,9 @@ const KEY = 'wk_dead_letters_0123';
 /** Sum of a counter's samples in the Prometheus text, optionally only those whose labels contain `labels`. */
 async function counter(metrics: IngestMetrics, name: string, labels = ''): Promise<number> {
   const text = await metrics.registry.metrics();
-  return [...text.matchAll(new RegExp(`^${name}(\\{[^}]*\\})? (\\d+)$`, 'gm'))].filter((m) => (m[1] ?? '').includes(labels)).reduce((s, m) => s + Number(m[2]), 0);
+  return [...text.matchAll(new RegExp(`^${name}(\\{[^}]*\\})? (\\d+)$`, 'gm'))]
+    .filter((m) => (m[1] ?? '').includes(labels))
+    .reduce((s, m) => s + Number(m[2]), 0);
 }
 
 function setup(opts: { deadLettersPerSecond?: number; producer?: (log: PartitionedLog) => LogProducer; now?: () => number } = {}) {
@@ -36,8 +38,16 @@ function setup(opts: { deadLettersPerSecond?: number; producer?: (log: Partition
     app.request('/v1/collect', { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
   const good = () => post(JSON.stringify({ site: 'shop', visitor: 'v', events: [{ id: `good-${++n}`, type: 'page', ts: Date.now(), url: '/' }] }));
   const junk = (i: number) => post(['{bad', JSON.stringify({ site: 'nowhere', visitor: 'v', events: [{}] }), 'null'][i % 3]!);
-  const raw = () => log.read(TOPICS.raw).flat().map((m) => JSON.parse(m.value) as RawEvent);
-  const invalid = () => log.read(TOPICS.invalid).flat().map((m) => JSON.parse(m.value) as Record<string, unknown>);
+  const raw = () =>
+    log
+      .read(TOPICS.raw)
+      .flat()
+      .map((m) => JSON.parse(m.value) as RawEvent);
+  const invalid = () =>
+    log
+      .read(TOPICS.invalid)
+      .flat()
+      .map((m) => JSON.parse(m.value) as Record<string, unknown>);
   return { app, post, good, junk, raw, invalid, metrics, log };
 }
 
@@ -58,7 +68,9 @@ describe('dead letters through a bounded path', () => {
     expect(await counter(metrics, 'clickfold_ingest_events_rejected_total')).toBe(60);
     expect(await counter(metrics, 'clickfold_ingest_dead_letters_written_total')).toBe(5);
     expect(await counter(metrics, 'clickfold_ingest_dead_letters_sampled_out_total')).toBe(55);
-    expect(await counter(metrics, 'clickfold_ingest_dead_letters_sampled_out_total', 'reason="unknown_site"')).toBe(20 - invalid().filter((d) => d.reason === 'unknown_site').length);
+    expect(await counter(metrics, 'clickfold_ingest_dead_letters_sampled_out_total', 'reason="unknown_site"')).toBe(
+      20 - invalid().filter((d) => d.reason === 'unknown_site').length,
+    );
     // A second later the bucket has refilled: five more.
     t += 1000;
     for (let i = 0; i < 10; i++) await junk(i);
@@ -86,7 +98,9 @@ describe('dead letters through a bounded path', () => {
     expect(raw()).toHaveLength(12);
     // At most 1,000 wait for Kafka at a time (and 200 per second are allowed): the rest only counted.
     expect(await counter(metrics, 'clickfold_ingest_dead_letters_written_total')).toBeLessThanOrEqual(1000);
-    expect(await counter(metrics, 'clickfold_ingest_dead_letters_written_total') + (await counter(metrics, 'clickfold_ingest_dead_letters_sampled_out_total'))).toBe(1200);
+    expect(
+      (await counter(metrics, 'clickfold_ingest_dead_letters_written_total')) + (await counter(metrics, 'clickfold_ingest_dead_letters_sampled_out_total')),
+    ).toBe(1200);
   });
 
   it('counts dead letters that could not be written, and still answers the sender', async () => {
@@ -107,7 +121,14 @@ describe('dead letters through a bounded path', () => {
     let release: () => void = () => {};
     const gate = new Promise<void>((r) => (release = r));
     const sent: number[] = [];
-    const producer: LogProducer = { send: async (_t, m) => { sent.push(m.length); await gate; }, ready: () => true, close: async () => {} };
+    const producer: LogProducer = {
+      send: async (_t, m) => {
+        sent.push(m.length);
+        await gate;
+      },
+      ready: () => true,
+      close: async () => {},
+    };
     const sink = createSink({ producer, logger, metrics, retryAfterSeconds: 1, deadLettersPerSecond: 1000, maxPendingDeadLetters: 3 });
     const ref = { route: '/v1/collect', rt: 1, rid: 'r' };
     for (let i = 0; i < 5; i++) sink.deadLetter(ref, [{ reason: 'malformed_json', issues: [] }]);

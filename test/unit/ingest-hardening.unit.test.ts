@@ -30,8 +30,16 @@ function setup(sitesJson: unknown, now?: () => number) {
       headers: { 'content-type': 'application/json', 'user-agent': CHROME, ...headers },
       body: JSON.stringify({ site, visitor: 'v1', events: Array.from({ length: events }, () => ({ id: `e${++n}`, type: 'page', ts: Date.now(), url: '/p' })) }),
     });
-  const raw = () => log.read(TOPICS.raw).flat().map((m) => JSON.parse(m.value) as RawEvent);
-  const invalid = () => log.read(TOPICS.invalid).flat().map((m) => JSON.parse(m.value) as Record<string, unknown>);
+  const raw = () =>
+    log
+      .read(TOPICS.raw)
+      .flat()
+      .map((m) => JSON.parse(m.value) as RawEvent);
+  const invalid = () =>
+    log
+      .read(TOPICS.invalid)
+      .flat()
+      .map((m) => JSON.parse(m.value) as Record<string, unknown>);
   return { app, collect, raw, invalid, metrics };
 }
 
@@ -46,7 +54,10 @@ describe('sites: CORS, unknown sites, bot policy', () => {
   it('answers the CORS preflight per site and refuses origins no site allows', async () => {
     const { app } = setup(SITES);
     const preflight = (origin: string, query = '') =>
-      app.request(`/v1/collect${query}`, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' } });
+      app.request(`/v1/collect${query}`, {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
+      });
     const ok = await preflight('https://m.shop.example', '?site=shop');
     expect(ok.status).toBe(204);
     expect(ok.headers.get('access-control-allow-origin')).toBe('https://m.shop.example');
@@ -72,7 +83,10 @@ describe('sites: CORS, unknown sites, bot policy', () => {
     // Server-side senders have no Origin: the site decides alone.
     expect((await collect('blog')).status).toBe(202);
     expect(raw()).toHaveLength(2);
-    expect(invalid().map((d) => [d.reason, d.site])).toEqual([['origin_not_allowed', 'shop'], ['unknown_site', 'nowhere']]);
+    expect(invalid().map((d) => [d.reason, d.site])).toEqual([
+      ['origin_not_allowed', 'shop'],
+      ['unknown_site', 'nowhere'],
+    ]);
   });
 
   it('drops bots on a `drop` site and flags them on a `flag` site', async () => {
@@ -113,7 +127,10 @@ describe('rate limits', () => {
 
   it('answers 429 with Retry-After per client address and per site, and counts it', async () => {
     let t = 1_000_000;
-    const { collect, metrics } = setup({ sites: [{ id: 'shop', limits: { address: { perSecond: 1, burst: 2 }, site: { perSecond: 10, burst: 4 } } }] }, () => t);
+    const { collect, metrics } = setup(
+      { sites: [{ id: 'shop', limits: { address: { perSecond: 1, burst: 2 }, site: { perSecond: 10, burst: 4 } } }] },
+      () => t,
+    );
     const from = (ip: string) => collect('shop', { 'x-test-ip': ip });
     expect((await from('198.51.100.1')).status).toBe(202);
     expect((await from('198.51.100.1')).status).toBe(202);
@@ -151,14 +168,28 @@ describe('enrichment', () => {
   it('stores the anonymised address and the receive time next to a bounded client time', async () => {
     const rt = Date.UTC(2026, 0, 10);
     const log = new PartitionedLog(1);
-    const app = createIngestApp({ producer: log.producer(), logger: createLogger('test', 'silent'), maxBodyBytes: 65536, retryAfterSeconds: 2, clientIp: () => '2001:db8:1:2:3:4:5:6', now: () => rt });
+    const app = createIngestApp({
+      producer: log.producer(),
+      logger: createLogger('test', 'silent'),
+      maxBodyBytes: 65536,
+      retryAfterSeconds: 2,
+      clientIp: () => '2001:db8:1:2:3:4:5:6',
+      now: () => rt,
+    });
     const events = [
       { id: 'ok', type: 'page', ts: rt - 60_000, url: '/' },
       { id: 'future', type: 'page', ts: rt + 3_600_000, url: '/' },
       { id: 'ancient', type: 'page', ts: rt - 30 * 86_400_000, url: '/' },
     ];
-    await app.request('/v1/collect', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ site: 'demo', visitor: 'v', events }) });
-    const raw = log.read(TOPICS.raw).flat().map((m) => JSON.parse(m.value) as RawEvent);
+    await app.request('/v1/collect', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ site: 'demo', visitor: 'v', events }),
+    });
+    const raw = log
+      .read(TOPICS.raw)
+      .flat()
+      .map((m) => JSON.parse(m.value) as RawEvent);
     expect(raw.map((r) => [r.id, r.ts, r.rt, r.ip])).toEqual([
       ['ok', rt - 60_000, rt, '2001:db8:1::'],
       ['future', rt, rt, '2001:db8:1::'],

@@ -38,8 +38,16 @@ function setup() {
     const res = await app.request(path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   };
-  const raw = () => log.read(TOPICS.raw).flat().map((m) => ({ key: m.key, ...(JSON.parse(m.value) as RawEvent) }));
-  const invalid = () => log.read(TOPICS.invalid).flat().map((m) => JSON.parse(m.value) as Record<string, unknown>);
+  const raw = () =>
+    log
+      .read(TOPICS.raw)
+      .flat()
+      .map((m) => ({ key: m.key, ...(JSON.parse(m.value) as RawEvent) }));
+  const invalid = () =>
+    log
+      .read(TOPICS.invalid)
+      .flat()
+      .map((m) => JSON.parse(m.value) as Record<string, unknown>);
   return { ev, collect, segment, raw, invalid, metrics };
 }
 
@@ -50,13 +58,25 @@ describe('user id signatures', () => {
     expect(signUser(SECRET, 'user-42')).toBe(sig);
     expect(verify('user-42', sig)).toBe(true);
     expect(verify('user-42', sig.toUpperCase())).toBe(true);
-    for (const bad of [undefined, '', sig.slice(0, 63), `${sig}0`, `${sig}${sig}`, sig.replace(/.$/, 'g'), sign('user-43'), sign('user-42', OTHER_SECRET), 'x'.repeat(100_000)]) {
+    for (const bad of [
+      undefined,
+      '',
+      sig.slice(0, 63),
+      `${sig}0`,
+      `${sig}${sig}`,
+      sig.replace(/.$/, 'g'),
+      sign('user-43'),
+      sign('user-42', OTHER_SECRET),
+      'x'.repeat(100_000),
+    ]) {
       expect(verify('user-42', bad), String(bad).slice(0, 80)).toBe(false);
     }
   });
 
   it('need a secret of 16+ characters in the sites file', () => {
-    expect(() => parseSites('{"sites": [{"id": "a", "identitySecret": "short"}]}', 'sites.json')).toThrow(/sites\.json:1: sites\.0\.identitySecret: an identity secret has at least 16 characters/);
+    expect(() => parseSites('{"sites": [{"id": "a", "identitySecret": "short"}]}', 'sites.json')).toThrow(
+      /sites\.json:1: sites\.0\.identitySecret: an identity secret has at least 16 characters/,
+    );
     expect(parseSites(`{"sites": [{"id": "a", "identitySecret": "${SECRET}"}]}`).sites[0]!.identitySecret).toBe(SECRET);
   });
 });
@@ -64,7 +84,13 @@ describe('user id signatures', () => {
 describe('signed identify on /v1/collect', () => {
   it('produces a signed identify and the signed batch user', async () => {
     const { ev, collect, raw, invalid } = setup();
-    const res = await collect({ site: 'signed', visitor: 'v-1', user: 'u-1', sig: sign('u-1'), events: [ev('identify', { user: 'u-1', sig: sign('u-1') }), ev('page')] });
+    const res = await collect({
+      site: 'signed',
+      visitor: 'v-1',
+      user: 'u-1',
+      sig: sign('u-1'),
+      events: [ev('identify', { user: 'u-1', sig: sign('u-1') }), ev('page')],
+    });
     expect(res).toEqual({ status: 202, body: { accepted: 2 } });
     expect(raw().map((r) => [r.type, r.key, r.person, r.user, r.visitor])).toEqual([
       ['identify', 'u-1', 'u-1', 'u-1', 'v-1'],
@@ -117,7 +143,13 @@ describe('signed identify on /v1/collect', () => {
   it('keeps the events of a batch whose user is not signed as the anonymous visitor’s', async () => {
     const { ev, collect, raw, invalid, metrics } = setup();
     for (const sig of [undefined, sign('u-other'), 'not hex']) {
-      const res = await collect({ site: 'signed', visitor: 'v-4', user: 'u-4', ...(sig === undefined ? {} : { sig }), events: [ev('page'), ev('track', { name: 'x' })] });
+      const res = await collect({
+        site: 'signed',
+        visitor: 'v-4',
+        user: 'u-4',
+        ...(sig === undefined ? {} : { sig }),
+        events: [ev('page'), ev('track', { name: 'x' })],
+      });
       expect(res).toEqual({ status: 202, body: { accepted: 2, unsigned: 2 } });
     }
     expect(raw().every((r) => r.person === 'v-4' && r.key === 'v-4' && r.user === undefined && r.visitor === 'v-4')).toBe(true);
@@ -131,7 +163,12 @@ describe('signed identify on /v1/collect', () => {
     expect(mixed.body).toEqual({ accepted: 2, unsigned: 1 });
     const ids = new Set(events.map((e) => e.id));
     // Different people, so possibly different partitions: compare as a set.
-    expect(raw().filter((r) => ids.has(r.id)).map((r) => `${r.type} ${r.person}`).sort()).toEqual(['identify u-4', 'page v-4']);
+    expect(
+      raw()
+        .filter((r) => ids.has(r.id))
+        .map((r) => `${r.type} ${r.person}`)
+        .sort(),
+    ).toEqual(['identify u-4', 'page v-4']);
   });
 
   it('leaves sites without a secret exactly as before', async () => {
@@ -175,7 +212,11 @@ describe('signed identify on the Segment-compatible API', () => {
       browser,
     );
     expect(res).toEqual({ status: 200, body: { success: true, accepted: 4, refused: 3, unsigned: 1 } });
-    expect(raw().map((r) => [r.id, r.person, r.user]).sort()).toEqual(
+    expect(
+      raw()
+        .map((r) => [r.id, r.person, r.user])
+        .sort(),
+    ).toEqual(
       [
         ['anonymous-page', 'a-11', undefined],
         ['anonymous-track', 'a-11', undefined],
@@ -197,7 +238,11 @@ describe('signed identify on the Segment-compatible API', () => {
   it('takes the signature from the batch context too, and refuses an overlong one', async () => {
     const { segment, raw } = setup();
     const browser = { ...auth(KEY), origin: ORIGIN };
-    const res = await segment('/v1/batch', { context: { clickfold: { sig: sign('u-12') } }, batch: [{ type: 'identify', userId: 'u-12', anonymousId: 'a-12' }] }, browser);
+    const res = await segment(
+      '/v1/batch',
+      { context: { clickfold: { sig: sign('u-12') } }, batch: [{ type: 'identify', userId: 'u-12', anonymousId: 'a-12' }] },
+      browser,
+    );
     expect(res.body).toEqual({ success: true, accepted: 1 });
     expect(raw()[0]).toMatchObject({ person: 'u-12' });
     const long = await segment('/v1/identify', { userId: 'u-12', context: { clickfold: { sig: 'a'.repeat(129) } } }, browser);

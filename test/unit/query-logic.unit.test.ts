@@ -31,7 +31,15 @@ describe('CSV', () => {
     expect(csvCell('say "hi"')).toBe('"say ""hi"""');
     expect(csvCell('two\nlines')).toBe('"two\nlines"');
     expect(csvCell(null)).toBe('');
-    expect(toCsv(['a', 'b'], [['x', 1], [null, 'y,z']])).toBe('a,b\r\nx,1\r\n,"y,z"\r\n');
+    expect(
+      toCsv(
+        ['a', 'b'],
+        [
+          ['x', 1],
+          [null, 'y,z'],
+        ],
+      ),
+    ).toBe('a,b\r\nx,1\r\n,"y,z"\r\n');
   });
 
   it('defuses cells a spreadsheet would run as a formula, numbers stay numbers', () => {
@@ -77,7 +85,11 @@ describe('funnel', () => {
         { stage: 'purchase', atStage: 2, reached: 2, conversionToNext: null },
       ],
     });
-    expect(computeFunnel(LADDER, [0, 0, 0])).toMatchObject({ people: 0, overallConversion: null, stages: [{ conversionToNext: null }, { conversionToNext: null }, {}] });
+    expect(computeFunnel(LADDER, [0, 0, 0])).toMatchObject({
+      people: 0,
+      overallConversion: null,
+      stages: [{ conversionToNext: null }, { conversionToNext: null }, {}],
+    });
     // Someone who jumped straight to purchase has reached every stage below it.
     expect(computeFunnel(LADDER, [0, 0, 1]).stages.map((s) => s.reached)).toEqual([1, 1, 1]);
   });

@@ -19,8 +19,16 @@ function setup(bots: 'drop' | 'flag' = 'flag') {
       headers: { 'content-type': 'application/json', ...headers },
       body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body),
     });
-  const raw = () => log.read(TOPICS.raw).flat().map((m) => ({ key: m.key, ...(JSON.parse(m.value) as RawEvent) }));
-  const invalid = () => log.read(TOPICS.invalid).flat().map((m) => JSON.parse(m.value) as Record<string, unknown>);
+  const raw = () =>
+    log
+      .read(TOPICS.raw)
+      .flat()
+      .map((m) => ({ key: m.key, ...(JSON.parse(m.value) as RawEvent) }));
+  const invalid = () =>
+    log
+      .read(TOPICS.invalid)
+      .flat()
+      .map((m) => JSON.parse(m.value) as Record<string, unknown>);
   return { app, send, raw, invalid };
 }
 
@@ -39,7 +47,9 @@ describe('Segment-compatible API', () => {
     });
     expect(track.status).toBe(200);
     expect(await track.json()).toEqual({ success: true, accepted: 1 });
-    expect((await send('/v1/page', { anonymousId: 'anon-9', name: 'Pricing', messageId: 'm-page-1', properties: { url: 'https://shop.example/pricing' } })).status).toBe(200);
+    expect(
+      (await send('/v1/page', { anonymousId: 'anon-9', name: 'Pricing', messageId: 'm-page-1', properties: { url: 'https://shop.example/pricing' } })).status,
+    ).toBe(200);
     expect((await send('/v1/identify', { userId: 'auth0|42', anonymousId: 'anon-9', messageId: 'm-id-1', traits: { plan: 'pro' } })).status).toBe(200);
 
     const [t, p, i] = ['track', 'page', 'identify'].map((type) => raw().find((r) => r.type === type));
@@ -58,7 +68,15 @@ describe('Segment-compatible API', () => {
     });
     expect(t!.ua).toBeUndefined(); // the library's own user agent is not the person's
     expect(t!.bot).toBeUndefined();
-    expect(p).toMatchObject({ key: 'anon-9', person: 'anon-9', visitor: 'anon-9', channel: 'server', type: 'page', name: 'Pricing', url: 'https://shop.example/pricing' });
+    expect(p).toMatchObject({
+      key: 'anon-9',
+      person: 'anon-9',
+      visitor: 'anon-9',
+      channel: 'server',
+      type: 'page',
+      name: 'Pricing',
+      url: 'https://shop.example/pricing',
+    });
     expect(i).toMatchObject({ key: 'auth0|42', person: 'auth0|42', user: 'auth0|42', visitor: 'anon-9', type: 'identify', props: { plan: 'pro' } });
   });
 
@@ -154,7 +172,11 @@ describe('Segment-compatible API', () => {
   it('uses context.userAgent for bots and drops them when the site says so', async () => {
     const flag = setup('flag');
     const drop = setup('drop');
-    const bot = { userId: 'u-5', event: 'Seen', context: { userAgent: 'Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)', ip: '203.0.113.77' } };
+    const bot = {
+      userId: 'u-5',
+      event: 'Seen',
+      context: { userAgent: 'Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)', ip: '203.0.113.77' },
+    };
     expect(await (await flag.send('/v1/track', bot)).json()).toEqual({ success: true, accepted: 1 });
     expect(flag.raw()[0]).toMatchObject({ bot: true, ip: '203.0.113.0' });
     expect(await (await drop.send('/v1/track', bot)).json()).toEqual({ success: true, accepted: 0, dropped: 1 });
@@ -171,7 +193,14 @@ describe('Segment-compatible API', () => {
     expect((await send('/v1/track', new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]))).status).toBe(400);
     expect((await send('/v1/batch', { batch: [] })).status).toBe(400);
     expect(raw()).toEqual([]);
-    expect(invalid().map((d) => d.reason)).toEqual(['body_too_large', 'unsupported_media_type', 'unsupported_encoding', 'malformed_gzip', 'invalid_utf8', 'invalid_batch']);
+    expect(invalid().map((d) => d.reason)).toEqual([
+      'body_too_large',
+      'unsupported_media_type',
+      'unsupported_encoding',
+      'malformed_gzip',
+      'invalid_utf8',
+      'invalid_batch',
+    ]);
     expect(invalid().every((d) => d.site === 'crm')).toBe(true);
   });
 

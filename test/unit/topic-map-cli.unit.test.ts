@@ -16,8 +16,15 @@ const cli = (...args: string[]) =>
 
 describe('topic-map CLI and the sample map', () => {
   it('maps the README sample URLs and events with the demo map', async () => {
-    const r = await cli('--map', 'history/fold/topic-maps/demo.json', 'https://shop.example/products/sku-1', '/products/sku-1/specs', '/checkout/sku-2', '/about',
-      '{"channel":"email","name":"Email Link Clicked","props":{"product":"sku-1"}}');
+    const r = await cli(
+      '--map',
+      'history/fold/topic-maps/demo.json',
+      'https://shop.example/products/sku-1',
+      '/products/sku-1/specs',
+      '/checkout/sku-2',
+      '/about',
+      '{"channel":"email","name":"Email Link Clicked","props":{"product":"sku-1"}}',
+    );
     expect(r.code).toBe(0);
     expect(r.out.trim().split('\n')).toEqual([
       'ladder: intro < detail < purchase',
@@ -46,7 +53,7 @@ describe('topic-map CLI and the sample map', () => {
     expect(r.err).toContain(`${file}:4: rules.0.stage: "c" is not on the ladder (a < b)`);
   });
 
-  it('tries a site\'s own rules before the shared ones', async () => {
+  it("tries a site's own rules before the shared ones", async () => {
     const map = compileTopicMap(await loadTopicMap('history/fold/topic-maps/demo.json'));
     expect(map.classify({ site: 'plans', channel: 'web', type: 'page', url: '/plans/pro/compare' })).toEqual({ topic: 'plan:pro', stage: 1 });
     expect(map.classify({ site: 'demo', channel: 'web', type: 'page', url: '/plans/pro/compare' })).toBeNull();

@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { transitionId } from '../../history/fold/fold.js';
 import { keys } from '../../history/store/store.js';
-import { compileTopicMap, DEFAULT_TOPIC_MAP, normaliseTopic, safeDecode, TOPIC_MAX_LENGTH, TopicMapConfig, type Classifiable } from '../../history/fold/topic-map.js';
+import {
+  compileTopicMap,
+  DEFAULT_TOPIC_MAP,
+  normaliseTopic,
+  safeDecode,
+  TOPIC_MAX_LENGTH,
+  TopicMapConfig,
+  type Classifiable,
+} from '../../history/fold/topic-map.js';
 
 const demo = compileTopicMap(DEFAULT_TOPIC_MAP);
 const page = (url: string, extra: Partial<Classifiable> = {}): Classifiable => ({ channel: 'web', type: 'page', url, ...extra });
@@ -42,7 +50,10 @@ describe('classification of hostile URLs', () => {
     expect(ok).toMatchObject({ kind: 'topic' });
     // Property templates are bounded the same way.
     const email = compileTopicMap(TopicMapConfig.parse({ rules: [{ channel: 'email', topic: 'campaign:{props.c}', stage: 'intro' }] }));
-    expect(email.classifyEvent({ channel: 'email', type: 'track', props: { c: 'y'.repeat(500) } })).toMatchObject({ kind: 'refused', reason: 'topic_too_long' });
+    expect(email.classifyEvent({ channel: 'email', type: 'track', props: { c: 'y'.repeat(500) } })).toMatchObject({
+      kind: 'refused',
+      reason: 'topic_too_long',
+    });
   });
 
   it('lets a URL pattern constrain a capture', () => {
@@ -72,11 +83,21 @@ describe('classification of hostile URLs', () => {
 
 describe('data-topic hints', () => {
   it('takes a hinted topic that a rule could produce, with its stage hint', () => {
-    expect(demo.classifyEvent(page('/about', { topic: 'product:sku-9', stage: 'purchase' }))).toEqual({ kind: 'topic', topic: 'product:sku-9', stage: 2, hintIgnored: false });
+    expect(demo.classifyEvent(page('/about', { topic: 'product:sku-9', stage: 'purchase' }))).toEqual({
+      kind: 'topic',
+      topic: 'product:sku-9',
+      stage: 2,
+      hintIgnored: false,
+    });
   });
 
   it('ignores (and reports) a hinted topic no rule could produce; the URL decides, the stage hint goes with it', () => {
-    expect(demo.classifyEvent(page('/products/sku-1', { topic: 'anything:i-like', stage: 'purchase' }))).toEqual({ kind: 'topic', topic: 'product:sku-1', stage: 0, hintIgnored: true });
+    expect(demo.classifyEvent(page('/products/sku-1', { topic: 'anything:i-like', stage: 'purchase' }))).toEqual({
+      kind: 'topic',
+      topic: 'product:sku-1',
+      stage: 0,
+      hintIgnored: true,
+    });
     expect(demo.classifyEvent(page('/about', { topic: 'plan:pro' }))).toEqual({ kind: 'unmatched', hintIgnored: true });
     // Too long once normalised: never taken.
     expect(demo.classifyEvent(page('/about', { topic: `product:${'x'.repeat(200)}` }))).toEqual({ kind: 'unmatched', hintIgnored: true });

@@ -12,7 +12,18 @@ import { createLogger } from '../../lib/logger.js';
 
 const T0 = 1_700_000_000_000;
 let n = 0;
-const raw = (person: string, url: string, extra: Record<string, unknown> = {}) => ({ v: 1, id: `e${++n}`, site: 'demo', person, channel: 'web', type: 'page', ts: T0 + n, rt: T0 + n, url, ...extra });
+const raw = (person: string, url: string, extra: Record<string, unknown> = {}) => ({
+  v: 1,
+  id: `e${++n}`,
+  site: 'demo',
+  person,
+  channel: 'web',
+  type: 'page',
+  ts: T0 + n,
+  rt: T0 + n,
+  url,
+  ...extra,
+});
 
 /** A worker over the embedded log and the in-memory store, as `npm start` runs it. */
 function worker(config: TopicMapConfig = DEFAULT_TOPIC_MAP) {
@@ -27,8 +38,16 @@ function worker(config: TopicMapConfig = DEFAULT_TOPIC_MAP) {
     metrics,
     /** Hands the worker one batch of records (objects are sent as JSON, strings as they are). */
     run: (values: unknown[]) =>
-      handle({ topic: TOPICS.raw, partition: 0, messages: values.map((v) => ({ offset: String(offset++), key: 'k', value: typeof v === 'string' ? v : JSON.stringify(v), timestamp: 0 })) }),
-    dead: () => log.read(TOPICS.invalid).flat().map((m) => DeadLetter.parse(JSON.parse(m.value))),
+      handle({
+        topic: TOPICS.raw,
+        partition: 0,
+        messages: values.map((v) => ({ offset: String(offset++), key: 'k', value: typeof v === 'string' ? v : JSON.stringify(v), timestamp: 0 })),
+      }),
+    dead: () =>
+      log
+        .read(TOPICS.invalid)
+        .flat()
+        .map((m) => DeadLetter.parse(JSON.parse(m.value))),
     count: async (name: string, labels: Record<string, string> = {}) => {
       const metric = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === name);
       return (metric?.values ?? []).filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x)).reduce((s, v) => s + v.value, 0);

@@ -15,7 +15,11 @@ afterEach(() => vi.restoreAllMocks());
 
 /** A stand-in for an ioredis client: events, a status, and CONFIG GET. */
 function fakeRedis(status = 'ready', config?: () => Promise<unknown>) {
-  const client = Object.assign(new EventEmitter(), { status, options: { host: '10.0.0.1', port: 6390 }, config: config ?? (async () => ['maxmemory-policy', 'noeviction']) });
+  const client = Object.assign(new EventEmitter(), {
+    status,
+    options: { host: '10.0.0.1', port: 6390 },
+    config: config ?? (async () => ['maxmemory-policy', 'noeviction']),
+  });
   return client as typeof client & Redis;
 }
 
@@ -135,7 +139,9 @@ describe('the Redis eviction policy check', () => {
   it.each(['allkeys-lru', 'allkeys-lfu', 'allkeys-random'])('refuses %s, saying what to set', async (p) => {
     const { logger } = captureLogs();
     await expect(checkEvictionPolicy(policy(p), logger)).rejects.toThrow(
-      new RegExp(`^Redis 10\\.0\\.0\\.1:6390 has maxmemory-policy ${p}: when memory is full it evicts any key, histories included.*Set maxmemory-policy noeviction`),
+      new RegExp(
+        `^Redis 10\\.0\\.0\\.1:6390 has maxmemory-policy ${p}: when memory is full it evicts any key, histories included.*Set maxmemory-policy noeviction`,
+      ),
     );
   });
 
@@ -151,7 +157,10 @@ describe('the Redis eviction policy check', () => {
   });
 
   it('goes on with a warning when CONFIG is renamed or not permitted, and fails on other errors', async () => {
-    for (const message of ["ERR unknown command 'CONFIG', with args beginning with: 'GET' 'maxmemory-policy' ", "NOPERM User worker has no permissions to run the 'config|get' command"]) {
+    for (const message of [
+      "ERR unknown command 'CONFIG', with args beginning with: 'GET' 'maxmemory-policy' ",
+      "NOPERM User worker has no permissions to run the 'config|get' command",
+    ]) {
       const { logger, lines } = captureLogs();
       await checkEvictionPolicy(
         fakeRedis('ready', async () => {
@@ -176,7 +185,10 @@ describe('the Redis eviction policy check', () => {
   it('checks every master of a cluster', async () => {
     const { Cluster: RealCluster } = await import('ioredis');
     const masters = [policy('noeviction'), policy('allkeys-lru')];
-    const cluster = Object.assign(Object.create(RealCluster.prototype) as Cluster, { ping: async () => 'PONG', nodes: (role: string) => (role === 'master' ? masters : []) });
+    const cluster = Object.assign(Object.create(RealCluster.prototype) as Cluster, {
+      ping: async () => 'PONG',
+      nodes: (role: string) => (role === 'master' ? masters : []),
+    });
     const { logger } = captureLogs();
     await expect(checkEvictionPolicy(cluster, logger)).rejects.toThrow(/allkeys-lru/);
   });
@@ -187,7 +199,10 @@ describe('worker readiness and probes', () => {
 
   it('is ready when the consumer runs and gets through and Redis is ready', async () => {
     const metrics = createWorkerMetrics();
-    const app = createWorkerHttpApp({ metrics, readiness: () => workerReadiness({ consumer: fakeConsumer(healthy), redis: new RedisWatch(fakeRedis(), captureLogs().logger) }) });
+    const app = createWorkerHttpApp({
+      metrics,
+      readiness: () => workerReadiness({ consumer: fakeConsumer(healthy), redis: new RedisWatch(fakeRedis(), captureLogs().logger) }),
+    });
     const ready = await app.request('/readyz');
     expect(ready.status).toBe(200);
     expect(await ready.json()).toEqual({ ready: true, consumer: healthy });
@@ -199,12 +214,19 @@ describe('worker readiness and probes', () => {
   });
 
   it('answers 503 with every reason: failing batches, a stopped consumer, Redis, shutdown', async () => {
-    const failing: ConsumerHealth = { running: true, failing: true, since: 10_000, attempts: 7, lastError: 'LogUnavailableError: Kafka did not take the events' };
+    const failing: ConsumerHealth = {
+      running: true,
+      failing: true,
+      since: 10_000,
+      attempts: 7,
+      lastError: 'LogUnavailableError: Kafka did not take the events',
+    };
     const client = fakeRedis('reconnecting');
     const r = workerReadiness({ consumer: fakeConsumer(failing), redis: new RedisWatch(client, captureLogs().logger), now: () => 22_000 });
     expect(r).toEqual({
       ready: false,
-      reason: 'batches have been failing for 12 s (7 attempts, retried with backoff): LogUnavailableError: Kafka did not take the events; Redis is reconnecting',
+      reason:
+        'batches have been failing for 12 s (7 attempts, retried with backoff): LogUnavailableError: Kafka did not take the events; Redis is reconnecting',
       consumer: failing,
     });
     expect(workerReadiness({ consumer: fakeConsumer({ ...healthy, running: false }) }).reason).toBe('the clicks.raw consumer is not running');
@@ -219,8 +241,16 @@ describe('worker readiness and probes', () => {
 describe('pollLag', () => {
   it('sets the gauge per partition the consumer reports and drops the partitions it stopped reporting', async () => {
     const metrics = createWorkerMetrics();
-    let lag = new Map([[0, 5], [1, 0], [2, 7]]);
-    const poller = pollLag(fakeConsumer({ running: true, failing: false, attempts: 0 }, async () => lag), metrics, { intervalMs: 60_000 });
+    let lag = new Map([
+      [0, 5],
+      [1, 0],
+      [2, 7],
+    ]);
+    const poller = pollLag(
+      fakeConsumer({ running: true, failing: false, attempts: 0 }, async () => lag),
+      metrics,
+      { intervalMs: 60_000 },
+    );
     try {
       await poller.poll();
       let text = await metrics.registry.metrics();

@@ -12,8 +12,23 @@ describe('the worker batch step', () => {
   it('folds valid records and dead-letters the others with their reason, without stopping the partition', async () => {
     const log = new PartitionedLog(1);
     const store = new MemoryHistoryStore(FOLD_OPTIONS);
-    const handle = createBatchHandler({ store, topicMap: compileTopicMap(DEFAULT_TOPIC_MAP), producer: log.producer(), logger: createLogger('test', 'silent') });
-    const good = { v: 1, id: 'e1', site: 'demo', person: 'p1', channel: 'web', type: 'page', ts: 1_700_000_000_000, rt: 1_700_000_000_000, url: '/products/sku-1/specs' };
+    const handle = createBatchHandler({
+      store,
+      topicMap: compileTopicMap(DEFAULT_TOPIC_MAP),
+      producer: log.producer(),
+      logger: createLogger('test', 'silent'),
+    });
+    const good = {
+      v: 1,
+      id: 'e1',
+      site: 'demo',
+      person: 'p1',
+      channel: 'web',
+      type: 'page',
+      ts: 1_700_000_000_000,
+      rt: 1_700_000_000_000,
+      url: '/products/sku-1/specs',
+    };
     const values = [
       JSON.stringify(good),
       '{not json',
@@ -24,7 +39,10 @@ describe('the worker batch step', () => {
     await handle({ topic: TOPICS.raw, partition: 0, messages: values.map((value, i) => ({ offset: String(i), key: 'p1', value, timestamp: 0 })) });
 
     expect((await store.getPerson('p1'))?.dialogues).toMatchObject([{ topic: 'product:sku-1', stage: 'detail', counts: { detail: 1 } }]);
-    const dead = log.read(TOPICS.invalid).flat().map((m) => DeadLetter.parse(JSON.parse(m.value)));
+    const dead = log
+      .read(TOPICS.invalid)
+      .flat()
+      .map((m) => DeadLetter.parse(JSON.parse(m.value)));
     expect(dead.map((d) => d.offset)).toEqual(['1', '2', '3', '4']);
     expect(dead.map((d) => [d.stage, d.step, d.reason])).toEqual([
       ['worker', 'parse', 'invalid_json'],

@@ -156,6 +156,7 @@ safe(() => {
     ref = url;
   });
 
+  // biome-ignore lint/suspicious/noExplicitAny: commands come from page scripts; each handler checks its own arguments
   const api: Record<string, (...a: any[]) => void> = {
     track: (name: unknown, props?: unknown, value?: unknown) => {
       name = cut(name, 128);
@@ -214,6 +215,7 @@ safe(() => {
   }
   // All on window: visibilitychange bubbles up from the document, and a capturing click
   // listener here runs before any page handler could stop the click's propagation.
+  // biome-ignore lint/suspicious/noExplicitAny: one helper for events of different types
   const on = (type: string, f: (e: any) => unknown) => addEventListener(type, safe(f), true);
   on('popstate', page);
   on('pagehide', hide);

@@ -49,7 +49,13 @@ export const retryDelay = (fails: number, retryAfter: string | null | undefined,
 
 /** One element as a selector step: `tag#id`, else `tag.class1.class2`. */
 const step = (el: Element): string =>
-  el.localName + (el.id ? '#' + CSS.escape(el.id) : [...el.classList].slice(0, 2).map((c) => '.' + CSS.escape(c)).join(''));
+  el.localName +
+  (el.id
+    ? '#' + CSS.escape(el.id)
+    : [...el.classList]
+        .slice(0, 2)
+        .map((c) => '.' + CSS.escape(c))
+        .join(''));
 
 /** A short CSS selector: the element's step, under its nearest ancestor with an id if there is one. */
 export const selector = (el: Element): string => {

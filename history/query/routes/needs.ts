@@ -28,13 +28,11 @@ export function needsRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
         params: topicParam,
         query: z.object({
           stage: stageEnum.openapi({ param: { name: 'stage', in: 'query' }, description: 'The stage people stand at.', example: ladder[1] }),
-          notReached: stageEnum
-            .optional()
-            .openapi({
-              param: { name: 'notReached', in: 'query' },
-              description: 'The first stage they have not reached; default: the stage after `stage`.',
-              example: ladder.at(-1),
-            }),
+          notReached: stageEnum.optional().openapi({
+            param: { name: 'notReached', in: 'query' },
+            description: 'The first stage they have not reached; default: the stage after `stage`.',
+            example: ladder.at(-1),
+          }),
           activeWithin: z
             .string()
             .regex(DURATION, `not ${DURATION_HELP}`)
@@ -69,11 +67,9 @@ export function needsRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
           content: {
             'application/json': { schema: Needs },
             'text/csv': {
-              schema: z
-                .string()
-                .openapi({
-                  description: 'person,topic,stage,last_activity,stage_reached_at,interactions,channels,score; formula-like cells start with an apostrophe.',
-                }),
+              schema: z.string().openapi({
+                description: 'person,topic,stage,last_activity,stage_reached_at,interactions,channels,score; formula-like cells start with an apostrophe.',
+              }),
             },
           },
         },
