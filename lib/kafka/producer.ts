@@ -77,6 +77,8 @@ export interface ProducerStats {
   largestRequest: number;
   timedOut: number;
   refused: number;
+  /** Producers replaced after a fatal idempotence error. */
+  replaced: number;
   /** Over the last 1,024 produce requests: time from leaving to the acknowledgement, ms. */
   requestMs: { p50: number; p99: number; max: number };
   /** Over the last 1,024 sends: time waiting for a request to leave, ms. */
@@ -111,8 +113,27 @@ class Recent {
  * `ackTimeoutMs`. A send that times out before its request left is taken out of the queue, so
  * a 503 for it means it was not written. Order is kept: one request at a time, FIFO.
  */
+/**
+ * Errors after which an idempotent producer never succeeds again: its producer id and sequence
+ * numbers no longer match the broker's (seen here after a broker restart, as in kafkajs#598 and
+ * librdkafka's "fatal" idempotence errors). The only way on is a new producer id.
+ */
+const FATAL_IDEMPOTENCE = new Set(['OUT_OF_ORDER_SEQUENCE_NUMBER', 'UNKNOWN_PRODUCER_ID', 'INVALID_PRODUCER_EPOCH', 'INVALID_PRODUCER_ID_MAPPING']);
+
+/** Whether `err`, or an error it wraps (kafkajs wraps retried ones), is one of those. */
+export function isFatalIdempotenceError(err: unknown): boolean {
+  let e = err as { type?: unknown; cause?: unknown; originalError?: unknown } | null | undefined;
+  for (let depth = 0; e && depth < 5; depth++) {
+    if (typeof e.type === 'string' && FATAL_IDEMPOTENCE.has(e.type)) return true;
+    e = (e.cause ?? e.originalError) as typeof e;
+  }
+  return false;
+}
+
 export class KafkaLogProducer implements LogProducer {
-  private readonly producer: Producer;
+  private producer: Producer;
+  /** A replacement producer being connected after a fatal idempotence error, if any. */
+  private replacing: Promise<void> | null = null;
   private connected = false;
   private queue: PendingSend[] = [];
   private queuedMessages = 0;
@@ -122,17 +143,15 @@ export class KafkaLogProducer implements LogProducer {
   private readonly lingerMs: number;
   private readonly maxBatchBytes: number;
   private readonly maxQueuedMessages: number;
-  private readonly counters = { requests: 0, messages: 0, sends: 0, largestRequest: 0, timedOut: 0, refused: 0 };
+  private readonly counters = { requests: 0, messages: 0, sends: 0, largestRequest: 0, timedOut: 0, refused: 0, replaced: 0 };
   private readonly requestMs = new Recent();
   private readonly queuedMs = new Recent();
 
   constructor(
-    kafka: Kafka,
+    private readonly kafka: Kafka,
     private readonly opts: KafkaProducerOptions,
   ) {
-    this.producer = kafka.producer(PRODUCER_CONFIG);
-    this.producer.on(this.producer.events.CONNECT, () => (this.connected = true));
-    this.producer.on(this.producer.events.DISCONNECT, () => (this.connected = false));
+    this.producer = this.create();
     this.lingerMs = opts.lingerMs ?? 0;
     this.maxBatchBytes = opts.maxBatchBytes ?? 900_000;
     this.maxQueuedMessages = opts.maxQueuedMessages ?? 200_000;
@@ -140,6 +159,41 @@ export class KafkaLogProducer implements LogProducer {
 
   async connect(): Promise<void> {
     await this.producer.connect();
+  }
+
+  private create(): Producer {
+    const producer = this.kafka.producer(PRODUCER_CONFIG);
+    producer.on(producer.events.CONNECT, () => (this.connected = true));
+    producer.on(producer.events.DISCONNECT, () => {
+      if (producer === this.producer) this.connected = false;
+    });
+    return producer;
+  }
+
+  /**
+   * Swaps in a new producer (a new producer id) after a fatal idempotence error. The request that
+   * failed was not written, so its senders got LogUnavailableError and retry; nothing leaves until
+   * the new producer is connected.
+   */
+  private replace(): Promise<void> {
+    this.replacing ??= (async () => {
+      this.counters.replaced++;
+      const old = this.producer;
+      this.producer = this.create();
+      this.connected = false;
+      await old.disconnect().catch(() => {});
+      for (let pause = 100; ; pause = Math.min(pause * 2, 2000)) {
+        try {
+          await this.producer.connect();
+          return;
+        } catch {
+          await new Promise((r) => setTimeout(r, pause));
+        }
+      }
+    })().finally(() => {
+      this.replacing = null;
+    });
+    return this.replacing;
   }
 
   ready(): boolean {
@@ -257,7 +311,10 @@ export class KafkaLogProducer implements LogProducer {
           this.requestMs.add(performance.now() - leftAt);
           settle();
         },
-        (err: Error) => settle(new LogUnavailableError(`Kafka did not take the events: ${err.message}`, { cause: err })),
+        async (err: Error) => {
+          settle(new LogUnavailableError(`Kafka did not take the events: ${err.message}`, { cause: err }));
+          if (isFatalIdempotenceError(err)) await this.replace();
+        },
       )
       .finally(() => {
         this.inFlight = null;

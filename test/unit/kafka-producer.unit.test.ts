@@ -32,6 +32,52 @@ afterEach(() => {
 });
 
 describe('KafkaLogProducer (micro-batching)', () => {
+  it('replaces the kafkajs producer (a new producer id) after a fatal idempotence error, and sends again', async () => {
+    const made: { sendBatch: ReturnType<typeof vi.fn>; connect: ReturnType<typeof vi.fn>; disconnect: ReturnType<typeof vi.fn> }[] = [];
+    const kafka = {
+      producer: () => {
+        const n = made.length;
+        const producer = {
+          events: { CONNECT: 'connect', DISCONNECT: 'disconnect' },
+          on: () => {},
+          connect: vi.fn(async () => {}),
+          disconnect: vi.fn(async () => {}),
+          // The first producer's id is out of step with the broker: every request fails, as after a broker restart.
+          sendBatch: vi.fn(async () => {
+            if (n === 0)
+              throw Object.assign(new Error('retries exceeded'), {
+                cause: Object.assign(new Error('The broker received an out of order sequence number'), { type: 'OUT_OF_ORDER_SEQUENCE_NUMBER' }),
+              });
+            return [];
+          }),
+        };
+        made.push(producer);
+        return producer;
+      },
+    } as unknown as Kafka;
+    const p = new KafkaLogProducer(kafka, { ackTimeoutMs: 60_000 });
+    await p.connect();
+    await expect(p.send('clicks.raw', msgs('a', 1))).rejects.toBeInstanceOf(LogUnavailableError);
+    await expect(p.send('clicks.raw', msgs('b', 1))).resolves.toBeUndefined();
+    expect(made).toHaveLength(2);
+    expect(made[0]!.disconnect).toHaveBeenCalled();
+    expect(made[1]!.connect).toHaveBeenCalled();
+    expect(made[1]!.sendBatch).toHaveBeenCalledTimes(1);
+    expect(p.stats().replaced).toBe(1);
+  });
+
+  it('does not replace the producer for an ordinary failure (the broker away)', async () => {
+    const { kafka, requests } = fakeKafka();
+    const spy = vi.spyOn(kafka, 'producer');
+    const p = new KafkaLogProducer(kafka, { ackTimeoutMs: 60_000 });
+    const sent = p.send('clicks.raw', msgs('a', 1));
+    await turn();
+    requests[0]!.fail(Object.assign(new Error('Connection error'), { type: 'NETWORK_EXCEPTION' }));
+    await expect(sent).rejects.toBeInstanceOf(LogUnavailableError);
+    expect(spy).toHaveBeenCalledTimes(1);
+    expect(p.stats().replaced).toBe(0);
+  });
+
   it('splits one send larger than a produce request into several, in order, and resolves once all are acknowledged', async () => {
     const { kafka, requests } = fakeKafka();
     // Each message is 1 + 7 bytes (key + value): three fit in 24 bytes, the fourth opens a new request.
