@@ -142,3 +142,28 @@ describe('the worker under hostile records', () => {
     expect(await w.count('clickfold_worker_dead_letters_total', { reason: 'invalid_json' })).toBe(1);
   });
 });
+
+describe('the worker when its own code fails on a record', () => {
+  it('dead-letters the record (worker_error) and folds the rest of the batch', async () => {
+    const map = compileTopicMap(DEFAULT_TOPIC_MAP);
+    // A classification bug that only one URL trips.
+    const buggy = {
+      ...map,
+      classifyEvent: (e: Parameters<typeof map.classifyEvent>[0]) => {
+        if (e.url === '/products/trap') throw new Error('classification bug');
+        return map.classifyEvent(e);
+      },
+    };
+    const log = new PartitionedLog(1);
+    const store = new MemoryHistoryStore(foldOptionsOf(map));
+    const handle = createBatchHandler({ store, topicMap: buggy, producer: log.producer(), logger: createLogger('test', 'silent') });
+    const values = [raw('t1', '/products/trap'), raw('t2', '/products/sku-3')].map((v) => JSON.stringify(v));
+    await handle({ topic: TOPICS.raw, partition: 0, messages: values.map((value, i) => ({ offset: String(i), key: 'k', value, timestamp: 0 })) });
+    const dead = log
+      .read(TOPICS.invalid)
+      .flat()
+      .map((m) => DeadLetter.parse(JSON.parse(m.value)));
+    expect(dead.map((d) => [d.offset, d.step, d.reason, d.detail])).toEqual([['0', 'classify', 'worker_error', 'classification bug']]);
+    expect((await store.getPerson('t2'))?.dialogues[0]?.topic).toBe('product:sku-3');
+  });
+});
