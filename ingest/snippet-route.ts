@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
 import { Hono } from 'hono';
+import { builtFile } from '../lib/paths.js';
 
 /** Where `npm run build` writes the bundled tracker snippet. */
-export const SNIPPET_PATH = fileURLToPath(new URL('../dist/t.js', import.meta.url));
+export const SNIPPET_PATH = builtFile(import.meta.url, 't.js');
 
 export interface SnippetRouteOptions {
   /** The built snippet; defaults to dist/t.js. */

@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import { Hono } from 'hono';
 import type { Logger } from '../../lib/logger.js';
 import { PAGE_CSS, PAGE_HTML } from './page.js';
+import { builtFile } from '../../lib/paths.js';
 
 /** Where `npm run build` (build.ts) writes the dashboard's browser code; nothing else bundles it. */
-export const DASHBOARD_BUNDLE = fileURLToPath(new URL('../../dist/dashboard.js', import.meta.url));
+export const DASHBOARD_BUNDLE = builtFile(import.meta.url, 'dashboard.js');
 
 export interface DashboardRouteOptions {
   logger: Logger;
