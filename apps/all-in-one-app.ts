@@ -6,7 +6,7 @@ import { apiKeysFromEnv } from '../history/query/auth.js';
 import { LiveFeed } from '../history/transitions/live-feed.js';
 import { createQueryApp } from '../history/query/app.js';
 import { compileTopicMap, foldOptionsOf, type TopicMapConfig } from '../history/fold/topic-map.js';
-import { createWebhookMetrics, startWebhooks, type RunningWebhooks } from '../history/transitions/webhooks.js';
+import { createWebhookMetrics, type RunningWebhooks } from '../history/transitions/webhooks.js';
 import { beforeScrape, createWorkerHttpApp, type WorkerReadiness } from '../history/worker/http.js';
 import { createWorkerMetrics, type WorkerMetrics } from '../history/worker/metrics.js';
 import { createIngestApp } from '../ingest/app.js';
@@ -20,6 +20,7 @@ import { createDemoShop } from './demo-shop.js';
 import { openBackends, type Backends } from './shared/backends.js';
 import { ingestOptionsFromEnv } from './shared/ingest-options.js';
 import { createWorker } from './shared/worker.js';
+import { startWebhooksFromEnv } from './shared/webhooks.js';
 
 export interface RunningApp {
   port: number;
@@ -77,19 +78,7 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
   let webhooks: RunningWebhooks | undefined;
   try {
     await worker.start();
-    if (env.WEBHOOK_URLS.length > 0) {
-      // Webhooks read history.transitions with consumers of their own: the fold never waits for a receiver.
-      webhooks = await startWebhooks(backends.logPort, {
-        urls: env.WEBHOOK_URLS,
-        secret: env.WEBHOOK_SECRET ?? '',
-        retryMaxMs: env.WEBHOOK_RETRY_MAX_MS,
-        groupPrefix: env.KAFKA_GROUP_ID,
-        logger,
-        // Requests a receiver refuses for good are parked on history.webhooks.parked.
-        producer: backends.producer,
-        metrics: webhookMetrics,
-      });
-    }
+    if (env.WEBHOOK_URLS.length > 0) webhooks = await startWebhooksFromEnv(env, { backends, logger, metrics: webhookMetrics });
     const listening = await listen(app, env.PORT, env.HOST);
     server = listening.server;
     const port = listening.port;

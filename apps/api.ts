@@ -6,11 +6,12 @@ import { compileTopicMap, foldOptionsOf } from '../history/fold/topic-map.js';
 import { loadTopicMap } from '../history/fold/topic-map-file.js';
 import { LiveFeed } from '../history/transitions/live-feed.js';
 import { followTransitions } from '../history/transitions/log.js';
-import { createWebhookMetrics, startWebhooks } from '../history/transitions/webhooks.js';
+import { createWebhookMetrics } from '../history/transitions/webhooks.js';
 import { hasRedis } from '../lib/redis.js';
 import { closeServer, listen } from '../lib/serve.js';
 import { openBackends } from './shared/backends.js';
 import { runProcess } from './shared/process.js';
+import { startWebhooksFromEnv } from './shared/webhooks.js';
 
 /**
  * The query API and dashboard as a process of their own (the real stack): `npx tsx apps/api.ts`.
@@ -30,16 +31,7 @@ await runProcess('api', async (env, logger) => {
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics });
   const live = await followTransitions(backends.logPort, feed, logger, env.KAFKA_GROUP_ID);
-  const webhooks = await startWebhooks(backends.logPort, {
-    urls: env.WEBHOOK_URLS,
-    secret: env.WEBHOOK_SECRET ?? '',
-    retryMaxMs: env.WEBHOOK_RETRY_MAX_MS,
-    groupPrefix: env.KAFKA_GROUP_ID,
-    logger,
-    // Requests a receiver refuses for good are parked on history.webhooks.parked.
-    producer: backends.producer,
-    metrics: createWebhookMetrics(metrics),
-  });
+  const webhooks = await startWebhooksFromEnv(env, { backends, logger, metrics: createWebhookMetrics(metrics) });
 
   const app = new Hono();
   app.get('/healthz', (c) => c.json({ ok: true }));

@@ -5,6 +5,7 @@ import { PartitionedLog } from '../../lib/log-memory.js';
 import { createIngestApp } from '../../ingest/app.js';
 import { compileSites, SitesFile } from '../../ingest/sites.js';
 import { createLogger } from '../../lib/logger.js';
+import { recordsOf } from '../support/log-records.js';
 
 const SECRET = 'test-secret-0123456789abcdef';
 const BASE = 'http://ingest.test';
@@ -24,16 +25,8 @@ function setup(secret: string | null = SECRET, bots: 'drop' | 'flag' = 'drop') {
   });
   const get = (url: string, ua = 'Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko)') =>
     app.request(url.replace(BASE, ''), { headers: { accept: 'image/avif,image/webp,image/*,*/*;q=0.8', 'user-agent': ua } });
-  const raw = () =>
-    log
-      .read(TOPICS.raw)
-      .flat()
-      .map((m) => JSON.parse(m.value) as RawEvent);
-  const invalid = () =>
-    log
-      .read(TOPICS.invalid)
-      .flat()
-      .map((m) => JSON.parse(m.value) as Record<string, unknown>);
+  const raw = () => recordsOf<RawEvent>(log, TOPICS.raw);
+  const invalid = () => recordsOf(log, TOPICS.invalid);
   return { get, raw, invalid };
 }
 

@@ -3,6 +3,7 @@ import { TOPICS } from '../../contract/raw-event.js';
 import { PartitionedLog } from '../../lib/log-memory.js';
 import { createIngestApp } from '../../ingest/app.js';
 import { createLogger } from '../../lib/logger.js';
+import { recordsOf } from '../support/log-records.js';
 
 function setup(maxBodyBytes = 64 * 1024) {
   const log = new PartitionedLog(2);
@@ -13,16 +14,8 @@ function setup(maxBodyBytes = 64 * 1024) {
       headers: { 'content-type': type, 'user-agent': 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36' },
       body,
     });
-  const raw = () =>
-    log
-      .read(TOPICS.raw)
-      .flat()
-      .map((m) => JSON.parse(m.value) as Record<string, unknown>);
-  const invalid = () =>
-    log
-      .read(TOPICS.invalid)
-      .flat()
-      .map((m) => JSON.parse(m.value) as Record<string, unknown>);
+  const raw = () => recordsOf(log, TOPICS.raw);
+  const invalid = () => recordsOf(log, TOPICS.invalid);
   return { send, raw, invalid };
 }
 

@@ -8,6 +8,7 @@ import { createSink } from '../../ingest/sink.js';
 import { compileSites, SitesFile } from '../../ingest/sites.js';
 import type { LogProducer } from '../../lib/log.js';
 import { createLogger } from '../../lib/logger.js';
+import { recordsOf } from '../support/log-records.js';
 
 const logger = createLogger('test', 'silent');
 const KEY = 'wk_dead_letters_0123';
@@ -38,16 +39,8 @@ function setup(opts: { deadLettersPerSecond?: number; producer?: (log: Partition
     app.request('/v1/collect', { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
   const good = () => post(JSON.stringify({ site: 'shop', visitor: 'v', events: [{ id: `good-${++n}`, type: 'page', ts: Date.now(), url: '/' }] }));
   const junk = (i: number) => post(['{bad', JSON.stringify({ site: 'nowhere', visitor: 'v', events: [{}] }), 'null'][i % 3]!);
-  const raw = () =>
-    log
-      .read(TOPICS.raw)
-      .flat()
-      .map((m) => JSON.parse(m.value) as RawEvent);
-  const invalid = () =>
-    log
-      .read(TOPICS.invalid)
-      .flat()
-      .map((m) => JSON.parse(m.value) as Record<string, unknown>);
+  const raw = () => recordsOf<RawEvent>(log, TOPICS.raw);
+  const invalid = () => recordsOf(log, TOPICS.invalid);
   return { app, post, good, junk, raw, invalid, metrics, log };
 }
 

@@ -7,6 +7,7 @@ import { createIngestMetrics } from '../../ingest/metrics.js';
 import { tokenBuckets } from '../../ingest/rate-limit.js';
 import { compileSites, parseSites, SitesFile } from '../../ingest/sites.js';
 import { createLogger } from '../../lib/logger.js';
+import { recordsOf } from '../support/log-records.js';
 
 const CHROME = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36';
 const GOOGLEBOT = 'Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)';
@@ -30,16 +31,8 @@ function setup(sitesJson: unknown, now?: () => number) {
       headers: { 'content-type': 'application/json', 'user-agent': CHROME, ...headers },
       body: JSON.stringify({ site, visitor: 'v1', events: Array.from({ length: events }, () => ({ id: `e${++n}`, type: 'page', ts: Date.now(), url: '/p' })) }),
     });
-  const raw = () =>
-    log
-      .read(TOPICS.raw)
-      .flat()
-      .map((m) => JSON.parse(m.value) as RawEvent);
-  const invalid = () =>
-    log
-      .read(TOPICS.invalid)
-      .flat()
-      .map((m) => JSON.parse(m.value) as Record<string, unknown>);
+  const raw = () => recordsOf<RawEvent>(log, TOPICS.raw);
+  const invalid = () => recordsOf(log, TOPICS.invalid);
   return { app, collect, raw, invalid, metrics };
 }
 

@@ -7,6 +7,7 @@ import { signUser, userVerifier } from '../../ingest/identity.js';
 import { createIngestMetrics } from '../../ingest/metrics.js';
 import { compileSites, parseSites, SitesFile } from '../../ingest/sites.js';
 import { createLogger } from '../../lib/logger.js';
+import { recordsOf } from '../support/log-records.js';
 
 const SECRET = 'identity-secret-0123456789';
 const OTHER_SECRET = 'another-secret-0123456789';
@@ -43,11 +44,7 @@ function setup() {
       .read(TOPICS.raw)
       .flat()
       .map((m) => ({ key: m.key, ...(JSON.parse(m.value) as RawEvent) }));
-  const invalid = () =>
-    log
-      .read(TOPICS.invalid)
-      .flat()
-      .map((m) => JSON.parse(m.value) as Record<string, unknown>);
+  const invalid = () => recordsOf(log, TOPICS.invalid);
   return { ev, collect, segment, raw, invalid, metrics };
 }
 

@@ -5,6 +5,7 @@ import { PartitionedLog } from '../../lib/log-memory.js';
 import { createIngestApp } from '../../ingest/app.js';
 import { compileSites, SitesFile } from '../../ingest/sites.js';
 import { createLogger } from '../../lib/logger.js';
+import { recordsOf } from '../support/log-records.js';
 
 const KEY = 'wk_test_0123456789';
 const auth = (key: string) => `Basic ${Buffer.from(`${key}:`).toString('base64')}`;
@@ -24,11 +25,7 @@ function setup(bots: 'drop' | 'flag' = 'flag') {
       .read(TOPICS.raw)
       .flat()
       .map((m) => ({ key: m.key, ...(JSON.parse(m.value) as RawEvent) }));
-  const invalid = () =>
-    log
-      .read(TOPICS.invalid)
-      .flat()
-      .map((m) => JSON.parse(m.value) as Record<string, unknown>);
+  const invalid = () => recordsOf(log, TOPICS.invalid);
   return { app, send, raw, invalid };
 }
 
