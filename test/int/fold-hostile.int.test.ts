@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cluster, Redis } from 'ioredis';
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DeadLetter } from '../../contract/dead-letter.js';
@@ -13,7 +12,7 @@ import { KafkaBroker } from '../../services/kafka.js';
 import { startGroupAtEnd } from '../support/kafka-groups.js';
 import { batch, eventually, post, startTestApp, type Mode } from '../support/app.js';
 import { keysOf } from '../support/redis-inspect.js';
-import { redisClusterNodes, redisUrl } from '../support/services.js';
+import { ready, redisClient } from '../support/services.js';
 
 /**
  * The fold under attack (README, Limits). More than 10,000 hostile records, half through ingest
@@ -207,7 +206,7 @@ describe.each(modes)('the fold under hostile input (%s)', (mode) => {
   afterAll(async () => {
     await app?.stop();
     if (mode !== 'embedded') {
-      const redis = await redisFor(mode);
+      const redis = await ready(redisClient(mode));
       for (const k of await keysOf(redis, `${prefix}*`)) await redis.del(k);
       redis.disconnect();
     }
@@ -333,24 +332,10 @@ describe.each(modes)('the fold under hostile input (%s)', (mode) => {
   });
 });
 
-/** A Redis or Redis Cluster client, connected (a cluster knows its masters only once ready). */
-async function redisFor(mode: 'real' | 'cluster'): Promise<Redis | Cluster> {
-  const redis =
-    mode === 'cluster'
-      ? new Cluster(
-          redisClusterNodes()
-            .split(',')
-            .map((hp) => ({ host: hp.split(':')[0]!, port: Number(hp.split(':')[1]) })),
-        )
-      : new Redis(redisUrl());
-  if (redis.status !== 'ready') await new Promise((resolve) => redis.once('ready', resolve));
-  return redis;
-}
-
 /** Bytes Redis holds for a key namespace (MEMORY USAGE of each key), or null for the embedded store. */
 async function namespaceBytes(mode: Mode, prefix: string): Promise<number | null> {
   if (mode === 'embedded') return null;
-  const redis = await redisFor(mode);
+  const redis = await ready(redisClient(mode));
   try {
     let total = 0;
     for (const k of await keysOf(redis, `${prefix}*`)) total += (await redis.memory('USAGE', k)) ?? 0;

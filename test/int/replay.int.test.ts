@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningApp } from '../../apps/all-in-one-app.js';
 import { replay } from '../../history/worker/replay.js';
@@ -8,19 +7,11 @@ import { compileTopicMap, DEFAULT_TOPIC_MAP } from '../../history/fold/topic-map
 import { openKafkaLog } from '../../lib/kafka/log.js';
 import { createLogger } from '../../lib/logger.js';
 import { batch, eventually, post, startTestApp } from '../support/app.js';
-import { kafkaBrokers, redisClusterNodes, redisUrl } from '../support/services.js';
+import { kafkaBrokers, redisClient } from '../support/services.js';
 
 describe.each(['real', 'cluster'] as const)('replay from clicks.raw into a fresh namespace (%s Redis)', (mode) => {
   let app: RunningApp;
-  const redis =
-    mode === 'cluster'
-      ? new Cluster(
-          redisClusterNodes()
-            .split(',')
-            .map((hp) => ({ host: hp.split(':')[0]!, port: Number(hp.split(':')[1]) })),
-          { enableAutoPipelining: true },
-        )
-      : new Redis(redisUrl());
+  const redis = redisClient(mode);
   const live = `live-${randomUUID().slice(0, 8)}:`;
   beforeAll(async () => {
     app = await startTestApp(mode, { REDIS_PREFIX: live });

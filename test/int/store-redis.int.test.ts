@@ -1,22 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import { Cluster, Redis } from 'ioredis';
 import { RedisHistoryStore } from '../../history/store/redis.js';
 import { deleteNamespace, inspectNamespace } from '../support/redis-inspect.js';
-import { redisClusterNodes, redisUrl } from '../support/services.js';
+import { redisClient } from '../support/services.js';
 import { FOLD_OPTIONS, storeContract } from '../support/store-contract.js';
 
 // The same contract on one Redis and on a local three-master cluster, where every multi-key
 // script and batch must stay within one person's (or one topic's) hash slot. Each test gets its
 // own key namespace, so tests cannot see each other's keys.
 const clients = {
-  Redis: () => new Redis(redisUrl()),
-  'Redis Cluster': () =>
-    new Cluster(
-      redisClusterNodes()
-        .split(',')
-        .map((hp) => ({ host: hp.split(':')[0]!, port: Number(hp.split(':')[1]) })),
-      { enableAutoPipelining: true },
-    ),
+  Redis: () => redisClient('real'),
+  'Redis Cluster': () => redisClient('cluster'),
 };
 
 for (const [name, connect] of Object.entries(clients)) {

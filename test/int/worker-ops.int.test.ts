@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TOPICS, type RawEvent } from '../../contract/raw-event.js';
+import { TOPICS } from '../../contract/raw-event.js';
 import { RedisHistoryStore } from '../../history/store/redis.js';
 import { redisCommand, RedisServer } from '../../services/redis.js';
 import { eventually } from '../support/app.js';
@@ -10,6 +10,7 @@ import { spawnLogged, type LoggedProcess } from '../support/process-log.js';
 import { startGroupAtEnd } from '../support/kafka-groups.js';
 import { kafkaBrokers } from '../support/services.js';
 import { FOLD_OPTIONS } from '../support/store-contract.js';
+import { rawPage } from '../support/raw-records.js';
 
 /**
  * The standalone worker (`apps/worker.ts`) as an operator sees it, on the run's Kafka and a
@@ -32,18 +33,7 @@ function counter(metrics: string, series: string): number {
 
 async function produce(person: string, urls: string[]): Promise<void> {
   const now = Date.now();
-  const events: RawEvent[] = urls.map((url, i) => ({
-    v: 1,
-    id: `${person}-${i}`,
-    site: 'demo',
-    person,
-    visitor: person,
-    channel: 'web',
-    type: 'page',
-    ts: now + i,
-    rt: now + i,
-    url,
-  }));
+  const events = urls.map((url, i) => rawPage(person, i, url, now));
   const producer = new Kafka({ brokers: kafkaBrokers().split(','), logLevel: logLevel.NOTHING }).producer({
     createPartitioner: Partitioners.DefaultPartitioner,
   });

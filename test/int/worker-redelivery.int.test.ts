@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { TOPICS, type RawEvent } from '../../contract/raw-event.js';
+import { TOPICS } from '../../contract/raw-event.js';
 import type { Transition } from '../../contract/transition.js';
 import { RedisHistoryStore } from '../../history/store/redis.js';
 import type { HistoryStore } from '../../history/store/store.js';
@@ -16,6 +16,7 @@ import { eventually } from '../support/app.js';
 import { readTopic } from '../support/kafka-read.js';
 import { kafkaBrokers, redisUrl } from '../support/services.js';
 import { FOLD_OPTIONS } from '../support/store-contract.js';
+import { rawPage } from '../support/raw-records.js';
 
 describe('worker on real Kafka and Redis: a crash before the commit', () => {
   const redis = new Redis(redisUrl());
@@ -27,18 +28,7 @@ describe('worker on real Kafka and Redis: a crash before the commit', () => {
     await ensureTopics(kafka, 3, 1);
     const person = `p-${randomUUID()}`;
     const now = Date.now();
-    const raw = (i: number, url: string): RawEvent => ({
-      v: 1,
-      id: `${person}-${i}`,
-      site: 'demo',
-      person,
-      visitor: person,
-      channel: 'web',
-      type: 'page',
-      ts: now + i,
-      rt: now + i,
-      url,
-    });
+    const raw = (i: number, url: string) => rawPage(person, i, url, now);
     const events = [raw(1, '/products/sku-5'), raw(2, '/products/sku-5/specs'), raw(3, '/products/sku-5'), raw(4, '/checkout/sku-5')];
     const producer = new Kafka({ brokers: kafkaBrokers().split(','), logLevel: logLevel.NOTHING }).producer({
       createPartitioner: Partitioners.DefaultPartitioner,

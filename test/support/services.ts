@@ -6,6 +6,7 @@
  * `KafkaBroker.start()` from services/kafka.ts: the shared one lives in
  * vitest's main process and can't be controlled from a test worker.
  */
+import { Cluster, Redis } from 'ioredis';
 import { inject } from 'vitest';
 
 function provided(key: 'kafkaBrokers' | 'redisUrl' | 'redisClusterNodes', envName: string): string {
@@ -35,4 +36,22 @@ export function redisUrl(): string {
 /** "host:port,host:port,host:port" of the run's Redis Cluster masters (REDIS_CLUSTER_NODES). */
 export function redisClusterNodes(): string {
   return provided('redisClusterNodes', 'REDIS_CLUSTER_NODES');
+}
+
+/**
+ * Clients of the run's Redis (`'real'`) or Redis Cluster (`'cluster'`). `enableAutoPipelining` on a
+ * cluster, as the stores expect; call `ready()` where a test lists the cluster's masters.
+ */
+export function redisClient(mode: 'real' | 'cluster'): Redis | Cluster {
+  if (mode === 'real') return new Redis(redisUrl());
+  const nodes = redisClusterNodes()
+    .split(',')
+    .map((hp) => ({ host: hp.split(':')[0]!, port: Number(hp.split(':')[1]) }));
+  return new Cluster(nodes, { enableAutoPipelining: true });
+}
+
+/** Resolves once the client is connected (a cluster knows its masters only then). */
+export async function ready<T extends Redis | Cluster>(redis: T): Promise<T> {
+  if (redis.status !== 'ready') await new Promise((resolve) => redis.once('ready', resolve));
+  return redis;
 }
