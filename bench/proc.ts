@@ -198,7 +198,7 @@ async function fold() {
   const producer = new KafkaLogProducer(kafka, { ackTimeoutMs: 5000 });
   await producer.connect();
   const consumerOptions = (args.consumer ?? {}) as Partial<KafkaConsumerOptions>;
-  const consumer = new KafkaLogConsumer(kafka, { group: groupId, topic, startAt: 'beginning', ...consumerOptions });
+  const consumer = new KafkaLogConsumer(kafka, { group: groupId, topic, startAt: 'beginning', ...consumerOptions }, { producer });
   // noop: the consumer alone (kafkajs fetch, decode, commit), for the fold's breakdown.
   // nullProducer: transitions are not published (to see what publishing them costs).
   const out = args.nullProducer ? { send: async () => {}, ready: () => true, close: async () => {} } : producer;
@@ -209,9 +209,11 @@ async function fold() {
   const sizes: number[] = [];
   const cpu0 = process.cpuUsage();
   const allHandled = new Promise<number>((resolve) => {
-    void consumer.run(async (batch: ConsumedBatch) => {
+    void consumer.run(async (batch: ConsumedBatch, ctl) => {
       if (first === 0) first = now();
-      await handler(batch);
+      // With the consumer's control, transitions go out with the commit (in a transaction when
+      // `consumer.transactional`); the null producer keeps its own, publishing nothing.
+      await handler(batch, args.nullProducer ? undefined : ctl);
       handled += batch.messages.length;
       sizes.push(batch.messages.length);
       if (handled >= expected) resolve(now());
@@ -320,6 +322,8 @@ async function app() {
     KAFKA_GROUP_ID: str('groupId'),
     REDIS_PREFIX: str('ns'),
     KAFKA_PARTITIONS: String(num('partitions')),
+    // The bench measures the worker both ways (the default: in transactions).
+    WORKER_TRANSACTIONS: String(args.transactions !== false),
   });
   let pending: { person: string; at: number }[] = [];
   const running = await startApp(env, DEFAULT_TOPIC_MAP, logger, {
@@ -356,7 +360,7 @@ async function worker() {
   const producer = new KafkaLogProducer(kafka, { ackTimeoutMs: 5000 });
   await producer.connect();
   const consumerOptions = (args.consumer ?? {}) as Partial<KafkaConsumerOptions>;
-  const consumer = new KafkaLogConsumer(kafka, { group: str('groupId'), topic: TOPICS.raw, startAt: 'end', ...consumerOptions });
+  const consumer = new KafkaLogConsumer(kafka, { group: str('groupId'), topic: TOPICS.raw, startAt: 'end', ...consumerOptions }, { producer });
   let pending: { person: string; at: number }[] = [];
   const handler = createBatchHandler({
     store,

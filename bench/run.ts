@@ -118,6 +118,10 @@ async function main(): Promise<void> {
       take(fold);
       take(await measureCollapse(h.services, prepared));
       take(await measureFoldBreakdown(h, s, raw.topics[0]!, prepared, fold.details.foldRuns));
+      // What exactly-once costs: the same fold publishing and committing without transactions.
+      const plain = await measureFold(h, s, raw.topics, prepared, undefined, false);
+      take({ figures: { throughput: plain.figures.throughput } });
+      take({ figures: { cost: transactionCost(fold.figures.throughput, plain.figures.throughput) } });
     }
     // Last of the Kafka measurements: a broker fresh from start spends much of its CPU compiling
     // (the JVM's C2 thread at 25% of a core in the first minute), which the runs above got past.
@@ -125,8 +129,10 @@ async function main(): Promise<void> {
       // The all-in-one app's group reads clicks.raw from the beginning: empty it first.
       await recreateTopics(admin, s.partitions);
       for (const topology of s.topologies) {
-        const r = await measureClickToStage(h, s, topology);
-        take({ figures: r.figures, details: { [r.key]: r.details } });
+        for (const transactions of [true, false]) {
+          const r = await measureClickToStage(h, s, topology, transactions);
+          take({ figures: r.figures, details: { [r.key]: r.details } });
+        }
       }
     }
     if (want('redis')) take(await measureRedisCeiling(h.services, s));
@@ -158,6 +164,17 @@ async function main(): Promise<void> {
     await cleanup();
     process.off('SIGINT', interrupted);
   }
+}
+
+/** Fold throughput with transactions over without, same run. */
+function transactionCost(tx: Figure, plain: Figure): Figure {
+  const median = (f: Figure) => (typeof f.value === 'number' ? f.value : typeof f.value === 'string' ? NaN : f.value.median);
+  return {
+    key: 'fold.transactionsRatio',
+    what: 'fold throughput in transactions / without (exactly-once transitions, what they cost)',
+    unit: 'x',
+    value: round(median(tx) / median(plain), 2),
+  };
 }
 
 /** Deletes the project's topics and creates them again, empty. */

@@ -36,6 +36,14 @@ export const Env = z.object({
   KAFKA_REPLICATION_FACTOR: z.coerce.number().int().min(1).max(7).default(1),
   /** A worker silent this long loses its partitions to the others (the broker allows 6 s to 30 min). */
   KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(6000).max(1_800_000).default(30_000),
+  /**
+   * The worker publishes a batch's transitions and dead letters and commits its offsets in one
+   * Kafka transaction (exactly once, zombies fenced); false: published, then committed (a worker
+   * that dies in between publishes them again). The bench prints what each costs.
+   */
+  WORKER_TRANSACTIONS: z.stringbool().default(true),
+  /** How long the broker lets a worker's transaction stay open before aborting it (a dead worker's, if nobody fences it sooner). */
+  WORKER_TRANSACTION_TIMEOUT_MS: z.coerce.number().int().min(1000).max(900_000).default(10_000),
   /** redis://host:port. Unset: the embedded in-memory store. */
   REDIS_URL: optionalString,
   /** host:port,host:port of a Redis Cluster's nodes; used instead of REDIS_URL. */

@@ -11,6 +11,12 @@ export interface LogMessage {
   value: string;
 }
 
+/** Messages for one topic: what a batch publishes with its commit. */
+export interface TopicMessages {
+  topic: string;
+  messages: LogMessage[];
+}
+
 export interface LogProducer {
   /** Resolves once the log has acknowledged every message (Kafka: all in-sync replicas). */
   send(topic: string, messages: LogMessage[]): Promise<void>;
@@ -66,6 +72,12 @@ export interface ConsumerOptions {
   logger?: Logger;
   /** Backoff of a batch whose handler throws; defaults in BatchRetries (100 ms doubling to 5 s). */
   retry?: RetryOptions;
+  /**
+   * `BatchControl.publishAndCommit` in Kafka transactions (one transactional producer per owned
+   * partition, so that a zombie is fenced). Kafka only; the in-process log is atomic anyway.
+   * Default false.
+   */
+  transactional?: boolean;
 }
 
 /** What a handler may do with its batch besides resolving. */
@@ -79,6 +91,29 @@ export interface BatchControl {
   commit(offset: string): Promise<void>;
   /** True once stop() was called or this member lost the partition: give up, leave the rest uncommitted. */
   stopped(): boolean;
+  /**
+   * Writes `records` and commits this batch's partition through `offset`, as one step. On a
+   * transactional Kafka consumer (`ConsumerOptions.transactional`) in one Kafka transaction: a
+   * read_committed reader sees the records exactly when the offsets are committed, and a member
+   * that lost the partition is fenced and can do neither. Otherwise the records are acknowledged,
+   * then the offset committed (a crash in between writes them again when the batch comes again).
+   */
+  publishAndCommit(records: TopicMessages[], offset: string): Promise<void>;
+}
+
+/**
+ * The control of a batch handed to a handler outside any consumer (a test, the bench, the replay's
+ * own loop): `publishAndCommit` sends through `producer` and leaves the commit to the caller.
+ */
+export function uncommittedControl(producer: LogProducer): BatchControl {
+  return {
+    heartbeat: async () => {},
+    commit: async () => {},
+    stopped: () => false,
+    publishAndCommit: async (records) => {
+      await Promise.all(records.filter((r) => r.messages.length > 0).map((r) => producer.send(r.topic, r.messages)));
+    },
+  };
 }
 
 /**
@@ -91,8 +126,11 @@ export interface BatchControl {
  */
 export type ConsumerHandler = (batch: ConsumedBatch, ctl: BatchControl) => Promise<void>;
 
-/** A handler that needs nothing but its batch (the worker's fold): every one is a ConsumerHandler. */
-export type BatchHandler = (batch: ConsumedBatch) => Promise<void>;
+/**
+ * A handler that can also run outside a consumer (tests, the bench): without a control it
+ * publishes through its own producer and leaves the commit to the caller. Every one is a ConsumerHandler.
+ */
+export type BatchHandler = (batch: ConsumedBatch, ctl?: BatchControl) => Promise<void>;
 
 export interface LogConsumer {
   /** Joins the group and starts handing batches to `handler`; resolves once running. */

@@ -13,6 +13,8 @@
 #
 # Env: CLICKFOLD_CACHE (default $HOME/.cache/clickfold)
 #      CLICKFOLD_SKIP_CHROMIUM=1 (same as --no-chromium)
+#      KAFKA_VERSION (default: <kafka.version> of services/kafka/pom.xml, the
+#        newest 4.x; a 3.x version is fetched through services/kafka/pom-3.xml)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,7 +30,7 @@ for arg in "$@"; do
     --kafka-only) kafka_only=1 ;;
     --no-chromium) want_chromium=0 ;;
     --print-kafka-home) print_home=1 ;;
-    -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "install.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -36,8 +38,11 @@ done
 say() { echo "[services:install] $*"; }
 die() { echo "[services:install] ERROR: $*" >&2; exit 1; }
 
-kafka_version="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$pom" | head -n1)"
+kafka_version="${KAFKA_VERSION:-$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$pom" | head -n1)}"
 [[ -n "$kafka_version" ]] || die "cannot read <kafka.version> from $pom"
+[[ "$kafka_version" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "KAFKA_VERSION must look like 4.4.0, not '$kafka_version'"
+# 3.x logs through log4j 1.x (reload4j), 4.x through log4j2: one pom per line.
+[[ "$kafka_version" == 3.* ]] && pom="$here/kafka/pom-3.xml"
 kafka_home="$cache/kafka-$kafka_version"
 
 if [[ $print_home == 1 ]]; then echo "$kafka_home"; exit 0; fi
@@ -95,7 +100,7 @@ jm="$(java_major)"
 # ---- kafka jars ------------------------------------------------------------------
 # Marker holds a hash of the pom, so editing the pom (version, extra jar) refetches.
 marker="$kafka_home/.complete"
-pom_hash="$(sha256sum "$pom" | cut -d' ' -f1)"
+pom_hash="$( { cat "$pom"; echo "$kafka_version"; } | sha256sum | cut -d' ' -f1)"
 if [[ -f "$marker" && "$(cat "$marker")" == "$pom_hash" ]]; then
   : # already fetched: stay quiet
 else
@@ -114,7 +119,7 @@ else
     start=$(date +%s)
     tmp="$(mktemp -d "$cache/.kafka-$kafka_version.XXXXXX")"
     log="$tmp/mvn.log"
-    if ! mvn -B -q -f "$pom" dependency:copy-dependencies \
+    if ! mvn -B -q -f "$pom" -Dkafka.version="$kafka_version" dependency:copy-dependencies \
           -DoutputDirectory="$tmp/libs" >"$log" 2>&1; then
       tail -n 40 "$log" >&2 || true
       rm -rf "$tmp"

@@ -18,13 +18,25 @@ import { Kafka, logLevel } from 'kafkajs';
 import { SERVICES_DIR, cacheDir, freePorts, isAlive, readIfExists, sleep, tailFile, terminate, track, debug, ServiceProcess } from './proc.js';
 
 const POM = join(SERVICES_DIR, 'kafka', 'pom.xml');
+/** 3.x logs through log4j 1.x (reload4j), 4.x through log4j2: each line has its pom. */
+const POM_3 = join(SERVICES_DIR, 'kafka', 'pom-3.xml');
 const INSTALL_SH = join(SERVICES_DIR, 'install.sh');
 
-/** The Kafka version pinned in services/kafka/pom.xml. */
+/** `KAFKA_VERSION`, else the version pinned in services/kafka/pom.xml (the newest 4.x). */
 export function kafkaVersion(): string {
+  const chosen = process.env.KAFKA_VERSION?.trim();
+  if (chosen) {
+    if (!/^\d+\.\d+\.\d+$/.test(chosen)) throw new Error(`KAFKA_VERSION must look like 4.4.0, not "${chosen}"`);
+    return chosen;
+  }
   const m = /<kafka\.version>\s*([^<\s]+)\s*<\/kafka\.version>/.exec(readFileSync(POM, 'utf8'));
   if (!m?.[1]) throw new Error(`cannot read <kafka.version> from ${POM}`);
   return m[1];
+}
+
+/** The major version of the broker: KRaft's settings, the format command and logging differ from 4 on. */
+export function kafkaMajor(version = kafkaVersion()): number {
+  return Number(version.split('.')[0]);
 }
 
 /** `${CLICKFOLD_CACHE:-~/.cache/clickfold}/kafka-<version>` (holds libs/). */
@@ -33,8 +45,11 @@ export function kafkaHome(): string {
 }
 
 function jarsReady(): boolean {
+  const version = kafkaVersion();
   const marker = readIfExists(join(kafkaHome(), '.complete'))?.trim();
-  const pomHash = createHash('sha256').update(readFileSync(POM)).digest('hex');
+  // The same hash services/install.sh writes: the pom, then the version and a newline.
+  const pom = readFileSync(kafkaMajor(version) < 4 ? POM_3 : POM);
+  const pomHash = createHash('sha256').update(pom).update(`${version}\n`).digest('hex');
   return marker === pomHash;
 }
 
@@ -48,7 +63,10 @@ export function ensureKafkaJars(): Promise<void> {
   if (jarsReady()) return Promise.resolve();
   fetching ??= new Promise<void>((resolve, reject) => {
     // Progress goes to stderr so it never pollutes a caller's stdout.
-    const child = spawn('bash', [INSTALL_SH, '--kafka-only'], { stdio: ['ignore', process.stderr, process.stderr] });
+    const child = spawn('bash', [INSTALL_SH, '--kafka-only'], {
+      env: { ...process.env, KAFKA_VERSION: kafkaVersion() },
+      stdio: ['ignore', process.stderr, process.stderr],
+    });
     child.on('error', (e) => reject(new Error(`cannot run ${INSTALL_SH}: ${e.message}. Run 'npm run services:install'.`)));
     child.on('exit', (code) => {
       if (code === 0 && jarsReady()) resolve();
@@ -101,6 +119,8 @@ export class KafkaBroker extends ServiceProcess {
   readonly logFile: string;
   readonly stdoutFile: string;
   readonly clusterId: string;
+  /** The broker's version (KAFKA_VERSION or the pinned one). */
+  readonly version = kafkaVersion();
 
   private readonly opts: KafkaBrokerOptions;
 
@@ -226,7 +246,9 @@ export class KafkaBroker extends ServiceProcess {
       '-XX:+ExplicitGCInvokesConcurrent',
       '-XX:+ExitOnOutOfMemoryError',
       '-Djava.awt.headless=true',
-      `-Dlog4j.configuration=file:${join(this.dataDir, 'log4j.properties')}`,
+      this.modern
+        ? `-Dlog4j2.configurationFile=${join(this.dataDir, 'log4j2.properties')}`
+        : `-Dlog4j.configuration=file:${join(this.dataDir, 'log4j.properties')}`,
       `-Dkafka.logs.dir=${join(this.dataDir, 'logs')}`,
       ...(this.opts.jvmArgs ?? []),
       '-cp',
@@ -234,13 +256,27 @@ export class KafkaBroker extends ServiceProcess {
     ];
   }
 
+  /** Kafka 4 or later: a dynamic controller quorum, log4j2, share groups. */
+  private get modern(): boolean {
+    return kafkaMajor(this.version) >= 4;
+  }
+
   private writeConfig(): void {
+    const controller = `${this.host}:${this.controllerPort}`;
+    const quorum: Record<string, string | number> = this.modern
+      ? {
+          // A dynamic quorum (KIP-853), formatted with --standalone; the controller listener is advertised.
+          'controller.quorum.bootstrap.servers': controller,
+          'advertised.listeners': `PLAINTEXT://${this.host}:${this.port},CONTROLLER://${controller}`,
+          'share.coordinator.state.topic.replication.factor': 1,
+          'share.coordinator.state.topic.min.isr': 1,
+        }
+      : { 'controller.quorum.voters': `1@${controller}`, 'advertised.listeners': `PLAINTEXT://${this.host}:${this.port}` };
     const props: Record<string, string | number | boolean> = {
       'process.roles': 'broker,controller',
       'node.id': 1,
-      'controller.quorum.voters': `1@${this.host}:${this.controllerPort}`,
-      listeners: `PLAINTEXT://${this.host}:${this.port},CONTROLLER://${this.host}:${this.controllerPort}`,
-      'advertised.listeners': `PLAINTEXT://${this.host}:${this.port}`,
+      listeners: `PLAINTEXT://${this.host}:${this.port},CONTROLLER://${controller}`,
+      ...quorum,
       'controller.listener.names': 'CONTROLLER',
       'inter.broker.listener.name': 'PLAINTEXT',
       'listener.security.protocol.map': 'CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
@@ -266,6 +302,36 @@ export class KafkaBroker extends ServiceProcess {
     writeFileSync(join(this.dataDir, 'server.properties'), `# written by services/kafka.ts\n${body}\n`);
 
     const logs = join(this.dataDir, 'logs');
+    if (this.modern) {
+      writeFileSync(
+        join(this.dataDir, 'log4j2.properties'),
+        [
+          '# written by services/kafka.ts: everything to files in the data dir, nothing to the console',
+          'status = warn',
+          'appender.server.type = RollingFile',
+          'appender.server.name = server',
+          `appender.server.fileName = ${join(logs, 'server.log')}`,
+          `appender.server.filePattern = ${join(logs, 'server.log.%i')}`,
+          'appender.server.layout.type = PatternLayout',
+          'appender.server.layout.pattern = [%d] %p %m (%c)%n',
+          'appender.server.policies.type = Policies',
+          'appender.server.policies.size.type = SizeBasedTriggeringPolicy',
+          'appender.server.policies.size.size = 20MB',
+          'appender.server.strategy.type = DefaultRolloverStrategy',
+          'appender.server.strategy.max = 2',
+          'rootLogger.level = INFO',
+          'rootLogger.appenderRef.server.ref = server',
+          ...[
+            ['request', 'kafka.request.logger', 'WARN'],
+            ['authorizer', 'kafka.authorizer.logger', 'WARN'],
+            ['state', 'state.change.logger', 'WARN'],
+            ['controller', 'org.apache.kafka.controller', 'INFO'],
+          ].flatMap(([id, name, level]) => [`logger.${id}.name = ${name}`, `logger.${id}.level = ${level}`]),
+          '',
+        ].join('\n'),
+      );
+      return;
+    }
     writeFileSync(
       join(this.dataDir, 'log4j.properties'),
       [
@@ -298,6 +364,8 @@ export class KafkaBroker extends ServiceProcess {
       this.clusterId,
       '-c',
       join(this.dataDir, 'server.properties'),
+      // Kafka 4's dynamic quorum: this node is the one voter.
+      ...(this.modern ? ['--standalone'] : []),
     ];
     const { code, output, error } = await new Promise<{ code: number | null; output: string; error?: Error }>((resolve) => {
       const child = spawn(javaBin(), args, { cwd: this.dataDir, stdio: ['ignore', 'pipe', 'pipe'] });

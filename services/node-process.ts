@@ -64,6 +64,12 @@ export class NodeProcess {
     return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
   }
 
+  /** Resolves with the exit code (null after a signal) once the process has ended by itself or was stopped. */
+  whenExited(): Promise<number | null> {
+    if (!this.exited) return Promise.reject(new Error(`${this.name} was never started`));
+    return this.exited;
+  }
+
   kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<number | null> {
     if (!this.running) return Promise.resolve(this.child?.exitCode ?? null);
     this.child!.kill(signal);

@@ -10,6 +10,8 @@
  * test/support/services.ts (vitest's provide/inject); process.env is set too.
  */
 import type { TestProject } from 'vitest/node';
+import { createKafka, ensureTopics } from '../lib/kafka/client.js';
+import { createLogger } from '../lib/logger.js';
 import { KafkaBroker } from '../services/kafka.js';
 import { RedisCluster } from '../services/redis-cluster.js';
 import { RedisServer } from '../services/redis.js';
@@ -60,6 +62,15 @@ export default async function setup(project: TestProject): Promise<() => Promise
     redisClusterNodes: cluster?.nodes ?? given.cluster!,
   };
   if (process.env.CLICKFOLD_SERVICES_VERBOSE) console.error(`[global-setup] ${JSON.stringify(addresses)} up in ${Date.now() - t0} ms`);
+
+  // The project's topics exist, with their leaders, before any test file starts: files that
+  // create them at the same moment race, and a reader can meet a partition without a leader yet.
+  try {
+    await ensureTopics(createKafka(addresses.kafkaBrokers, 'test-setup', createLogger('test-setup', 'silent')), 3, 1);
+  } catch (err) {
+    await Promise.allSettled(started.map((s) => s.destroy()));
+    throw err;
+  }
 
   project.provide('kafkaBrokers', addresses.kafkaBrokers);
   project.provide('redisUrl', addresses.redisUrl);

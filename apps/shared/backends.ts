@@ -47,7 +47,7 @@ export async function openLog(env: Env, logger: Logger, opts: { clientId?: strin
     logger,
     topics: { partitions: env.KAFKA_PARTITIONS, replicationFactor: env.KAFKA_REPLICATION_FACTOR },
     producer: { ackTimeoutMs: env.INGEST_ACK_TIMEOUT_MS },
-    consumers: { sessionTimeoutMs: env.KAFKA_SESSION_TIMEOUT_MS },
+    consumers: { sessionTimeoutMs: env.KAFKA_SESSION_TIMEOUT_MS, transactionTimeoutMs: env.WORKER_TRANSACTION_TIMEOUT_MS },
   });
 }
 
@@ -56,7 +56,9 @@ export async function openBackends(env: Env, fold: FoldOptions, logger: Logger):
     throw new Error('set both KAFKA_BROKERS and REDIS_URL (or REDIS_CLUSTER_NODES) for the real stack, or neither for the embedded mode');
   }
   // The worker's batches are durable when its handler resolves: one in flight at stop() is committed.
-  const raw = (log: Log, group: string) => () => log.consumer({ topic: TOPICS.raw, group, commitOnStop: true });
+  // On Kafka the transitions go out with the commit, in one transaction unless WORKER_TRANSACTIONS=false.
+  const raw = (log: Log, group: string) => () =>
+    log.consumer({ topic: TOPICS.raw, group, commitOnStop: true, transactional: !!env.KAFKA_BROKERS && env.WORKER_TRANSACTIONS });
   if (!env.KAFKA_BROKERS || !hasRedis(env)) {
     const log = new PartitionedLog(env.KAFKA_PARTITIONS, { logger });
     const store = new MemoryHistoryStore(fold);

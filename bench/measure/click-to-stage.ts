@@ -32,17 +32,28 @@ export interface ClickToStageDetails {
 
 export interface ClickToStageResult {
   /** `clickToStage` (all-in-one) or `clickToStageSplit`: the key of its figures and details. */
-  key: 'clickToStage' | 'clickToStageSplit';
+  key: string;
   figures: { p50: Figure; p99: Figure };
   details: ClickToStageDetails;
 }
 
-export async function measureClickToStage(h: Harness, o: ClickToStageOptions, topology: Topology): Promise<ClickToStageResult> {
+/**
+ * `transactions`: whether the worker publishes and commits in Kafka transactions (the default of
+ * the product); false measures the plain path, for what the transactions cost.
+ */
+export async function measureClickToStage(h: Harness, o: ClickToStageOptions, topology: Topology, transactions = true): Promise<ClickToStageResult> {
   const { kafka, redis } = h.services;
   const started: Proc[] = [];
   let p: Proc;
   if (topology === 'all-in-one') {
-    p = await h.start('app', { brokers: kafka.brokers, redisUrl: redis.url, groupId: `bench-app-${Date.now()}`, ns: 'lat:', partitions: o.partitions });
+    p = await h.start('app', {
+      brokers: kafka.brokers,
+      redisUrl: redis.url,
+      groupId: `bench-app-${Date.now()}`,
+      ns: 'lat:',
+      partitions: o.partitions,
+      transactions,
+    });
     started.push(p);
   } else {
     const w = await h.start('worker', {
@@ -50,7 +61,7 @@ export async function measureClickToStage(h: Harness, o: ClickToStageOptions, to
       redisUrl: redis.url,
       groupId: `bench-worker-${Date.now()}`,
       ns: 'split:',
-      consumer: o.consumer,
+      consumer: { transactional: true, ...o.consumer, ...(transactions ? {} : { transactional: false }) },
     });
     p = await h.start('ingest', { brokers: kafka.brokers, partitions: o.partitions });
     started.push(p, w);
@@ -132,20 +143,21 @@ export async function measureClickToStage(h: Harness, o: ClickToStageOptions, to
   const stopped = [];
   for (const s of started) stopped.push(await s.stop());
   pollAgent.destroy();
-  const key = topology === 'all-in-one' ? 'clickToStage' : 'clickToStageSplit';
+  const key = `${topology === 'all-in-one' ? 'clickToStage' : 'clickToStageSplit'}${transactions ? '' : 'Plain'}`;
+  const how = transactions ? '' : ', without transactions';
   const p99 = spread(p99s.map((x) => round(x, 1)));
   return {
     key,
     figures: {
       p50: {
         key: `${key}.p50`,
-        what: `click to queryable stage, ${topology}, at ${(o.clickRate * 10).toLocaleString('en-US')} events/s, p50 (POST sent -> onTransitions)`,
+        what: `click to queryable stage, ${topology}${how}, at ${(o.clickRate * 10).toLocaleString('en-US')} events/s, p50 (POST sent -> onTransitions)`,
         unit: 'ms',
         value: spread(p50s.map((x) => round(x, 1))),
       },
       p99: {
         key: `${key}.p99`,
-        what: `click to queryable stage, ${topology}, p99 (${all.length} probes in ${o.runs} windows, ${missing} missing)`,
+        what: `click to queryable stage, ${topology}${how}, p99 (${all.length} probes in ${o.runs} windows, ${missing} missing)`,
         unit: 'ms',
         value: p99,
         target: targetText(TARGETS.clickP99),

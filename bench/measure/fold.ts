@@ -30,7 +30,18 @@ export interface FoldResult {
   profile?: ProfileSummary;
 }
 
-export async function measureFold(h: Harness, o: FoldOptions, topics: string[], prepared: Prepared, profiler?: Profiler): Promise<FoldResult> {
+/**
+ * `transactions`: the worker publishes and commits each batch in a Kafka transaction (the
+ * product's default); false measures the plain path (figure key `fold.throughputPlain`).
+ */
+export async function measureFold(
+  h: Harness,
+  o: FoldOptions,
+  topics: string[],
+  prepared: Prepared,
+  profiler?: Profiler,
+  transactions = true,
+): Promise<FoldResult> {
   const redis = new Redis(h.services.redis.url);
   const rates: number[] = [];
   const cpus: CpuReport[] = [];
@@ -52,7 +63,7 @@ export async function measureFold(h: Harness, o: FoldOptions, topics: string[], 
         groupId: `bench-fold-${Date.now()}`,
         ns: '',
         expected: prepared.records,
-        consumer: o.consumer,
+        consumer: { transactional: transactions, ...o.consumer, ...(transactions ? {} : { transactional: false }) },
         nullProducer: o.nullProducer,
       },
       i === topics.length - 1 ? (profiler?.args('fold') ?? []) : [],
@@ -72,8 +83,8 @@ export async function measureFold(h: Harness, o: FoldOptions, topics: string[], 
   return {
     figures: {
       throughput: {
-        key: 'fold.throughput',
-        what: `fold, one worker (${prepared.records.toLocaleString('en-US')} records, ${o.partitions} partitions) until lag 0`,
+        key: transactions ? 'fold.throughput' : 'fold.throughputPlain',
+        what: `fold, one worker (${prepared.records.toLocaleString('en-US')} records, ${o.partitions} partitions) until lag 0${transactions ? '' : ', without transactions'}`,
         unit: 'events/s',
         value: s,
         target: targetText(TARGETS.fold),

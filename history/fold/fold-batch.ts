@@ -45,7 +45,17 @@ export interface FoldOutcome {
 
 const MAX_ATTEMPTS = 8;
 
-export async function foldBatchWith(backend: FieldBackend, partition: string, records: readonly BatchRecord[], opts: FoldOptions): Promise<FoldOutcome> {
+/**
+ * `publishedBelow`: the first offset of the consumed batch. Everything before it is committed on
+ * the log, so transitions an outbox holds from those records were published already (see planPerson).
+ */
+export async function foldBatchWith(
+  backend: FieldBackend,
+  partition: string,
+  records: readonly BatchRecord[],
+  opts: FoldOptions,
+  publishedBelow?: number,
+): Promise<FoldOutcome> {
   const transitions: Transition[] = [];
   const index: IndexEntry[] = [];
   const seals: { person: string; visitor: string }[] = [];
@@ -86,7 +96,7 @@ export async function foldBatchWith(backend: FieldBackend, partition: string, re
     const plans: PersonPlan[] = [];
     people.forEach((p, i) => {
       try {
-        plans.push(planPerson(p, current[i] ?? null, pending.get(p)!, partition, opts, linkFields));
+        plans.push(planPerson(p, current[i] ?? null, pending.get(p)!, partition, opts, linkFields, publishedBelow));
       } catch (err) {
         // Pure code failing on one person's stored history or records (a bug, or a history written
         // by something else): that person's records are refused, everyone else's batch goes on.

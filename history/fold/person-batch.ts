@@ -75,6 +75,7 @@ export function planPerson(
   partition: string,
   opts: FoldOptions,
   linkedFields: ReadonlyMap<string, Fields> = new Map(),
+  publishedBelow?: number,
 ): PersonPlan {
   const current = fields ?? {};
   const version = current[F.version] ? Number(current[F.version]) : 0;
@@ -82,7 +83,11 @@ export function planPerson(
   const appliedUpTo = offsets.get(partition) ?? -1;
   const linked = new Set(decodeList(current[F.linked]));
   const outboxText = current[outboxField(partition)];
-  const outbox: Transition[] = outboxText ? (JSON.parse(outboxText) as Transition[]) : [];
+  // Every record below `publishedBelow` is committed, and a commit carries (or follows) the
+  // publication of its transitions: an outbox left by them was published, the crash came between
+  // the commit and the clearing. Publishing it again would be a duplicate.
+  const staleOutbox = !!outboxText && publishedBelow !== undefined && appliedUpTo < publishedBelow;
+  const outbox: Transition[] = outboxText && !staleOutbox ? (JSON.parse(outboxText) as Transition[]) : [];
 
   // Records at or below the applied offset were folded before a crash or a rebalance: skip them.
   const fresh = records.filter((r) => r.offset > appliedUpTo);
@@ -154,6 +159,8 @@ export function planPerson(
   const toPublish = [...outbox, ...transitions];
   // The outbox is written with the state, so a crash before publishing loses no transition.
   if (transitions.length > 0) set[outboxField(partition)] = JSON.stringify(toPublish);
+  // A stale one goes with this write (empty means removed): a later redelivery must not take it for new.
+  else if (staleOutbox && fresh.length > 0) set[outboxField(partition)] = '';
 
   const touched = new Set<string>(records.flatMap((r) => (r.event ? [r.event.topic] : [])));
   for (const t of changed) touched.add(t);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { DIALOGUE_PREFIX, decodeDialogue, decodeList, type Fields } from '../fold/codec.js';
 import { foldBatchWith, type FieldBackend, type FoldOutcome } from '../fold/fold-batch.js';
 import type { Dialogue, FoldOptions } from '../fold/fold.js';
-import { F, outboxField } from '../fold/codec.js';
+import { F, OUTBOX_PREFIX, outboxField } from '../fold/codec.js';
 import { sealedFields, type BatchRecord, type IndexEntry, type PersonPlan } from '../fold/person-batch.js';
 import type { AdmitCaps, Admission, HistoryStore, StageMember, TimeWindow } from './store.js';
 import { hasHistory, personView, type PersonView } from './views.js';
@@ -53,6 +53,8 @@ export class MemoryHistoryStore implements HistoryStore {
     if (Number(f?.[F.version] ?? 0) !== plan.expectVersion) return false;
     const next = { ...f, ...plan.set };
     for (const field of plan.del) delete next[field];
+    // An empty outbox is a removed one (as in the Redis script).
+    for (const [field, value] of Object.entries(plan.set)) if (value === '' && field.startsWith(OUTBOX_PREFIX)) delete next[field];
     this.people.set(plan.person, next);
     return true;
   }
@@ -89,8 +91,8 @@ export class MemoryHistoryStore implements HistoryStore {
     members.set(e.person, e.last);
   }
 
-  foldBatch(partition: string, records: readonly BatchRecord[]): Promise<FoldOutcome> {
-    return foldBatchWith(this.backend, partition, records, this.options);
+  foldBatch(partition: string, records: readonly BatchRecord[], publishedBelow?: number): Promise<FoldOutcome> {
+    return foldBatchWith(this.backend, partition, records, this.options, publishedBelow);
   }
 
   private resolve(person: string): string {

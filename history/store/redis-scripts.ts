@@ -18,7 +18,8 @@ const lua = (s: string) => `'${s}'`;
  * Compare-and-set on the person's version: the write lands only if nobody else (a zombie worker
  * after a rebalance) wrote since we read.
  * KEYS: 1 history hash, 2 fingerprints, 3 linked ids, 4 outbox hash (field = partition).
- * ARGV: expected version, fingerprint TTL, partition, n, then n fields to delete, then field/value pairs.
+ * ARGV: expected version, fingerprint TTL, partition, n, then n fields to delete, then field/value pairs
+ * (an empty outbox value removes the partition's outbox).
  * The fingerprints, the linked ids and the outbox go to their own keys: a hash that once held a
  * long value stays a (much larger) hashtable, so they must never enter the history hash.
  */
@@ -41,7 +42,7 @@ for i = 5 + ndel, #ARGV, 2 do
   elseif f == ${lua(F.linked)} then
     redis.call('SET', KEYS[3], ARGV[i + 1])
   elseif string.sub(f, 1, ${OUTBOX_PREFIX.length}) == ${lua(OUTBOX_PREFIX)} then
-    redis.call('HSET', KEYS[4], ARGV[3], ARGV[i + 1])
+    if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[4], ARGV[3]) else redis.call('HSET', KEYS[4], ARGV[3], ARGV[i + 1]) end
   else
     fields[#fields + 1] = f
     fields[#fields + 1] = ARGV[i + 1]

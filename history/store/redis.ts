@@ -142,8 +142,8 @@ export class RedisHistoryStore implements HistoryStore {
     return batch;
   }
 
-  foldBatch(partition: string, records: readonly BatchRecord[]): Promise<FoldOutcome> {
-    return foldBatchWith(this.backend, partition, records, this.options);
+  foldBatch(partition: string, records: readonly BatchRecord[], publishedBelow?: number): Promise<FoldOutcome> {
+    return foldBatchWith(this.backend, partition, records, this.options, publishedBelow);
   }
 
   /** Admitted members never leave their set, so this process remembers them and asks Redis only about new ones. */

@@ -13,9 +13,9 @@ export interface HistoryStore {
    * Folds one consumed batch from one partition. Atomic per person, idempotent per record offset
    * (a redelivered record is skipped) and per event id (a client retry counts once). Resolves only
    * once the result is durable in the store, with the transitions to publish; call `published()`
-   * once they are.
+   * once they are. `publishedBelow`: the consumed batch's first offset (see foldBatchWith).
    */
-  foldBatch(partition: string, records: readonly BatchRecord[]): Promise<FoldOutcome>;
+  foldBatch(partition: string, records: readonly BatchRecord[], publishedBelow?: number): Promise<FoldOutcome>;
   /**
    * Admits `site` into the set of known sites (at most `caps.sites`) and each of `topics` into the
    * site's known topics (at most `caps.topicsPerSite`). Known members are always admitted; a new one

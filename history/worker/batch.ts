@@ -1,6 +1,7 @@
 import { type RawEvent, TOPICS } from '../../contract/raw-event.js';
 import type { Transition } from '../../contract/transition.js';
-import type { BatchHandler, ConsumedMessage, LogProducer } from '../../lib/log.js';
+import { crashPoint } from '../../lib/crash-points.js';
+import { uncommittedControl, type BatchHandler, type ConsumedMessage, type LogProducer } from '../../lib/log.js';
 import type { Logger } from '../../lib/logger.js';
 import type { FoldOutcome } from '../fold/fold-batch.js';
 import type { FoldEvent } from '../fold/fold.js';
@@ -16,7 +17,11 @@ export type { WorkerStep } from './dead-letters.js';
 export interface WorkerDeps {
   store: HistoryStore;
   topicMap: TopicMap;
-  /** Where transitions and dead letters go (`history.transitions`, `clicks.invalid`). */
+  /**
+   * Where transitions and dead letters go (`history.transitions`, `clicks.invalid`) when the
+   * handler runs without a consumer's BatchControl (tests, the bench); a consumer publishes them
+   * with the batch's commit.
+   */
   producer: LogProducer;
   /** In-process listeners (the live feed); called after the transitions are on the log. */
   onTransitions?: (transitions: Transition[]) => void;
@@ -99,8 +104,10 @@ async function admit(candidates: Candidate[], map: TopicMap, store: HistoryStore
 
 /**
  * The worker's batch step: read, classify, admit new sites and topics under their caps, fold
- * (through the store, atomically per person), publish transitions. Resolves only when all of that
- * is durable; the consumer commits after.
+ * (through the store, atomically per person), then publish the transitions and dead letters and
+ * commit the batch as one step (`BatchControl.publishAndCommit`: one Kafka transaction when the
+ * consumer is transactional). The fold is durable before that step: a crash in between leaves the
+ * transitions in the outbox, published with the commit of the batch's redelivery.
  *
  * Per-record isolation: whatever one record does (bad JSON, a field out of bounds, a topic too
  * long, a cap reached, a history that cannot be folded) ends as a dead letter on `clicks.invalid`
@@ -110,7 +117,7 @@ async function admit(candidates: Candidate[], map: TopicMap, store: HistoryStore
 export function createBatchHandler(deps: WorkerDeps): BatchHandler {
   const { store, topicMap, producer, logger, metrics } = deps;
 
-  return async (batch) => {
+  return async (batch, ctl = uncommittedControl(producer)) => {
     const timer = metrics?.batchSeconds.startTimer();
     const dead = new DeadLetters(batch.partition);
     const candidates: Candidate[] = [];
@@ -134,25 +141,25 @@ export function createBatchHandler(deps: WorkerDeps): BatchHandler {
     const records = await admit(candidates, topicMap, store, dead);
     let outcome: FoldOutcome | null = null;
     if (records.length > 0) {
-      outcome = await store.foldBatch(String(batch.partition), records);
+      outcome = await store.foldBatch(String(batch.partition), records, Number(batch.messages[0]!.offset));
       const byOffset = new Map(candidates.map((c) => [c.record.offset, c.m]));
       for (const r of outcome.refused) dead.add(byOffset.get(r.offset)!, { step: 'fold', reason: r.reason, detail: r.detail });
     }
 
     const transitions = outcome?.transitions ?? [];
-    const publish = async () => {
-      if (transitions.length === 0) return;
-      // Published after the fold is durable (it sits in each person's outbox until then), and
-      // before the offsets are committed: a crash in between publishes again, never loses one.
-      await producer.send(
-        TOPICS.transitions,
-        transitions.map((t) => ({ key: t.person, value: JSON.stringify(t) })),
-      );
+    await ctl.publishAndCommit(
+      [dead.records(logger), { topic: TOPICS.transitions, messages: transitions.map((t) => ({ key: t.person, value: JSON.stringify(t) })) }],
+      batch.messages.at(-1)!.offset,
+    );
+    if (transitions.length > 0) {
+      crashPoint('committed');
       deps.onTransitions?.(transitions);
-      await outcome!.published();
-    };
-    // Both must be on the log before the batch is committed; either failing fails the batch.
-    await Promise.all([dead.write(producer, logger), publish()]);
+      // Done after the commit, so a failure here must not fail the batch: an outbox left behind is
+      // recognised as published by the next batch (planPerson's stale outbox).
+      await outcome!
+        .published()
+        .catch((err: unknown) => logger.warn({ partition: batch.partition, err: (err as Error).message }, 'could not clear the outboxes of a committed batch'));
+    }
 
     if (metrics) {
       const folded = records.length - (outcome?.refused.length ?? 0);

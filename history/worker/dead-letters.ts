@@ -1,6 +1,6 @@
 import { excerptOf, type DeadLetter } from '../../contract/dead-letter.js';
 import { TOPICS } from '../../contract/raw-event.js';
-import type { ConsumedMessage, LogProducer } from '../../lib/log.js';
+import type { ConsumedMessage, TopicMessages } from '../../lib/log.js';
 import type { Logger } from '../../lib/logger.js';
 
 /** Where in the worker a record was refused: it travels with the dead letter. */
@@ -15,7 +15,8 @@ export interface Refusal {
 
 /**
  * The one owner of the worker's dead letters for a batch: every step hands it the records it
- * refuses, and it writes them to `clicks.invalid` (the DeadLetter shape) before the batch is committed.
+ * refuses, and it turns them into `clicks.invalid` records (the DeadLetter shape), published with
+ * the batch's commit.
  */
 export class DeadLetters {
   readonly refused: (Refusal & { m: ConsumedMessage })[] = [];
@@ -30,17 +31,18 @@ export class DeadLetters {
     return this.refused.length;
   }
 
-  async write(producer: LogProducer, logger: Logger): Promise<void> {
-    if (this.refused.length === 0) return;
+  /** The dead letters to publish (none when nothing was refused); logs the first reason. */
+  records(logger: Logger): TopicMessages {
+    if (this.refused.length === 0) return { topic: TOPICS.invalid, messages: [] };
     const first = this.refused[0]!;
     logger.warn(
       { partition: this.partition, count: this.refused.length, step: first.step, reason: first.reason, detail: first.detail.slice(0, 200) },
       'records refused by the worker, dead-lettered',
     );
     const rt = Date.now();
-    await producer.send(
-      TOPICS.invalid,
-      this.refused.map(({ m, step, reason, detail }) => {
+    return {
+      topic: TOPICS.invalid,
+      messages: this.refused.map(({ m, step, reason, detail }) => {
         const letter: DeadLetter = {
           stage: 'worker',
           step,
@@ -53,6 +55,6 @@ export class DeadLetters {
         };
         return { key: m.key ?? '', value: JSON.stringify(letter) };
       }),
-    );
+    };
   }
 }

@@ -93,9 +93,9 @@ export function failureReason(err: unknown): FailureReason {
  * batch gets through again).
  */
 export function observeBatches(handler: BatchHandler, metrics: WorkerMetrics, redis?: RedisWatch): BatchHandler {
-  return async (batch) => {
+  return async (batch, ctl) => {
     try {
-      await handler(batch);
+      await handler(batch, ctl);
     } catch (err) {
       metrics.retries.inc({ reason: failureReason(err) });
       redis?.commandFailed(err);

@@ -36,6 +36,13 @@ export class LazyAdmin {
   }
 }
 
+/** The group's committed offset of one partition (the next record it reads), or undefined when it never committed there. */
+export async function committedOffset(admin: Admin, group: string, topic: string, partition: number): Promise<bigint | undefined> {
+  const [t] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+  const offset = t?.partitions.find((p) => p.partition === partition)?.offset;
+  return offset === undefined || BigInt(offset) < 0n ? undefined : BigInt(offset);
+}
+
 /** Per partition, the offset at `at` (see Log.offsets). */
 export async function offsetsAt(admin: Admin, topic: string, at: StartAt): Promise<Map<number, string>> {
   if (typeof at === 'object') {

@@ -1,4 +1,5 @@
 import type { Batch, Consumer, EachBatchPayload, Kafka, Offsets } from 'kafkajs';
+import { crashPoint } from '../crash-points.js';
 import {
   BatchRetries,
   pause,
@@ -8,13 +9,26 @@ import {
   type ConsumerHealth,
   type ConsumerOptions,
   type LogConsumer,
+  type LogProducer,
   type RetryLog,
+  type TopicMessages,
 } from '../log.js';
-import { deleteGroup, LazyAdmin, startNewGroupAt } from './admin.js';
+import { committedOffset, deleteGroup, LazyAdmin, startNewGroupAt } from './admin.js';
+import { KafkaLogProducer } from './producer.js';
+import { PartitionTransactions, TransactionFenced } from './transactions.js';
 
 export interface KafkaConsumerOptions extends ConsumerOptions {
   /** Fetch tuning (kafkajs names); defaults in KafkaLogConsumer. */
   fetch?: { maxWaitTimeInMs?: number; minBytes?: number; maxBytesPerPartition?: number; maxBytes?: number };
+  /** With `transactional`: how long the broker lets a transaction stay open (see PartitionTransactions). */
+  transactionTimeoutMs?: number;
+}
+
+/** What a consumer may share with the rest of its process (the Log adapter's). */
+export interface SharedClients {
+  admin?: LazyAdmin;
+  /** Where `publishAndCommit` writes when not transactional; without it the consumer opens its own. */
+  producer?: LogProducer;
 }
 
 /** A commit that failed inside a handler: it goes to kafkajs as it is (which rejoins), not into the batch retries. */
@@ -49,29 +63,42 @@ export class KafkaLogConsumer implements LogConsumer {
   /** Partitions of the topic this member owns, from the last group join. */
   private owned = new Set<number>();
   private stopping: Promise<void> | undefined;
+  private readonly transactions: PartitionTransactions | undefined;
+  private ownProducer: KafkaLogProducer | undefined;
 
-  /** `admin`: a shared admin client (the Log adapter's); without it the consumer connects one of its own when needed. */
+  /** `shared`: the process's admin client and producer; without them the consumer opens its own when needed. */
   constructor(
     private readonly kafka: Kafka,
     private readonly opts: KafkaConsumerOptions,
-    admin?: LazyAdmin,
+    private readonly shared: SharedClients = {},
   ) {
+    const admin = shared.admin;
     const sessionTimeout = opts.sessionTimeoutMs ?? 30_000;
     const fetch = { maxWaitTimeInMs: 50, minBytes: 1, maxBytesPerPartition: 1 << 20, maxBytes: 10 << 20, ...opts.fetch };
     this.heartbeatMs = Math.min(3000, Math.floor(sessionTimeout / 3));
-    this.consumer = kafka.consumer({ groupId: opts.group, ...fetch, sessionTimeout, heartbeatInterval: this.heartbeatMs });
+    // read_committed (kafkajs's default, stated): records of a transaction that was aborted (a
+    // worker fenced or killed before its commit) are never handed over.
+    this.consumer = kafka.consumer({ groupId: opts.group, ...fetch, sessionTimeout, heartbeatInterval: this.heartbeatMs, readUncommitted: false });
     this.admin = admin ?? new LazyAdmin(kafka);
     this.ownAdmin = !admin;
     // Without a logger of its own (benchmarks), failures still show, through kafkajs's.
     const kafkaLog = kafka.logger();
     const log: RetryLog = opts.logger ?? { warn: (fields, msg) => kafkaLog.warn(msg, fields), info: (fields, msg) => kafkaLog.info(msg, fields) };
     this.retries = new BatchRetries(opts.topic, log, opts.retry);
+    if (opts.transactional)
+      this.transactions = new PartitionTransactions(kafka, {
+        group: opts.group,
+        topic: opts.topic,
+        timeoutMs: opts.transactionTimeoutMs,
+        committed: async (partition) => committedOffset(await this.admin.get(), opts.group, opts.topic, partition),
+      });
     const { GROUP_JOIN, CRASH } = this.consumer.events;
     this.consumer.on(GROUP_JOIN, ({ payload }) => {
       this.joined = true;
       this.owned = new Set(payload.memberAssignment[opts.topic] ?? []);
       this.retries.keepOnly(this.owned);
       this.retries.succeeded(-1);
+      void this.transactions?.keepOnly(this.owned);
     });
     this.consumer.on(CRASH, ({ payload }) => {
       this.joined = false;
@@ -119,7 +146,7 @@ export class KafkaLogConsumer implements LogConsumer {
   private async eachBatch(payload: EachBatchPayload, handler: ConsumerHandler): Promise<void> {
     const { batch, isRunning, isStale } = payload;
     if (batch.messages.length === 0 || !isRunning() || isStale()) return;
-    const messages = batch.messages.map(
+    let messages = batch.messages.map(
       (m): ConsumedMessage => ({
         offset: m.offset,
         key: m.key ? m.key.toString() : null,
@@ -127,6 +154,19 @@ export class KafkaLogConsumer implements LogConsumer {
         timestamp: Number(m.timestamp),
       }),
     );
+    if (this.transactions && (await this.transactions.claim(batch.partition))) {
+      // Just took the partition's transactional id: the previous owner can commit nothing more, but
+      // it may have committed past where this fetch started. What it committed is done.
+      const committed = await committedOffset(await this.admin.get(), this.opts.group, batch.topic, batch.partition);
+      if (committed !== undefined) {
+        const done = messages.filter((m) => BigInt(m.offset) < committed);
+        if (done.length > 0) {
+          payload.resolveOffset(done.at(-1)!.offset);
+          messages = messages.slice(done.length);
+          if (messages.length === 0) return;
+        }
+      }
+    }
     const size = this.opts.maxBatch ?? messages.length;
     for (let i = 0; i < messages.length; i += size) {
       // Returning without resolving leaves the rest uncommitted: kafkajs fetches it again, here or
@@ -152,6 +192,25 @@ export class KafkaLogConsumer implements LogConsumer {
       heartbeat,
       stopped: gone,
       commit: (offset) => commit(offset).catch((err: unknown) => Promise.reject(new CommitFailed(err))),
+      publishAndCommit: async (records, offset) => {
+        const nonEmpty = records.filter((r) => r.messages.length > 0);
+        if (nonEmpty.length === 0) return ctl.commit(offset);
+        if (this.transactions) {
+          try {
+            await this.transactions.publishAndCommit(batch.partition, nonEmpty, (BigInt(offset) + 1n).toString());
+          } catch (err) {
+            // Another member owns the partition: kafkajs rejoins the group, the batch is theirs.
+            if (err instanceof TransactionFenced) throw new CommitFailed(err);
+            throw err;
+          }
+          resolveOffset(offset);
+          if (BigInt(offset) > committedTo) committedTo = BigInt(offset);
+          return;
+        }
+        await this.publish(nonEmpty);
+        crashPoint('published');
+        await ctl.commit(offset);
+      },
     };
     for (;;) {
       const pending = committedTo < 0n ? messages : messages.filter((m) => BigInt(m.offset) > committedTo);
@@ -196,6 +255,19 @@ export class KafkaLogConsumer implements LogConsumer {
         await pause(100 * 2 ** attempt, this.abort.signal);
       }
     }
+  }
+
+  /** Writes the records (acknowledged by every in-sync replica) through the process's producer. */
+  private async publish(records: TopicMessages[]): Promise<void> {
+    let producer = this.shared.producer;
+    if (!producer) {
+      if (!this.ownProducer) {
+        this.ownProducer = new KafkaLogProducer(this.kafka, { ackTimeoutMs: 30_000 });
+        await this.ownProducer.connect();
+      }
+      producer = this.ownProducer;
+    }
+    await Promise.all(records.map((r) => producer.send(r.topic, r.messages)));
   }
 
   /** Runs `work`, heartbeating meanwhile; a failed heartbeat shows at the commit, not here. */
@@ -261,6 +333,9 @@ export class KafkaLogConsumer implements LogConsumer {
           () => {},
         );
       if (this.ownAdmin) await this.admin.close();
+      await this.transactions?.close();
+      await this.ownProducer?.close();
+      this.ownProducer = undefined;
       this.owned = new Set();
       this.retries.clear();
     })();

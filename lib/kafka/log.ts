@@ -16,7 +16,7 @@ export interface KafkaLogOptions {
   /** Creates the project's topics when missing, with these partitions and replicas. */
   topics?: { partitions: number; replicationFactor: number };
   /** Defaults of every consumer (a consumer's own options win). */
-  consumers?: Partial<Pick<KafkaConsumerOptions, 'sessionTimeoutMs' | 'fetch' | 'retry'>>;
+  consumers?: Partial<Pick<KafkaConsumerOptions, 'sessionTimeoutMs' | 'fetch' | 'retry' | 'transactionTimeoutMs'>>;
 }
 
 /**
@@ -47,7 +47,11 @@ export class KafkaLog implements Log {
   }
 
   consumer(opts: ConsumerOptions & Pick<KafkaConsumerOptions, 'fetch'>): KafkaLogConsumer {
-    const c = new KafkaLogConsumer(this.kafka, { logger: this.opts.logger, ...this.opts.consumers, ...opts }, this.admin);
+    const c = new KafkaLogConsumer(
+      this.kafka,
+      { logger: this.opts.logger, ...this.opts.consumers, ...opts },
+      { admin: this.admin, producer: this.sharedProducer },
+    );
     this.consumers.add(c);
     return c;
   }

@@ -31,8 +31,8 @@ export interface Stack {
   ingestUrl: string;
   ingest: NodeProcess;
   dir: string;
-  /** Starts one more worker process in the consumer group. */
-  worker(name: string): Promise<NodeProcess>;
+  /** Starts one more worker process in the consumer group (`env`: its own settings on top). */
+  worker(name: string, env?: Record<string, string>): Promise<NodeProcess>;
   destroy(): Promise<void>;
 }
 
@@ -60,8 +60,8 @@ export async function startStack(): Promise<Stack> {
     ingest,
     dir,
     ingestUrl: `http://127.0.0.1:${port}`,
-    worker: async (name) => {
-      const w = new NodeProcess(name, 'apps/worker.ts', env, dir);
+    worker: async (name, own = {}) => {
+      const w = new NodeProcess(name, 'apps/worker.ts', { ...env, ...own }, dir);
       await w.start(/worker is folding/);
       workers.push(w);
       return w;
@@ -74,7 +74,7 @@ export async function startStack(): Promise<Stack> {
 }
 
 /** One person's scripted walk: several products, intro to purchase, some with a price. */
-export function script(person: string, base: number) {
+export function script(person: string, base: number, round = 0) {
   const events: Record<string, unknown>[] = [];
   const skus = ['sku-1', 'sku-2', 'sku-3'].slice(0, 1 + (person.length % 3));
   let i = 0;
@@ -88,9 +88,16 @@ export function script(person: string, base: number) {
       { type: 'page', url: `https://shop.example/checkout/${sku}` },
       { type: 'track', name: 'Order Completed', url: `https://shop.example/checkout/${sku}`, value: 10 + skus.indexOf(sku) },
     ];
-    for (const s of steps) events.push({ id: `${person}-e${i}`, ts: base + i++ * 1000, ...s });
+    for (const s of steps) events.push({ id: round ? `${person}-r${round}-e${i}` : `${person}-e${i}`, ts: base + i++ * 1000, ...s });
   }
   return events;
+}
+
+/** Two drives of the same people, one after the other, as one (acknowledged events in order). */
+export function merged(a: DriverResult, b: DriverResult): DriverResult {
+  const acked = new Map([...a.acked].map(([p, events]) => [p, [...events]]));
+  for (const [p, events] of b.acked) acked.set(p, [...(acked.get(p) ?? []), ...events]);
+  return { acked, requests: a.requests + b.requests, refused: a.refused + b.refused, resent: a.resent + b.resent };
 }
 
 export interface DriverResult {
@@ -109,12 +116,19 @@ export interface DriverResult {
 export async function drive(
   url: string,
   people: string[],
-  opts: { batchSize?: number; concurrency?: number; resendAcked?: boolean; onProgress?: (share: number) => void } = {},
+  opts: {
+    batchSize?: number;
+    concurrency?: number;
+    resendAcked?: boolean;
+    onProgress?: (share: number) => void;
+    /** A later round of the same people: new event ids, later times. */
+    round?: number;
+  } = {},
 ): Promise<DriverResult> {
-  const base = Date.now() - 3_600_000;
+  const base = Date.now() - 3_600_000 + (opts.round ?? 0) * 600_000;
   const batchSize = opts.batchSize ?? 5;
   const plans = people.map((p) => {
-    const events = script(p, base);
+    const events = script(p, base, opts.round);
     const batches: Record<string, unknown>[][] = [];
     for (let i = 0; i < events.length; i += batchSize) batches.push(events.slice(i, i + batchSize));
     return { person: p, batches };
@@ -231,7 +245,9 @@ export async function verify(stack: Stack, acked: Map<string, Record<string, unk
   const wantIds = new Set(want.transitions.map((t) => t.id));
   const seen = new Map<string, number>();
   const kafka = new Kafka({ brokers: [stack.broker.brokers], logLevel: logLevel.NOTHING });
-  const consumer = kafka.consumer({ groupId: `verify-${Date.now()}`, maxWaitTimeInMs: 100 });
+  // read_committed, as every reader of history.transitions in the project: what an aborted
+  // transaction wrote is not a transition anybody sees.
+  const consumer = kafka.consumer({ groupId: `verify-${Date.now()}`, maxWaitTimeInMs: 100, readUncommitted: false });
   await consumer.connect();
   await consumer.subscribe({ topic: TOPICS.transitions, fromBeginning: true });
   await consumer.run({

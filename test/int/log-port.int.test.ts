@@ -13,21 +13,25 @@ afterAll(async () => {
   if (connected) await admin.disconnect();
 });
 
-logContract(
-  'Kafka',
-  async () => {
-    connected ??= admin.connect();
-    await connected;
-    const topic = `log-port-${randomUUID().slice(0, 8)}`;
-    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 2, replicationFactor: 1 }] });
-    const log = await openKafkaLog({
-      brokers: kafkaBrokers(),
-      clientId: 'log-port-test',
-      logger: createLogger('test', 'silent'),
-      producer: { ackTimeoutMs: 5000 },
-      consumers: { sessionTimeoutMs: 10_000 },
-    });
-    return { log, topic, cleanup: () => admin.deleteTopics({ topics: [topic] }).catch(() => {}) };
-  },
-  { waitMs: 30_000 },
-);
+async function make() {
+  connected ??= admin.connect();
+  await connected;
+  const topic = `log-port-${randomUUID().slice(0, 8)}`;
+  const out = `${topic}-out`;
+  await admin.createTopics({
+    waitForLeaders: true,
+    topics: [topic, out].map((t) => ({ topic: t, numPartitions: 2, replicationFactor: 1 })),
+  });
+  const log = await openKafkaLog({
+    brokers: kafkaBrokers(),
+    clientId: 'log-port-test',
+    logger: createLogger('test', 'silent'),
+    producer: { ackTimeoutMs: 5000 },
+    consumers: { sessionTimeoutMs: 10_000 },
+  });
+  return { log, topic, out, cleanup: () => admin.deleteTopics({ topics: [topic, out] }).catch(() => {}) };
+}
+
+logContract('Kafka', make, { waitMs: 30_000 });
+// The worker's consumer: publishAndCommit in one transaction per batch.
+logContract('Kafka, transactional', make, { waitMs: 30_000, consumer: { transactional: true } });

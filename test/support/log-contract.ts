@@ -10,6 +10,8 @@ import { eventually } from './app.js';
 export interface LogUnderTest {
   log: Log;
   topic: string;
+  /** A second topic nobody else writes to: where handlers publish with their commit. */
+  out: string;
   /** Closes what `make` opened besides the log. */
   cleanup?(): Promise<void>;
 }
@@ -17,15 +19,24 @@ export interface LogUnderTest {
 const KEY = 'k';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export function logContract(name: string, make: () => Promise<LogUnderTest>, { waitMs = 10_000 } = {}) {
+/**
+ * `consumer`: options every member of the suite gets (the Kafka suite runs once more with
+ * `transactional: true`).
+ */
+export function logContract(
+  name: string,
+  make: () => Promise<LogUnderTest>,
+  { waitMs = 10_000, consumer: memberDefaults = {} }: { waitMs?: number; consumer?: Partial<ConsumerOptions> } = {},
+) {
   describe(`Log contract: ${name}`, () => {
     let log: Log;
     let topic: string;
+    let out: string;
     let cleanup: (() => Promise<void>) | undefined;
     const running: LogConsumer[] = [];
 
     beforeEach(async () => {
-      ({ log, topic, cleanup } = await make());
+      ({ log, topic, out, cleanup } = await make());
     });
     afterEach(async () => {
       await Promise.allSettled(running.splice(0).map((c) => c.stop()));
@@ -48,7 +59,7 @@ export function logContract(name: string, make: () => Promise<LogUnderTest>, { w
     ) {
       const seen: ConsumedBatch[] = [];
       const done: string[] = [];
-      const consumer = log.consumer({ topic, retry: { initialMs: 10, maxMs: 40 }, ...opts });
+      const consumer = log.consumer({ topic, retry: { initialMs: 10, maxMs: 40 }, ...memberDefaults, ...opts });
       running.push(consumer);
       await consumer.run(async (batch, ctl) => {
         seen.push(batch);
@@ -178,6 +189,48 @@ export function logContract(name: string, make: () => Promise<LogUnderTest>, { w
       const afterFinishing = await member({ group: gc });
       expect(await until(afterGiving.done, 'z')).toEqual(['w', 'z']);
       expect(await until(afterFinishing.done, 'z')).toEqual(['z']);
+    });
+
+    /** Everything on `out` so far, read by a group of its own from the beginning (read_committed on Kafka). */
+    async function published(last: string): Promise<string[]> {
+      // Made by hand: the suite's members read `topic`.
+      const values: string[] = [];
+      const c = log.consumer({ topic: out, group: group(), ephemeral: true });
+      running.push(c);
+      await c.run(async (batch) => {
+        values.push(...batch.messages.map((m) => m.value));
+      });
+      const seen = await until(values, last);
+      running.splice(running.indexOf(c), 1);
+      await c.stop();
+      return seen;
+    }
+
+    it('publishAndCommit writes the records and commits the batch as one step', async () => {
+      const g = group();
+      await send('m1', 'm2', 'm3');
+      const first = await member({ group: g }, async (batch, ctl) => {
+        const last = batch.messages.at(-1)!.offset;
+        await ctl.publishAndCommit([{ topic: out, messages: batch.messages.map((m) => ({ key: KEY, value: `out-${m.value}` })) }], last);
+      });
+      expect(await until(first.done, 'm3')).toEqual(['m1', 'm2', 'm3']);
+      await first.stop();
+      expect(await published('out-m3')).toEqual(['out-m1', 'out-m2', 'out-m3']);
+      // Committed with the records: the group's next member starts after them.
+      await send('m4');
+      const second = await member({ group: g });
+      expect(await until(second.done, 'm4')).toEqual(['m4']);
+    });
+
+    it('publishAndCommit with nothing to publish still commits', async () => {
+      const g = group();
+      await send('e1');
+      const first = await member({ group: g }, async (batch, ctl) => ctl.publishAndCommit([{ topic: out, messages: [] }], batch.messages.at(-1)!.offset));
+      await until(first.done, 'e1');
+      await first.stop();
+      await send('e2');
+      const second = await member({ group: g });
+      expect(await until(second.done, 'e2')).toEqual(['e2']);
     });
   });
 }

@@ -134,6 +134,30 @@ export function storeContract(name: string, make: (opts?: FoldOptions) => Promis
       expect((await store.getPerson('ivan'))?.dialogues[0]?.counts).toEqual({ intro: 1, detail: 1, purchase: 0 });
     });
 
+    it('does not publish again an outbox its committed batch left behind (crash after the commit), and removes it', async () => {
+      const first = [rec('jana', 0, T0), rec('jana', 1, T0 + 1)];
+      const committed = await store.foldBatch('clicks.raw/0', first, first[0]!.offset);
+      expect(committed.transitions).toHaveLength(2);
+      // Published and committed with the offsets, then the worker died before clearing the outbox.
+      // The next batch starts past every record of the first one, so that outbox is history; this
+      // batch makes no transition of its own (a repeat visit), and its write removes the outbox.
+      const next = [rec('jana', 0, T0 + 2)];
+      const after = await store.foldBatch('clicks.raw/0', next, next[0]!.offset);
+      expect(after.transitions).toEqual([]);
+      // Its redelivery (a crash before its commit) must not take the old outbox for its own.
+      const redelivered = await store.foldBatch('clicks.raw/0', next, next[0]!.offset);
+      expect(redelivered.transitions).toEqual([]);
+      // A batch with transitions of its own publishes those only.
+      const third = [rec('jana', 2, T0 + 3, { value: 5 })];
+      expect((await store.foldBatch('clicks.raw/0', third, third[0]!.offset)).transitions.map((t) => t.to)).toEqual(['purchase']);
+      // The redelivery of a batch that was never committed still publishes its outbox.
+      const uncommitted = [rec('kira', 0, T0), rec('kira', 2, T0 + 1, { value: 5 })];
+      const crashed = await store.foldBatch('clicks.raw/0', uncommitted, uncommitted[0]!.offset);
+      const again = await store.foldBatch('clicks.raw/0', uncommitted, uncommitted[0]!.offset);
+      expect(again.transitions.map((t) => t.id)).toEqual(crashed.transitions.map((t) => t.id));
+      expect(again.transitions).toHaveLength(2);
+    });
+
     it('merges an anonymous history into the known person on identify, once', async () => {
       await foldAll('clicks.raw/1', [
         rec('anon-1', 0, T0),

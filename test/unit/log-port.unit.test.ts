@@ -3,7 +3,7 @@ import { PartitionedLog } from '../../lib/log-memory.js';
 import { logContract } from '../support/log-contract.js';
 
 /** The log port on the in-process log (the same suite runs on Kafka in test/int/log-port.int.test.ts). */
-logContract('in-process log', async () => ({ log: new PartitionedLog(4), topic: 't' }), { waitMs: 5000 });
+logContract('in-process log', async () => ({ log: new PartitionedLog(4), topic: 't', out: 'out' }), { waitMs: 5000 });
 
 describe('the in-process log', () => {
   it('runs one member per group, and hands out one shared producer', async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DeadLetter } from '../../contract/dead-letter.js';
-import { outboxField } from '../../history/fold/codec.js';
+import { F, outboxField } from '../../history/fold/codec.js';
 import { TOPICS } from '../../contract/raw-event.js';
 import { PartitionedLog } from '../../lib/log-memory.js';
 import { MemoryHistoryStore } from '../../history/store/memory.js';
@@ -125,8 +125,11 @@ describe('the worker under hostile records', () => {
   it('refuses the records of a person whose stored history cannot be folded (fold_error); the others go on', async () => {
     const w = worker();
     await w.run([raw('broken', '/products/sku-1')]);
-    // A history written by something else: an outbox that is not JSON.
-    (w.store as unknown as { people: Map<string, Record<string, string>> }).people.get('broken')![outboxField('0')] = '{not json';
+    // A history written by something else: an outbox that is not JSON, from records at or past
+    // this batch's start (an outbox from before it was published with its commit, and is not read).
+    const stored = (w.store as unknown as { people: Map<string, Record<string, string>> }).people.get('broken')!;
+    stored[outboxField('0')] = '{not json';
+    stored[F.offsets] = '0=1';
     await w.run([raw('broken', '/products/sku-1/specs'), raw('fine', '/products/sku-1/specs')]);
     expect(w.dead().map((d) => [d.offset, d.step, d.reason])).toEqual([['1', 'fold', 'fold_error']]);
     expect((await w.store.getPerson('fine'))?.dialogues[0]?.stage).toBe('detail');
