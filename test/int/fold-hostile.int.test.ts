@@ -12,6 +12,7 @@ import { KafkaBroker } from '../../services/kafka.js';
 import { startGroupAtEnd } from '../support/kafka-groups.js';
 import { batch, eventually, post, startTestApp, type Mode } from '../support/app.js';
 import { keysOf } from '../support/redis-inspect.js';
+import { readToEnd } from '../support/kafka-read.js';
 import { ready, redisClient } from '../support/services.js';
 
 /**
@@ -383,31 +384,8 @@ async function deadLettersOf(mode: Mode, app: RunningApp, tag: string, brokers: 
 
 /** Every record of a topic up to its current end. */
 async function readAll(topic: string, brokers: string): Promise<string[]> {
-  const kafka = new Kafka({ clientId: 'test-reader', brokers: brokers.split(','), logLevel: logLevel.NOTHING });
-  const admin = kafka.admin();
-  await admin.connect();
-  const ends = new Map((await admin.fetchTopicOffsets(topic)).map((p) => [p.partition, Number(p.high)]));
-  await admin.disconnect();
-  const consumer = kafka.consumer({ groupId: `reader-${randomUUID()}`, maxWaitTimeInMs: 100, maxBytes: 50 << 20 });
   const values: string[] = [];
-  const done = new Set<number>([...ends].filter(([, high]) => high === 0).map(([p]) => p));
-  await consumer.connect();
-  await consumer.subscribe({ topic, fromBeginning: true });
-  await new Promise<void>((resolve, reject) => {
-    if (done.size === ends.size) return resolve();
-    consumer
-      .run({
-        eachBatch: async ({ batch }) => {
-          for (const m of batch.messages) {
-            if (Number(m.offset) < ends.get(batch.partition)!) values.push(m.value?.toString() ?? '');
-            if (Number(m.offset) + 1 >= ends.get(batch.partition)!) done.add(batch.partition);
-          }
-          if (done.size === ends.size) resolve();
-        },
-      })
-      .catch(reject);
-  });
-  await consumer.disconnect();
+  await readToEnd([topic], (_t, _p, m) => values.push(m.value?.toString() ?? ''), { brokers });
   return values;
 }
 

@@ -1,6 +1,4 @@
 import type { ServerType } from '@hono/node-server';
-import { randomUUID } from 'node:crypto';
-import { Kafka, logLevel } from 'kafkajs';
 import { expect } from 'vitest';
 import { TOPICS } from '../../contract/raw-event.js';
 import { createIngestApp } from '../../ingest/app.js';
@@ -10,6 +8,7 @@ import { createKafka, ensureTopics } from '../../lib/kafka/client.js';
 import { KafkaLogProducer } from '../../lib/kafka/producer.js';
 import { createLogger } from '../../lib/logger.js';
 import { clientIpResolver, closeServer, listen } from '../../lib/serve.js';
+import { readToEnd } from './kafka-read.js';
 import { kafkaBrokers } from './services.js';
 
 import { collectBody, goodCollectEvent, json, KEY, MAX_BODY, ORIGIN, RUN, SITE } from './hostile-cases.js';
@@ -36,51 +35,23 @@ export interface Consumed {
  * records of `sites` and the dead letters whose request id starts with `ridPrefix`.
  */
 export async function readBack(sites: ReadonlySet<string> = new Set([SITE]), ridPrefix = `h${RUN}-`): Promise<Consumed> {
-  const kafka = new Kafka({ clientId: `hostile-reader-${RUN}`, brokers: kafkaBrokers().split(','), logLevel: logLevel.NOTHING });
-  const admin = kafka.admin();
-  await admin.connect();
-  const ends = new Map<string, bigint>();
-  for (const topic of [TOPICS.raw, TOPICS.invalid]) {
-    for (const p of await admin.fetchTopicOffsets(topic)) if (BigInt(p.high) > BigInt(p.low)) ends.set(`${topic}/${p.partition}`, BigInt(p.high) - 1n);
-  }
-  await admin.disconnect();
-
   const out: Consumed = { raw: new Map(), records: new Map(), campaigns: new Map(), dead: new Map(), letters: [] };
-  const consumer = kafka.consumer({ groupId: `hostile-reader-${randomUUID()}`, maxWaitTimeInMs: 100, maxBytes: 64 * 1024 * 1024 });
-  await consumer.connect();
-  await consumer.subscribe({ topics: [TOPICS.raw, TOPICS.invalid], fromBeginning: true });
-  const remaining = new Set(ends.keys());
-  const done = new Promise<void>((resolve) => {
-    if (remaining.size === 0) resolve();
-    void consumer.run({
-      eachMessage: async ({ topic, partition, message }) => {
-        const text = message.value!.toString();
-        const v = JSON.parse(text) as Record<string, unknown>;
-        if (topic === TOPICS.raw && sites.has(v.site as string)) {
-          out.raw.set(v.id as string, (out.raw.get(v.id as string) ?? 0) + 1);
-          out.records.set(v.id as string, v);
-          const campaign = (v.props as Record<string, unknown> | undefined)?.campaign;
-          if (v.channel === 'email' && typeof campaign === 'string') out.campaigns.set(campaign, (out.campaigns.get(campaign) ?? 0) + 1);
-        }
-        if (topic === TOPICS.invalid && typeof v.rid === 'string' && v.rid.startsWith(ridPrefix)) {
-          const list = out.dead.get(v.rid) ?? [];
-          list.push([typeof v.index === 'number' ? v.index : -1, v.reason as string]);
-          out.dead.set(v.rid, list);
-          out.letters.push(text);
-        }
-        const key = `${topic}/${partition}`;
-        if (BigInt(message.offset) >= (ends.get(key) ?? -1n) && remaining.delete(key) && remaining.size === 0) resolve();
-      },
-    });
+  await readToEnd([TOPICS.raw, TOPICS.invalid], (topic, _partition, message) => {
+    const text = message.value!.toString();
+    const v = JSON.parse(text) as Record<string, unknown>;
+    if (topic === TOPICS.raw && sites.has(v.site as string)) {
+      out.raw.set(v.id as string, (out.raw.get(v.id as string) ?? 0) + 1);
+      out.records.set(v.id as string, v);
+      const campaign = (v.props as Record<string, unknown> | undefined)?.campaign;
+      if (v.channel === 'email' && typeof campaign === 'string') out.campaigns.set(campaign, (out.campaigns.get(campaign) ?? 0) + 1);
+    }
+    if (topic === TOPICS.invalid && typeof v.rid === 'string' && v.rid.startsWith(ridPrefix)) {
+      const list = out.dead.get(v.rid) ?? [];
+      list.push([typeof v.index === 'number' ? v.index : -1, v.reason as string]);
+      out.dead.set(v.rid, list);
+      out.letters.push(text);
+    }
   });
-  try {
-    await Promise.race([
-      done,
-      new Promise((_, reject) => setTimeout(() => reject(new Error(`read-back timed out; partitions left: ${[...remaining].join(', ')}`)), 120_000)),
-    ]);
-  } finally {
-    await consumer.disconnect();
-  }
   return out;
 }
 
