@@ -69,4 +69,9 @@ export const TOPICS = {
   transitions: 'history.transitions',
   /** Webhook requests a receiver refused for good (a 4xx other than 408/429), as DeadLetter records keyed by URL. */
   webhooksParked: 'history.webhooks.parked',
+  /**
+   * Erasures (contract/erasure.ts), one record per erased id keyed by the id, compacted: every reader of
+   * `clicks.raw` skips an erased id's records received before its erasure, so no replay brings it back.
+   */
+  erasures: 'history.erasures',
 } as const;

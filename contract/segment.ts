@@ -2,8 +2,10 @@ import { z } from 'zod';
 
 /**
  * The Segment Tracking API (https://segment.com/docs/connections/spec/) as ingest accepts it on
- * `POST /v1/batch`, `/v1/track`, `/v1/page`, `/v1/identify`, so Segment's server libraries
- * (`@segment/analytics-node` and the others) can send to clickfold unchanged.
+ * `POST /v1/batch`, `/v1/track`, `/v1/page`, `/v1/screen`, `/v1/identify`, `/v1/alias` and
+ * analytics.js's short paths (`/v1/b`, `/v1/t`, `/v1/p`, `/v1/s`, `/v1/i`, `/v1/a`), so Segment's
+ * libraries (`@segment/analytics-node`, analytics.js) and RudderStack's Node SDK send to clickfold
+ * unchanged; and the settings document analytics.js reads (`SegmentSettings`).
  *
  * Segment's own bounds: 32 KB per single call, 500 KB and 2,500 events per batch. Properties,
  * traits and context nest freely in the spec; we bound their depth, their size and their keys here,
@@ -22,6 +24,8 @@ export const SEGMENT_LIMITS = {
   stringLength: 8192,
   /** `context.clickfold.sig`: 64 hex digits when right; longer is refused by the contract. */
   sigLength: 128,
+  /** A write key in a body, or in the settings path; the sites file allows no longer one. */
+  writeKeyLength: 256,
 } as const;
 
 /** Keys that would poison a plain object if a consumer ever merged the data into one. */
@@ -116,7 +120,7 @@ const common = {
   context: SegmentContext.optional(),
   /** Segment's per-destination switches: accepted, not used. */
   integrations: z.unknown().optional(),
-  writeKey: short(256).optional(),
+  writeKey: short(SEGMENT_LIMITS.writeKeyLength).optional(),
 };
 
 export const SegmentTrack = z.object({
@@ -166,6 +170,38 @@ export const SegmentBatch = z.looseObject({
   /** Applies to every event of the batch; an event's own context wins key by key. */
   context: SegmentContext.optional(),
   integrations: z.unknown().optional(),
-  writeKey: short(256).optional(),
+  writeKey: short(SEGMENT_LIMITS.writeKeyLength).optional(),
 });
 export type SegmentBatch = z.infer<typeof SegmentBatch>;
+
+/**
+ * `GET /v1/projects/:writeKey/settings`: the settings document analytics.js reads from its
+ * `cdnURL`, as ingest answers it. Strict: it carries the one destination that sends to ingest and
+ * nothing else (no site id, no origins, no other write key).
+ */
+export const SegmentSettings = z
+  .object({
+    integrations: z
+      .object({
+        'Segment.io': z
+          .object({
+            /** The write key the page asked with. */
+            apiKey: z.string(),
+            /** `host[:port]/v1`: analytics.js posts to `<protocol>://<apiHost>/t`, `/p`, `/i`, `/a`, `/b`. */
+            apiHost: z.string(),
+            protocol: z.enum(['http', 'https']),
+            unbundledIntegrations: z.array(z.string()).max(0),
+            addBundledMetadata: z.literal(false),
+            maybeBundledConfigIds: z.object({}).strict(),
+          })
+          .strict(),
+      })
+      .strict(),
+    remotePlugins: z.array(z.never()),
+    enabledMiddleware: z.object({}).strict(),
+    legacyVideoPluginsEnabled: z.literal(false),
+    /** Segment's own telemetry, which would go to api.segment.io: off. */
+    metrics: z.object({ sampleRate: z.literal(0) }).strict(),
+  })
+  .strict();
+export type SegmentSettings = z.infer<typeof SegmentSettings>;

@@ -7,8 +7,10 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 
 const gunzip = promisify(gunzipCb);
 
-/** JSON, or the text/plain that `navigator.sendBeacon` sends without a CORS preflight. */
+/** JSON, or the text/plain that `navigator.sendBeacon` and analytics.js send without a CORS preflight. */
 const JSON_TYPES = /^(application\/json|text\/plain)\s*(;|$)/i;
+/** RudderStack's Node SDK labels its (gzipped) JSON this way; only endpoints that opt in read it, and only as JSON. */
+const FORM_TYPE = /^application\/x-www-form-urlencoded\s*(;|$)/i;
 
 /** Depth of the whole body; every legitimate payload stays far below it. */
 export const MAX_BODY_DEPTH = 16;
@@ -24,6 +26,11 @@ export interface ReadBodyOptions {
   maxBytes: number;
   /** Segment's libraries may gzip (Content-Encoding: gzip); the snippet never does. */
   gzip?: boolean;
+  /**
+   * Also take `application/x-www-form-urlencoded` when the body is JSON (what RudderStack's Node
+   * SDK sends); a body that really is a form is still refused (415).
+   */
+  formJson?: boolean;
 }
 
 /**
@@ -33,8 +40,14 @@ export interface ReadBodyOptions {
  */
 export async function readJsonBody(c: Context, opts: ReadBodyOptions): Promise<BodyResult> {
   const type = c.req.header('content-type') ?? '';
-  if (!JSON_TYPES.test(type)) {
-    return { ok: false, status: 415, reason: 'unsupported_media_type', message: 'send the body as application/json (or text/plain)' };
+  const form = opts.formJson === true && FORM_TYPE.test(type);
+  if (!form && !JSON_TYPES.test(type)) {
+    return {
+      ok: false,
+      status: 415,
+      reason: 'unsupported_media_type',
+      message: `send the body as application/json (or text/plain${opts.formJson ? ', or JSON labelled application/x-www-form-urlencoded' : ''})`,
+    };
   }
   const encoding = (c.req.header('content-encoding') ?? 'identity').trim().toLowerCase();
   if (encoding !== 'identity' && !(opts.gzip && encoding === 'gzip')) {
@@ -71,6 +84,15 @@ export async function readJsonBody(c: Context, opts: ReadBodyOptions): Promise<B
       reason: 'invalid_utf8',
       message: 'the body is not valid UTF-8',
       text: new TextDecoder('utf-8').decode(bytes.subarray(0, 4096)),
+    };
+  }
+  // Not kept as the dead letter's excerpt: a form's fields (writeKey=...) escape the JSON redaction.
+  if (form && !/^\s*[[{]/.test(text)) {
+    return {
+      ok: false,
+      status: 415,
+      reason: 'unsupported_media_type',
+      message: 'the body is a form, not JSON: form fields are not read; send the events as a JSON object (application/json or text/plain)',
     };
   }
   let body: unknown;

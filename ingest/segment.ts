@@ -1,18 +1,16 @@
-import { randomUUID } from 'node:crypto';
 import { Hono, type Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { Channel } from '../contract/raw-event.js';
 import { SEGMENT_LIMITS, SegmentBatch, SegmentEvent, type SegmentContext } from '../contract/segment.js';
 import type { LogMessage } from '../lib/log.js';
+import { httpError } from '../lib/http-errors.js';
 import { limitBody, readJsonBody } from './body.js';
 import { enforceLimits, requestRef, type IngestEnv, type RouteDeps } from './context.js';
-import { anonymizeIp } from './enrich.js';
-import { httpError, type Issue } from '../lib/http-errors.js';
-import type { UserVerifier } from './identity.js';
 import { instrument, type IngestMetrics } from './metrics.js';
-import { flattenProps, moneyOf } from './props.js';
 import { applyBotPolicy, toRawMessage, type Enrichment, type EventInput } from './raw.js';
+import { checkUser, segmentToInput, timeOf, type SegmentRequest } from './segment-event.js';
+import { SETTINGS_ROUTE, settingsHandler } from './segment-settings.js';
 import type { Rejection } from './sink.js';
+import { siteCors, type CorsOptions } from './site-cors.js';
 import type { Site } from './sites.js';
 import { toIssues } from './validate.js';
 
@@ -22,14 +20,38 @@ export interface SegmentOptions {
   metrics: IngestMetrics;
 }
 
-type Single = 'track' | 'page' | 'identify';
+/** The type a single-call path gives its body; `group` only to refuse it with the reason. */
+type Single = 'track' | 'page' | 'screen' | 'identify' | 'alias' | 'group';
 
 /**
- * The Segment-compatible API: `POST /v1/batch`, `/v1/track`, `/v1/page`, `/v1/identify`, so
- * server-side systems (CRM, call centre, mailer) send with Segment's libraries unchanged.
- * The write key is the basic-auth user name (or `writeKey` in the body) and names the site.
- * Events become the same `clicks.raw` records as the snippet's; `context.channel` (or
- * `properties.channel`) says which channel they came through, `server` when neither does.
+ * Segment's paths and analytics.js's short ones (`<apiHost>/<first letter of the type>`, and
+ * `/b` for its batching delivery). `group` has no place in a dialogue: 400 with the reason.
+ */
+const ROUTES: [path: string, single: Single | null][] = [
+  ['/v1/batch', null],
+  ['/v1/b', null],
+  ...(['track', 'page', 'screen', 'identify', 'alias', 'group'] as const).flatMap((t): [string, Single][] => [
+    [`/v1/${t}`, t],
+    [`/v1/${t[0]}`, t],
+  ]),
+];
+
+/**
+ * analytics.js 2.0 posts `text/plain`, which alone needs no preflight; analytics-next 1.84 adds
+ * the write key in `Authorization` (a preflight), and `X-Retry-Count` on retries. The settings
+ * document is a plain GET.
+ */
+const SEGMENT_CORS: CorsOptions = { methods: 'GET, POST, OPTIONS', headers: 'authorization, content-type, x-retry-count' };
+
+/**
+ * The Segment-compatible API, so Segment's and RudderStack's libraries send unchanged: the
+ * server libraries to `POST /v1/batch` (JSON, gzipped or not; RudderStack labels it
+ * `application/x-www-form-urlencoded`), analytics.js in the browser to `/v1/t`, `/v1/p`... with
+ * `text/plain` JSON, after reading its settings from `GET /v1/projects/:writeKey/settings`.
+ * The write key is the basic-auth user name (or `writeKey` in the body) and names the site; a
+ * browser's Origin must be one of the site's. Events become the same `clicks.raw` records as the
+ * snippet's; `context.channel` (or `properties.channel`) says which channel they came through,
+ * else `web` from a browser and `server` from a server.
  * Answers 200 `{"success": true, ...}` like Segment; 400 names the bad events by index.
  */
 export function segmentRoutes(deps: RouteDeps, opts: SegmentOptions): Hono<IngestEnv> {
@@ -51,14 +73,24 @@ export function segmentRoutes(deps: RouteDeps, opts: SegmentOptions): Hono<Inges
     const rt = deps.now();
     // The header names the site before the body is read, so limits apply before any parsing.
     const headerKey = basicUser(c.req.header('authorization'));
+    const origin = c.req.header('origin');
+    /** A browser may send only for a site that lists its origin, like the snippet. */
+    const admit = (s: Site, payload?: string) => {
+      if (origin !== undefined && !s.allowsOrigin(origin)) {
+        throw sink.reject(requestRef(c, route, rt, s.id), 403, 'origin_not_allowed', `origin ${origin.slice(0, 256)} may not send events for this write key`, {
+          payload,
+        });
+      }
+      enforceLimits(deps, c, s, route);
+    };
     let site: Site | undefined;
     if (headerKey !== undefined) {
       site = deps.sites.byWriteKey(headerKey);
       if (!site) throw unauthorized(c, route, rt, 'the write key is not known');
-      enforceLimits(deps, c, site, route);
+      admit(site);
     }
 
-    const read = await readJsonBody(c, { maxBytes, gzip: true });
+    const read = await readJsonBody(c, { maxBytes, gzip: true, formJson: true });
     if (!read.ok) throw sink.reject(requestRef(c, route, rt, site?.id), read.status, read.reason, read.message, { payload: read.text });
     const body = read.body;
 
@@ -66,7 +98,7 @@ export function segmentRoutes(deps: RouteDeps, opts: SegmentOptions): Hono<Inges
       const bodyKey = isObject(body) && typeof body.writeKey === 'string' ? body.writeKey : undefined;
       site = bodyKey === undefined ? undefined : deps.sites.byWriteKey(bodyKey);
       if (!site) throw unauthorized(c, route, rt, bodyKey === undefined ? 'send the write key as the basic-auth user name' : 'the write key is not known');
-      enforceLimits(deps, c, site, route);
+      admit(site, read.text);
     }
     const ref = requestRef(c, route, rt, site.id);
 
@@ -88,7 +120,15 @@ export function segmentRoutes(deps: RouteDeps, opts: SegmentOptions): Hono<Inges
     }
 
     // Server calls (no Origin) are trusted with any userId; browser calls on a site that signs user ids are not.
-    const verify = c.req.header('origin') === undefined ? null : site.verifyUser;
+    const verify = origin === undefined ? null : site.verifyUser;
+    const request: SegmentRequest = {
+      site,
+      batchContext,
+      sentAt,
+      rt,
+      browser: origin === undefined ? null : { ip: deps.clientIp(c), userAgent: c.req.header('user-agent') },
+      parseUa: deps.parseUa,
+    };
     const accepted: { input: EventInput; x: Enrichment; unsigned: boolean }[] = [];
     const rejected: Rejection[] = [];
     const refused: Rejection[] = [];
@@ -105,7 +145,7 @@ export function segmentRoutes(deps: RouteDeps, opts: SegmentOptions): Hono<Inges
         refused.push({ reason: 'unsigned_identify', issues: user.issues.map((i) => ({ ...i, path: at(i.path) })), index, payload: item });
         return;
       }
-      const mapped = toInput(user.event, site, batchContext, sentAt ?? timeOf(parsed.data.sentAt), rt, deps);
+      const mapped = segmentToInput(user.event, request);
       if ('issues' in mapped) rejected.push({ reason: 'invalid_event', issues: mapped.issues.map((i) => ({ ...i, path: at(i.path) })), index, payload: item });
       else accepted.push({ ...mapped, unsigned: user.unsigned });
     });
@@ -133,15 +173,14 @@ export function segmentRoutes(deps: RouteDeps, opts: SegmentOptions): Hono<Inges
   const unauthorized = (c: Context<IngestEnv>, route: string, rt: number, message: string) =>
     sink.reject(requestRef(c, route, rt), 401, 'unknown_write_key', message, { headers: { 'www-authenticate': 'Basic realm="clickfold"' } });
 
-  const routes: [string, Single | null, number][] = [
-    ['/v1/batch', null, opts.batchMaxBodyBytes],
-    ['/v1/track', 'track', SEGMENT_LIMITS.callBytes],
-    ['/v1/page', 'page', SEGMENT_LIMITS.callBytes],
-    ['/v1/identify', 'identify', SEGMENT_LIMITS.callBytes],
-  ];
-  for (const [route, single, max] of routes) {
-    app.post(route, instrument(opts.metrics, route), limitBody(max, tooLarge(route, max), unreadable(route)), handle(route, single, max));
+  const cors = siteCors(deps.sites, SEGMENT_CORS);
+  for (const [route, single] of ROUTES) {
+    const max = single ? SEGMENT_LIMITS.callBytes : opts.batchMaxBodyBytes;
+    app.use(route, instrument(opts.metrics, route), cors);
+    app.post(route, limitBody(max, tooLarge(route, max), unreadable(route)), handle(route, single, max));
   }
+  app.use(SETTINGS_ROUTE, instrument(opts.metrics, SETTINGS_ROUTE), cors);
+  app.get(SETTINGS_ROUTE, settingsHandler(deps));
   return app;
 }
 
@@ -156,89 +195,3 @@ export function basicUser(header: string | undefined): string | undefined {
   const colon = decoded.indexOf(':');
   return colon === -1 ? decoded : decoded.slice(0, colon);
 }
-
-function timeOf(v: unknown): number | undefined {
-  const t = typeof v === 'number' ? v : typeof v === 'string' ? Date.parse(v) : NaN;
-  return Number.isFinite(t) ? t : undefined;
-}
-
-/**
- * A browser call (`verify` set) on a site that signs user ids: a `userId` must come with
- * `context.clickfold.sig` (the event's context, else the batch's). Unsigned, an identify or alias
- * is refused; any other event stays the anonymous id's when it has one, and is refused otherwise.
- */
-function checkUser(
-  e: SegmentEvent,
-  batchContext: SegmentContext | undefined,
-  verify: UserVerifier | null,
-): { event: SegmentEvent; unsigned: boolean } | { issues: Issue[] } {
-  if (!verify || e.userId == null) return { event: e, unsigned: false };
-  const sig = { ...batchContext, ...e.context }.clickfold?.sig;
-  if (verify(e.userId, sig)) return { event: e, unsigned: false };
-  if (e.type !== 'identify' && e.type !== 'alias' && e.anonymousId != null) return { event: { ...e, userId: null }, unsigned: true };
-  const message =
-    sig === undefined
-      ? 'this site signs user ids: a browser call with userId needs context.clickfold.sig'
-      : 'context.clickfold.sig is not the signature of userId';
-  return { issues: [{ path: 'context.clickfold.sig', message }] };
-}
-
-const TYPE = { track: 'track', page: 'page', screen: 'page', identify: 'identify', alias: 'identify' } as const;
-
-/** One Segment event as our raw input, or the issues that keep it out. */
-function toInput(
-  e: SegmentEvent,
-  site: Site,
-  batchContext: SegmentContext | undefined,
-  sentAt: number | undefined,
-  rt: number,
-  deps: RouteDeps,
-): { input: EventInput; x: Enrichment } | { issues: Issue[] } {
-  const context: SegmentContext = { ...batchContext, ...e.context };
-  const properties = e.type === 'identify' ? e.traits : e.type === 'alias' ? undefined : e.properties;
-  const issues: Issue[] = [];
-
-  const channelIn = context.channel ?? (typeof properties?.channel === 'string' ? properties.channel : undefined);
-  const channel = channelIn === undefined ? (e.type === 'screen' ? 'app' : 'server') : channelIn.trim().toLowerCase();
-  if (!Channel.safeParse(channel).success) {
-    issues.push({
-      path: context.channel !== undefined ? 'context.channel' : 'properties.channel',
-      message: 'a channel is a lower-case word: email, call, chat, app...',
-    });
-  }
-  const url = str(properties?.url) ?? context.page?.url;
-  if (url !== undefined && url.length > 2048) issues.push({ path: 'properties.url', message: 'at most 2048 characters' });
-  if (issues.length > 0) return { issues };
-
-  // alias(userId, previousId) links like identify: the previous id joins the user.
-  const user = e.userId ?? undefined;
-  const visitor = e.type === 'alias' ? e.previousId : (e.anonymousId ?? undefined);
-  // Segment's clock-skew correction: the event happened (sentAt - timestamp) before we received it.
-  const clientTs = timeOf(e.timestamp ?? e.originalTimestamp);
-  const ts = clientTs === undefined ? rt : sentAt === undefined ? clientTs : rt - (sentAt - clientTs);
-  const ref = str(properties?.referrer) ?? context.page?.referrer;
-  const title = str(properties?.title) ?? context.page?.title;
-  const { ua, bot } = deps.parseUa(context.userAgent);
-
-  return {
-    input: {
-      id: e.messageId ?? `seg-${randomUUID()}`,
-      site: site.id,
-      person: (user ?? visitor)!,
-      visitor,
-      user,
-      channel,
-      type: TYPE[e.type],
-      name: e.type === 'track' ? e.event : e.type === 'page' || e.type === 'screen' ? (e.name ?? undefined) : undefined,
-      ts: Math.round(ts),
-      url,
-      ref: ref !== undefined && ref.length <= 2048 ? ref : undefined,
-      title: title?.slice(0, 256),
-      props: flattenProps(properties),
-      value: moneyOf(properties),
-    },
-    x: { rt, ua, bot, ip: anonymizeIp(context.ip) },
-  };
-}
-
-const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);

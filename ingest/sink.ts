@@ -181,6 +181,8 @@ function toDeadLetter(ref: RequestRef, r: Rejection): DeadLetter {
  * reads it act as that user). Also when the excerpt ends inside the value.
  */
 const SECRETS = /("(?:writeKey|sig)"\s*:\s*)"(?:[^"\\]|\\.)*(?:"|\\?$)/g;
+/** The same sent as form fields (`writeKey=...&sig=...`), which a body that is not JSON may be. */
+const FORM_SECRETS = /(^|[?&\s])((?:writeKey|sig)=)[^&\s]*/g;
 
 /** A bounded excerpt; survives what JSON.stringify cannot (cycles, thousands of nesting levels). */
 function excerpt(payload: unknown): string {
@@ -190,5 +192,5 @@ function excerpt(payload: unknown): string {
   } catch {
     s = '[not serialisable]';
   }
-  return excerptOf(s.replace(SECRETS, '$1"[redacted]"'), DEAD_LETTER_EXCERPT);
+  return excerptOf(s.replace(SECRETS, '$1"[redacted]"').replace(FORM_SECRETS, '$1$2[redacted]'), DEAD_LETTER_EXCERPT);
 }

@@ -2,14 +2,24 @@ import type { MiddlewareHandler } from 'hono';
 import { httpError } from '../lib/http-errors.js';
 import type { SiteRegistry } from './sites.js';
 
+/** What a preflight allows: the snippet's `/v1/collect` by default. */
+export interface CorsOptions {
+  methods: string;
+  /** Request headers a page may send (lower case, comma-separated). */
+  headers: string;
+}
+
+const COLLECT: CorsOptions = { methods: 'POST, OPTIONS', headers: 'content-type' };
+
 /**
- * CORS for `/v1/collect`, answered per site. A preflight does not carry the body, so it is allowed
- * when the site named in `?site=` (or, without it, any site) allows the origin. The POST itself is
- * then checked against its own site's origins by the handler (403 `origin_not_allowed`), so a site
- * only ever receives events from its own pages. Every answer to a POST echoes the origin, so the
- * snippet can read a 4xx and stop retrying instead of seeing a network error.
+ * CORS for `/v1/collect` and the Segment-compatible API, answered per site. A preflight carries
+ * neither the body nor the write key, so it is allowed when the site named in `?site=` (or,
+ * without it, any site) allows the origin. The request itself is then checked against its own
+ * site's origins by the handler (403 `origin_not_allowed`), so a site only ever receives events
+ * from its own pages. Every answer echoes the origin, so the snippet (or analytics.js) can read a
+ * 4xx and stop retrying instead of seeing a network error.
  */
-export function siteCors(sites: SiteRegistry): MiddlewareHandler {
+export function siteCors(sites: SiteRegistry, opts: CorsOptions = COLLECT): MiddlewareHandler {
   return async (c, next) => {
     const origin = c.req.header('origin');
     if (c.req.method === 'OPTIONS') {
@@ -27,8 +37,8 @@ export function siteCors(sites: SiteRegistry): MiddlewareHandler {
       }
       return c.body(null, 204, {
         'access-control-allow-origin': origin,
-        'access-control-allow-methods': 'POST, OPTIONS',
-        'access-control-allow-headers': 'content-type',
+        'access-control-allow-methods': opts.methods,
+        'access-control-allow-headers': opts.headers,
         'access-control-max-age': '86400',
         vary: 'Origin',
       });

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningApp } from '../../apps/all-in-one-app.js';
 import { DEFAULT_TOPIC_MAP, TopicMapConfig } from '../../history/fold/topic-map.js';
 import { eventually, startTestApp } from '../support/app.js';
+import { JOURNEY_MAP, purchased, serverJourney } from '../support/segment-journey.js';
 
 /** The demo shop's rules plus channel rules: an e-mail click and a completed call about a product. */
 const MAP = TopicMapConfig.parse({
@@ -11,6 +12,7 @@ const MAP = TopicMapConfig.parse({
     ...DEFAULT_TOPIC_MAP.rules,
     { channel: 'email', event: 'Email Link Clicked', topic: 'product:{props.product}', stage: 'detail' },
     { channel: 'call', event: 'Call Completed', topic: 'product:{props.product}', stage: 'purchase' },
+    ...JOURNEY_MAP.rules.filter((r) => r.event === 'Order Completed'),
   ],
 });
 
@@ -81,6 +83,27 @@ describe('Segment client → ingest → Kafka → worker → dialogues (real bac
     expect(bought.dialogues.find((d) => d.topic === `product:${sku}`)!.channels.sort()).toEqual(['call', 'email', 'server']);
     expect(failures).toEqual([]);
     expect(responses.every((s) => s === 200)).toBe(true);
+  });
+
+  it('lands a page view, an e-mail click and an order in the user’s dialogue at purchase', async () => {
+    const analytics = new Analytics({ writeKey: 'demo-write-key', host: app.url, flushAt: 2, flushInterval: 200, maxRetries: 1 });
+    const statuses: number[] = [];
+    analytics.on('http_response', (r) => statuses.push(r.status));
+    const sku = `sku-${randomUUID().slice(0, 8)}`;
+    const user = `u-${randomUUID().slice(0, 8)}`;
+    const delivered = serverJourney(`a-${user}`, user, sku).map(
+      ([method, message]) =>
+        new Promise<unknown>((resolve) => (analytics[method] as (m: unknown, cb: (err?: unknown) => void) => void).call(analytics, message, resolve)),
+    );
+    await analytics.closeAndFlush({ timeout: 10_000 });
+    expect((await Promise.all(delivered)).filter((e) => e !== undefined)).toEqual([]);
+    expect(statuses.length).toBeGreaterThan(0);
+    expect(statuses.every((s) => s === 200)).toBe(true);
+
+    const view = await purchased(app.url, user, `product:${sku}`);
+    expect(view.dialogues.find((d) => d.topic === `product:${sku}`)).toMatchObject({ stage: 'purchase', counts: { intro: 1, detail: 1, purchase: 1 } });
+    expect(view.dialogues.find((d) => d.topic === `product:${sku}`)!.channels.sort()).toEqual(['email', 'server']);
+    expect(view.rfm).toMatchObject({ purchases: 1, totalValue: 129 });
   });
 
   it('the client sees a 401 for a wrong write key and does not retry it', async () => {
