@@ -391,7 +391,7 @@ export class KafkaBroker extends ServiceProcess {
     }
   }
 
-  /** Answers only when the broker really serves: metadata + a topic create/delete round trip. */
+  /** Answers only when the broker really serves: metadata, a topic create/delete round trip, a group coordinator. */
   private async probe(timeoutMs: number): Promise<void> {
     const kafka = new Kafka({
       clientId: 'clickfold-services-probe',
@@ -413,6 +413,9 @@ export class KafkaBroker extends ServiceProcess {
         timeout: Math.min(10_000, timeoutMs),
       });
       if (!created) throw new Error(`probe topic ${topic} already existed`);
+      // A group coordinator answers too: Kafka 4 creates and loads __consumer_offsets on the first
+      // request for it, and a consumer that meets "the coordinator is loading" at its start gives up.
+      await admin.fetchOffsets({ groupId: 'clickfold-probe', topics: [topic] });
       await admin.deleteTopics({ topics: [topic], timeout: Math.min(10_000, timeoutMs) });
     } finally {
       await admin.disconnect().catch(() => {});

@@ -105,17 +105,31 @@ export class KafkaLogConsumer implements LogConsumer {
       this.owned = new Set();
       this.retries.keepOnly(this.owned);
       if (!this.started) return;
-      // kafkajs restarts the consumer after retriable errors (failing until it has rejoined); after
-      // others it has given up for good, and only a new process helps.
-      this.retries.failed(-1, payload.error);
-      if (!payload.restart) {
-        this.started = false;
-        opts.logger?.error(
-          { topic: opts.topic, err: payload.error.message },
-          `the ${opts.topic} consumer stopped for good after an error kafkajs does not retry`,
-        );
-      }
+      // kafkajs restarts the consumer after retriable errors (failing until it has rejoined). After
+      // others it gives up, among them passing trouble it has stopped retrying ("Failed to find
+      // group coordinator" from a broker still loading its offsets topic): this member starts it
+      // again after the backoff, for as long as run() stands; /readyz says it is failing meanwhile.
+      const delayMs = this.retries.failed(-1, payload.error);
+      if (!payload.restart) this.reviveAfter(delayMs);
     });
+  }
+
+  private reviveTimer: NodeJS.Timeout | undefined;
+  private runConfig: Parameters<Consumer['run']>[0] | undefined;
+
+  /** Runs the kafkajs consumer again after it gave up (see the CRASH listener). */
+  private reviveAfter(delayMs: number): void {
+    clearTimeout(this.reviveTimer);
+    this.reviveTimer = setTimeout(async () => {
+      if (!this.started || !this.runConfig) return;
+      try {
+        await this.consumer.connect();
+        await this.consumer.run(this.runConfig);
+      } catch (err) {
+        if (this.started) this.reviveAfter(this.retries.failed(-1, err));
+      }
+    }, delayMs);
+    this.reviveTimer.unref();
   }
 
   private get startAt() {
@@ -135,12 +149,13 @@ export class KafkaLogConsumer implements LogConsumer {
       this.started = false;
       throw err;
     }
-    await this.consumer.run({
+    this.runConfig = {
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: this.opts.concurrency ?? 3,
       eachBatch: (payload) => this.eachBatch(payload, handler),
-    });
+    };
+    await this.consumer.run(this.runConfig);
   }
 
   private async eachBatch(payload: EachBatchPayload, handler: ConsumerHandler): Promise<void> {
@@ -324,6 +339,7 @@ export class KafkaLogConsumer implements LogConsumer {
     // Synchronously: a handler that resumes after this call sees stopped().
     this.started = false;
     this.joined = false;
+    clearTimeout(this.reviveTimer);
     this.abort.abort();
     this.stopping ??= (async () => {
       await this.consumer.disconnect();
