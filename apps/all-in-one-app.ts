@@ -37,6 +37,8 @@ export interface RunningApp {
 
 export interface AppOptions {
   onTransitions?: (t: Transition[]) => void;
+  /** The embedded mode's folder when DATA_DIR is unset: `npm start` keeps its data; tests and the bench stay in memory. */
+  defaultDataDir?: string;
 }
 
 /**
@@ -46,7 +48,7 @@ export interface AppOptions {
 export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger: Logger, opts: AppOptions = {}): Promise<RunningApp> {
   const topicMap = compileTopicMap(topicMapConfig);
   const sites = await loadSites(env.INGEST_SITES);
-  const backends = await openBackends(env, foldOptionsOf(topicMap), logger);
+  const backends = await openBackends(env, foldOptionsOf(topicMap), logger, { defaultDataDir: opts.defaultDataDir });
 
   const ingestMetrics = createIngestMetrics({ process: true });
   // The process metrics (CPU, memory, event loop) are already in ingest's registry: once is enough.
@@ -62,7 +64,12 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
   // for monitoring, is /worker/readyz (with /worker/healthz and /worker/metrics).
   app.get('/metrics', async (c) => {
     await beforeScrape(worker.refresh);
-    const merged = Registry.merge([ingestMetrics.registry, workerMetrics.registry, webhookMetrics.registry]);
+    const merged = Registry.merge([
+      ingestMetrics.registry,
+      workerMetrics.registry,
+      webhookMetrics.registry,
+      ...(backends.embeddedMetrics ? [backends.embeddedMetrics] : []),
+    ]);
     return c.body(await merged.metrics(), 200, { 'content-type': merged.contentType });
   });
   app.route('/worker', createWorkerHttpApp({ metrics: workerMetrics, readiness: worker.readiness, refresh: worker.refresh }));
@@ -90,9 +97,10 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
       app,
       worker: { metrics: workerMetrics, readiness: worker.readiness, consumer: worker.consumer },
       stop: async () => {
-        // Open event streams would hold the server open: end them first.
+        // Event streams end (the feed's first, then whatever stream is left), idle connections
+        // close, requests in flight get the grace period.
         feed.close();
-        await closeServer(listening.server);
+        await closeServer(listening.server, { graceMs: env.INGEST_SHUTDOWN_GRACE_MS, logger });
         await worker.stop();
         await webhooks?.stop();
         await backends.close();

@@ -6,16 +6,24 @@ import { runProcess } from './shared/process.js';
 
 /**
  * `npm start`: ingest, worker, query API and the demo shop in one process. With nothing set it runs
- * on the embedded log and store; with KAFKA_BROKERS and REDIS_URL it runs the same parts on the real stack.
+ * on the embedded log and store, kept in DATA_DIR (./.clickfold-data; `memory`: nothing on disk);
+ * with KAFKA_BROKERS and REDIS_URL it runs the same parts on the real stack.
  */
+/** Where `npm start` keeps its data when DATA_DIR is unset, relative to the working directory. */
+const DEFAULT_DATA_DIR = '.clickfold-data';
+
 await runProcess('clickfold', async (env, logger) => {
   // The query API reads and erases histories: without API_KEYS it may only run embedded on loopback.
   const access = checkApiAccess(env, env.KAFKA_BROKERS && hasRedis(env) ? 'real' : 'embedded');
-  const running = await startApp(env, await loadTopicMap(env.TOPIC_MAP), logger);
-  logger.info(
-    { mode: running.backends.mode, url: running.url },
-    `clickfold is running on ${running.url}/ (${running.backends.mode === 'embedded' ? 'embedded log and store: nothing is kept across restarts' : 'Kafka + Redis'})`,
-  );
+  const running = await startApp(env, await loadTopicMap(env.TOPIC_MAP), logger, { defaultDataDir: DEFAULT_DATA_DIR });
+  const { mode, dataDir } = running.backends;
+  const where =
+    mode === 'real'
+      ? 'Kafka + Redis'
+      : dataDir
+        ? `embedded log and store, kept in ${dataDir}`
+        : 'embedded log and store in memory: nothing is kept across restarts';
+  logger.info({ mode, url: running.url, dataDir }, `clickfold is running on ${running.url}/ (${where})`);
   if (access.open) {
     logger.warn(
       { url: `${running.url}/dashboard` },

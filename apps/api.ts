@@ -43,7 +43,7 @@ await runProcess('api', async (env, logger) => {
 
   return async () => {
     feed.close();
-    await closeServer(server);
+    await closeServer(server, { graceMs: env.INGEST_SHUTDOWN_GRACE_MS, logger });
     await live.stop();
     await webhooks.stop();
     await backends.close();

@@ -1,11 +1,9 @@
-import type { ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
 import { createIngestApp } from '../ingest/app.js';
 import { createIngestMetrics } from '../ingest/metrics.js';
 import { loadSites } from '../ingest/sites.js';
 import type { LogProducer } from '../lib/log.js';
-import type { Logger } from '../lib/logger.js';
-import { listen } from '../lib/serve.js';
+import { closeServer, listen } from '../lib/serve.js';
 import { openLog } from './shared/backends.js';
 import { ingestOptionsFromEnv } from './shared/ingest-options.js';
 import { runProcess } from './shared/process.js';
@@ -54,7 +52,8 @@ await runProcess('ingest', async (env, logger) => {
 
   return async () => {
     draining = true;
-    await drain(server, env.INGEST_SHUTDOWN_GRACE_MS, logger);
+    // Requests in flight answer only after Kafka acknowledged; those still open after the grace period are cut (their senders retry).
+    await closeServer(server, { graceMs: env.INGEST_SHUTDOWN_GRACE_MS, logger });
     // Every 202 already waited for Kafka; closing only ends the connection, but never wait forever
     // (a broker that is gone would hold the process): after the deadline, exit 1.
     await deadline(log.close(), 15_000, 'the Kafka producer did not close within 15 s');
@@ -64,22 +63,4 @@ await runProcess('ingest', async (env, logger) => {
 function deadline<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)))]).finally(() => clearTimeout(timer));
-}
-
-/**
- * Stops accepting connections and waits for the open ones to finish their request; after the
- * grace period the rest are closed (their clients got no answer, so they still own their events).
- */
-function drain(server: ServerType, graceMs: number, logger: Logger): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      logger.warn({ graceMs }, 'closing the connections still open after the grace period');
-      if ('closeAllConnections' in server) server.closeAllConnections();
-    }, graceMs);
-    server.close(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-    if ('closeIdleConnections' in server) server.closeIdleConnections();
-  });
 }

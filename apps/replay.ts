@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { parseEnv } from '../lib/config.js';
+import { parseEnv, retentionOf } from '../lib/config.js';
+import { tombstoneMs } from '../lib/retention.js';
 import { createLogger } from '../lib/logger.js';
 import { createRedis, hasRedis } from '../lib/redis.js';
 import { activeNamespaceKey, replay, type ReplayProgress } from '../history/worker/replay.js';
@@ -58,6 +59,7 @@ async function main(): Promise<number> {
       logger,
       from,
       namespace: values.namespace ? `${env.REDIS_PREFIX}${values.namespace}` : undefined,
+      tombstoneTtlSeconds: Math.ceil(tombstoneMs(retentionOf(env)) / 1000),
       onProgress: (p) => {
         const now = Date.now();
         if (process.stderr.isTTY) process.stderr.write(`\r${bar(p)}`);

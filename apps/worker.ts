@@ -1,9 +1,9 @@
-import { closeProbeServer, createWorkerHttpApp } from '../history/worker/http.js';
+import { createWorkerHttpApp } from '../history/worker/http.js';
 import { createWorkerMetrics } from '../history/worker/metrics.js';
 import { compileTopicMap, foldOptionsOf } from '../history/fold/topic-map.js';
 import { loadTopicMap } from '../history/fold/topic-map-file.js';
 import { hasRedis } from '../lib/redis.js';
-import { listen } from '../lib/serve.js';
+import { closeServer, listen } from '../lib/serve.js';
 import { openBackends } from './shared/backends.js';
 import { runProcess } from './shared/process.js';
 import { createWorker } from './shared/worker.js';
@@ -29,9 +29,14 @@ await runProcess('worker', async (env, logger) => {
   await worker.start();
   logger.info({ pid: process.pid, port }, 'worker is folding clicks.raw');
   // Stopping the consumer lets the batch in flight finish and commit; nothing is committed past Redis.
+  // The probes drain meanwhile: a scrape in flight is answered, an idle or stuck connection does not hold the exit.
   return async () => {
-    await worker.stop();
-    await backends.close();
-    await closeProbeServer(server);
+    await Promise.all([
+      closeServer(server, { graceMs: env.INGEST_SHUTDOWN_GRACE_MS, logger }),
+      (async () => {
+        await worker.stop();
+        await backends.close();
+      })(),
+    ]);
   };
 });

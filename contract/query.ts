@@ -88,9 +88,30 @@ export const Person = PersonHistory.extend({
 export type Person = z.infer<typeof Person>;
 
 export const Erased = z
-  .object({ person: z.string(), erasedIds: z.array(z.string()).meta({ description: 'The person and every visitor id linked to them.' }) })
+  .object({
+    person: z.string().meta({ description: 'The person the id named (a visitor merged into a known user names the user).' }),
+    erasedIds: z.array(z.string()).meta({ description: 'The person, every visitor id linked to them, and the id asked for.' }),
+    held: z.boolean().meta({
+      description:
+        'Whether the store held anything of them. The erasure is recorded either way: records of these ids received until `erasedAt` are never folded, also not by a replay.',
+    }),
+    erasedAt: dateTime().meta({ description: 'Records of these ids that ingest received until then are gone for good; later ones fold as a new history.' }),
+  })
   .meta({ id: 'Erased' });
 export type Erased = z.infer<typeof Erased>;
+
+export const PersonExport = Person.extend({
+  exportedAt: dateTime(),
+  consent: z.null().meta({
+    description:
+      'clickfold keeps no consent record: the snippet keeps the visitor’s choice in their own browser, and the site’s consent banner is the record of it.',
+  }),
+}).meta({
+  id: 'PersonExport',
+  description:
+    'Everything clickfold holds about the person in its store. Not in it: the raw events on Kafka (kept for the retention the README states, then deleted), and two technical fields (the log offsets folded, and fingerprints of the last 32 event ids, kept a day to count a retry once).',
+});
+export type PersonExport = z.infer<typeof PersonExport>;
 
 // --- topics and funnels ------------------------------------------------------------------------
 

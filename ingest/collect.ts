@@ -71,7 +71,7 @@ export function collectHandler(deps: RouteDeps, opts: CollectOptions) {
       signed.events.map(({ event }) => ({ e: event, x })),
     );
     sink.skipped(ROUTE, 'bot', dropped);
-    const messages = kept.map(({ e }) => toRawMessage(toInput(batch, signed.user, e), x));
+    const messages = kept.map(({ e }) => toRawMessage(toInput(batch, signed.user, e), x, site.privacy));
     // Events that stayed the visitor's because the batch's user was not signed (identifies name their own user).
     const unsigned = signed.unsignedUser ? kept.filter(({ e }) => e.type !== 'identify').length : 0;
     if (unsigned > 0) opts.metrics.unsignedUsers.inc({ route: ROUTE }, unsigned);

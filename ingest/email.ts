@@ -86,7 +86,7 @@ export function emailRoutes(deps: RouteDeps, opts: EmailOptions): Hono<IngestEnv
       props: { campaign: p.campaign, ...(p.link ? { link: p.link } : {}), ...(p.msg ? { msg: p.msg } : {}), ...p.props },
     };
     try {
-      await sink.produce(ref, [toRawMessage(input, { rt, ua, bot, ip: anonymizeIp(deps.clientIp(c)) })]);
+      await sink.produce(ref, [toRawMessage(input, { rt, ua, bot, ip: anonymizeIp(deps.clientIp(c)) }, site.privacy)]);
     } catch (err) {
       logger.warn({ err: (err as Error).message, route, site: site.id }, 'e-mail event not stored');
     }

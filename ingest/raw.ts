@@ -1,6 +1,7 @@
 import type { RawEvent } from '../contract/raw-event.js';
 import type { LogMessage } from '../lib/log.js';
 import { boundedTime, type UaInfo } from './enrich.js';
+import { DEFAULT_PRIVACY, scrubEvent, type PrivacyPolicy } from './scrub.js';
 import type { Site } from './sites.js';
 
 /**
@@ -25,7 +26,12 @@ const DAY = 86_400_000;
 export const MAX_PAST_MS = 7 * DAY;
 export const MAX_FUTURE_MS = 10 * 60_000;
 
-export function toRawMessage(e: EventInput, x: Enrichment): LogMessage {
+/**
+ * `privacy`: the site's (`site.privacy`); whatever the channel, the record keeps only what it allows
+ * (ingest/scrub.ts), so nothing personal reaches Kafka by default.
+ */
+export function toRawMessage(e: EventInput, x: Enrichment, privacy: PrivacyPolicy = DEFAULT_PRIVACY): LogMessage {
+  const s = scrubEvent(e, privacy);
   const raw: RawEvent = {
     v: 1,
     id: e.id,
@@ -36,16 +42,16 @@ export function toRawMessage(e: EventInput, x: Enrichment): LogMessage {
     session: e.session,
     channel: e.channel,
     type: e.type,
-    name: e.name,
+    name: s.name,
     ts: boundedTime(e.ts, x.rt, MAX_PAST_MS, MAX_FUTURE_MS),
     rt: x.rt,
-    url: e.url,
-    ref: e.ref,
-    title: e.title,
-    topic: e.topic,
+    url: s.url,
+    ref: s.ref,
+    title: s.title,
+    topic: s.topic,
     stage: e.stage,
-    el: e.el,
-    props: e.props,
+    el: s.el,
+    props: s.props,
     value: e.value,
     ua: x.ua,
     ip: x.ip,

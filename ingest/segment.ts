@@ -154,7 +154,8 @@ export function segmentRoutes(deps: RouteDeps, opts: SegmentOptions): Hono<Inges
     sink.skipped(route, 'bot', dropped);
     const unsigned = kept.filter((a) => a.unsigned).length;
     if (unsigned > 0) opts.metrics.unsignedUsers.inc({ route }, unsigned);
-    const messages: LogMessage[] = kept.map((a) => toRawMessage(a.input, a.x));
+    const privacy = site.privacy;
+    const messages: LogMessage[] = kept.map((a) => toRawMessage(a.input, a.x, privacy));
     sink.deadLetter(ref, [...rejected, ...refused]);
     await sink.produce(ref, messages);
 

@@ -7,6 +7,7 @@ import type { Logger } from '../lib/logger.js';
 import { httpError, type Issue } from '../lib/http-errors.js';
 import type { IngestMetrics } from './metrics.js';
 import { tokenBuckets } from './rate-limit.js';
+import { scrubExcerpt } from './scrub.js';
 
 /** Which request a rejection belongs to: it travels with the dead letter. */
 export interface RequestRef {
@@ -184,7 +185,12 @@ const SECRETS = /("(?:writeKey|sig)"\s*:\s*)"(?:[^"\\]|\\.)*(?:"|\\?$)/g;
 /** The same sent as form fields (`writeKey=...&sig=...`), which a body that is not JSON may be. */
 const FORM_SECRETS = /(^|[?&\s])((?:writeKey|sig)=)[^&\s]*/g;
 
-/** A bounded excerpt; survives what JSON.stringify cannot (cycles, thousands of nesting levels). */
+/**
+ * A bounded excerpt; survives what JSON.stringify cannot (cycles, thousands of nesting levels).
+ * Secrets redacted, then scrubbed like an accepted event (ingest/scrub.ts `scrubExcerpt`): a refused
+ * event must not leave on `clicks.invalid` what an accepted one would not leave on `clicks.raw`. Cut
+ * to twice the excerpt before scrubbing, so a flood of large bodies costs bounded work per letter.
+ */
 function excerpt(payload: unknown): string {
   let s: string;
   try {
@@ -192,5 +198,6 @@ function excerpt(payload: unknown): string {
   } catch {
     s = '[not serialisable]';
   }
-  return excerptOf(s.replace(SECRETS, '$1"[redacted]"').replace(FORM_SECRETS, '$1$2[redacted]'), DEAD_LETTER_EXCERPT);
+  const head = s.slice(0, 2 * DEAD_LETTER_EXCERPT);
+  return excerptOf(scrubExcerpt(head.replace(SECRETS, '$1"[redacted]"').replace(FORM_SECRETS, '$1$2[redacted]')), DEAD_LETTER_EXCERPT);
 }

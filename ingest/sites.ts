@@ -3,6 +3,7 @@ import { findNodeAtLocation, parseTree, printParseErrorCode, type ParseError } f
 import { z } from 'zod';
 import { userVerifier, type UserVerifier } from './identity.js';
 import { addressKey, tokenBuckets, type TakeToken } from './rate-limit.js';
+import { compilePrivacy, PrivacyConfig, type PrivacyPolicy } from './scrub.js';
 
 /**
  * Sites: who may send events, from where, how fast, and what happens to bots. One JSON file
@@ -13,7 +14,8 @@ import { addressKey, tokenBuckets, type TakeToken } from './rate-limit.js';
  *   "writeKeys": ["wk_live_0123456789"], "bots": "drop",
  *   "limits": {"site": {"perSecond": 2000}, "address": {"perSecond": 20, "burst": 60}},
  *   "redirectHosts": ["shop.example", "*.shop.example"], "topicMap": "maps/shop.json",
- *   "identitySecret": "a long random string shared with the site's server"}]}
+ *   "identitySecret": "a long random string shared with the site's server",
+ *   "privacy": {"queryParams": ["utm_*", "variant"], "traits": ["plan"]}}]}
  * ```
  */
 const ORIGIN = /^https?:\/\/(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*(:\d{1,5})?$/i;
@@ -56,6 +58,8 @@ export const SiteConfig = z
      * only with `sig` = hex HMAC-SHA256(identitySecret, user id) from the site's own server.
      */
     identitySecret: z.string().min(16, 'an identity secret has at least 16 characters').max(512).optional(),
+    /** What this site keeps beyond privacy by default (ingest/scrub.ts): each field an explicit opt-in. */
+    privacy: PrivacyConfig.default(PrivacyConfig.parse({})),
   })
   .strict();
 export type SiteConfig = z.infer<typeof SiteConfig>;
@@ -97,6 +101,8 @@ export interface Site {
   limit(address: string | undefined): number;
   /** With an identitySecret: whether `sig` signs `user`. Null: the site does not sign user ids. */
   readonly verifyUser: UserVerifier | null;
+  /** What its records keep (ingest/scrub.ts); the default keeps what stages need and no more. */
+  readonly privacy: PrivacyPolicy;
 }
 
 export interface SiteRegistry {
@@ -143,6 +149,7 @@ export function compileSites(file: SitesFile, now: () => number = Date.now): Sit
       allowsRedirectHost,
       limit: (address) => addressBuckets?.(addressKey(address)) || siteBucket?.(s.id) || 0,
       verifyUser: s.identitySecret === undefined ? null : userVerifier(s.identitySecret),
+      privacy: compilePrivacy(s.privacy),
     };
     byId.set(s.id, site);
     for (const k of s.writeKeys) byKey.set(k, site);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DAY_MS, type TopicRetention } from './retention.js';
 
 /**
  * Environment, parsed once at start by each process's main.ts. No other module reads process.env.
@@ -22,6 +23,14 @@ const keyList = optionalString
   )
   .refine((keys) => keys.every((k) => k.length >= 16), 'each key needs at least 16 characters');
 
+/** Days, fractions allowed (tests), from an hour to ten years. */
+const retentionDays = (days: number) =>
+  z.coerce
+    .number()
+    .min(1 / 24)
+    .max(3650)
+    .default(days);
+
 export const Env = z.object({
   PORT: port.default(8080),
   HOST: z.string().default('127.0.0.1'),
@@ -34,14 +43,25 @@ export const Env = z.object({
   KAFKA_GROUP_ID: z.string().default('clickfold-history'),
   KAFKA_PARTITIONS: z.coerce.number().int().min(1).max(1024).default(6),
   KAFKA_REPLICATION_FACTOR: z.coerce.number().int().min(1).max(7).default(1),
+  /**
+   * Days each topic keeps its records (lib/retention.ts): set on the topics clickfold creates. The
+   * README's Privacy section states what follows from them; tombstones of erased ids and
+   * `history.erasures` are kept a little longer than clicks.raw, derived from it.
+   */
+  KAFKA_RAW_RETENTION_DAYS: retentionDays(30),
+  KAFKA_INVALID_RETENTION_DAYS: retentionDays(7),
+  KAFKA_TRANSITIONS_RETENTION_DAYS: retentionDays(7),
+  KAFKA_PARKED_RETENTION_DAYS: retentionDays(14),
   /** A worker silent this long loses its partitions to the others (the broker allows 6 s to 30 min). */
   KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(6000).max(1_800_000).default(30_000),
   /**
-   * The worker publishes a batch's transitions and dead letters and commits its offsets in one
-   * Kafka transaction (exactly once, zombies fenced); false: published, then committed (a worker
-   * that dies in between publishes them again). The bench prints what each costs.
+   * true: the worker publishes a batch's transitions and dead letters and commits its offsets in
+   * one Kafka transaction (exactly once, zombies fenced). false (the default, as Kafka Streams'
+   * at_least_once): published, then committed; a worker that dies in between publishes them again,
+   * with the same ids. The bench prints what each costs: on 2 cores the transactions cost a quarter
+   * of the fold's throughput and several times the click-to-stage latency.
    */
-  WORKER_TRANSACTIONS: z.stringbool().default(true),
+  WORKER_TRANSACTIONS: z.stringbool().default(false),
   /** How long the broker lets a worker's transaction stay open before aborting it (a dead worker's, if nobody fences it sooner). */
   WORKER_TRANSACTION_TIMEOUT_MS: z.coerce.number().int().min(1000).max(900_000).default(10_000),
   /** redis://host:port. Unset: the embedded in-memory store. */
@@ -93,8 +113,27 @@ export const Env = z.object({
     .min(32 * 1024)
     .max(16 * 1024 * 1024)
     .default(512 * 1024),
-  /** On SIGTERM, how long ingest waits for requests in flight before closing their connections. */
+  /**
+   * On SIGTERM, how long every process's HTTP server lets requests in flight finish before closing
+   * their connections (event streams and idle keep-alive connections are closed at once).
+   */
   INGEST_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(120_000).default(10_000),
+  /**
+   * The embedded mode's folder (`npm start` without Kafka and Redis), which keeps the log and the
+   * snapshots of the histories across restarts, relative to the working directory. Unset: `npm
+   * start` uses `.clickfold-data`, other embedders (tests, the bench) stay in memory. `memory` or
+   * empty: nothing on disk, nothing kept across a restart. See apps/shared/embedded.ts dataDirOf.
+   */
+  DATA_DIR: z
+    .string()
+    .optional()
+    .transform((s) => s?.trim()),
+  /** The embedded log's bound (lib/log-retention.ts): past any of these the oldest segments go, never a record the worker has not folded. */
+  EMBEDDED_LOG_MAX_EVENTS: z.coerce.number().int().min(1000).default(1_000_000),
+  EMBEDDED_LOG_MAX_MB: z.coerce.number().min(1).default(256),
+  EMBEDDED_LOG_MAX_AGE_HOURS: z.coerce.number().positive().default(168),
+  /** With a data directory: how often the histories and the groups' offsets are written (when anything changed); a crash folds again what came since. */
+  EMBEDDED_SNAPSHOT_INTERVAL_S: z.coerce.number().int().min(1).max(86_400).default(60),
   /** Query API keys with full access (read and erase), comma-separated. Required on the real stack. */
   API_KEYS: keyList,
   /** Query API keys that may only read (no erase), comma-separated. */
@@ -116,6 +155,17 @@ export const Env = z.object({
   WEBHOOK_RETRY_MAX_MS: z.coerce.number().int().min(100).max(3_600_000).default(60_000),
 });
 export type Env = z.infer<typeof Env>;
+
+/** The topics' retention from the environment. */
+export function retentionOf(env: Env): TopicRetention {
+  const ms = (days: number) => Math.round(days * DAY_MS);
+  return {
+    rawMs: ms(env.KAFKA_RAW_RETENTION_DAYS),
+    invalidMs: ms(env.KAFKA_INVALID_RETENTION_DAYS),
+    transitionsMs: ms(env.KAFKA_TRANSITIONS_RETENTION_DAYS),
+    parkedMs: ms(env.KAFKA_PARKED_RETENTION_DAYS),
+  };
+}
 
 export function parseEnv(env: NodeJS.ProcessEnv = process.env): Env {
   const r = Env.safeParse(env);

@@ -12,38 +12,172 @@ import {
   type StartAt,
 } from './log.js';
 import type { Logger } from './logger.js';
+import { partitionKey, SegmentBook, UNBOUNDED, type RetentionFloor, type RetentionLimits } from './log-retention.js';
 
 /**
- * The embedded mode's stand-in for Kafka: topics of ordered partitions in memory, messages routed
- * by key, consumer groups with committed offsets per group name and Kafka's start semantics. Enough
- * for `npm start` and development; it keeps nothing across restarts, which the README says.
+ * Where an embedded log keeps its records: in memory (`MemoryRecords`, below) or in segment files
+ * (`SegmentRecords`, lib/log-segments.ts). Offsets are contiguous per partition; the oldest kept
+ * rises as retention drops whole segments.
+ */
+export interface EmbeddedRecords {
+  /** Appends each partition's messages, in order, all with `timestamp` (one write for the lot). */
+  append(topic: string, parts: ReadonlyMap<number, readonly LogMessage[]>, timestamp: number): void;
+  /** The oldest offset kept. */
+  start(topic: string, partition: number): number;
+  /** The next offset to be written. */
+  end(topic: string, partition: number): number;
+  /** Up to `max` records from `from` on (`from` at or after start()). */
+  read(topic: string, partition: number, from: number, max: number): ConsumedMessage[];
+  /** The first offset appended at or after `timestamp`; end() when there is none. */
+  seek(topic: string, partition: number, timestamp: number): number;
+  /** Whether the log is past its bound (cheap: checked after every append). */
+  over(now: number): boolean;
+  /** Drops the oldest segments while past the bound, never a record at or after `floor`; answers whether the floor held one back. */
+  trim(floor: RetentionFloor, now: number): { dropped: number; blocked: boolean };
+  /** What is kept now. */
+  size(): { events: number; bytes: number; segments: number };
+  close(): void;
+}
+
+interface MemoryPartition {
+  /** Offset of items[0]. */
+  first: number;
+  items: ConsumedMessage[];
+}
+
+/** The records of `npm start` without a data directory (and of the tests): arrays in memory. */
+export class MemoryRecords implements EmbeddedRecords {
+  private readonly parts = new Map<string, MemoryPartition>();
+  private readonly book: SegmentBook;
+
+  constructor(limits: RetentionLimits = UNBOUNDED) {
+    this.book = new SegmentBook(limits);
+  }
+
+  private part(topic: string, partition: number): MemoryPartition {
+    const key = partitionKey(topic, partition);
+    let p = this.parts.get(key);
+    if (!p) this.parts.set(key, (p = { first: 0, items: [] }));
+    return p;
+  }
+
+  append(topic: string, parts: ReadonlyMap<number, readonly LogMessage[]>, timestamp: number): void {
+    for (const [partition, messages] of parts) {
+      const p = this.part(topic, partition);
+      for (const m of messages) {
+        if (this.book.shouldRoll(timestamp)) this.book.startSegment();
+        const offset = p.first + p.items.length;
+        p.items.push({ offset: String(offset), key: m.key, value: m.value, timestamp });
+        this.book.add(topic, partition, offset, m.key.length + m.value.length, timestamp);
+      }
+    }
+  }
+
+  start(topic: string, partition: number): number {
+    return this.part(topic, partition).first;
+  }
+
+  end(topic: string, partition: number): number {
+    const p = this.part(topic, partition);
+    return p.first + p.items.length;
+  }
+
+  read(topic: string, partition: number, from: number, max: number): ConsumedMessage[] {
+    const p = this.part(topic, partition);
+    const i = Math.max(0, from - p.first);
+    return p.items.slice(i, i + max);
+  }
+
+  seek(topic: string, partition: number, timestamp: number): number {
+    const p = this.part(topic, partition);
+    // Append times only grow: the first record at or after the time.
+    let lo = 0;
+    let hi = p.items.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (p.items[mid]!.timestamp < timestamp) lo = mid + 1;
+      else hi = mid;
+    }
+    return p.first + lo;
+  }
+
+  over(now: number): boolean {
+    return this.book.over(now) || (this.book.limits.maxAgeMs < Infinity && this.book.shouldRoll(now));
+  }
+
+  trim(floor: RetentionFloor, now: number): { dropped: number; blocked: boolean } {
+    // A quiet log's active segment ages too: it is rolled so that it can go in its turn.
+    if (this.book.shouldRoll(now)) this.book.startSegment();
+    const { dropped, blocked } = this.book.takeDroppable(floor, now);
+    let n = 0;
+    for (const s of dropped) {
+      n += s.events;
+      for (const [key, last] of s.last) {
+        const p = this.parts.get(key)!;
+        if (last < p.first) continue;
+        p.items.splice(0, last + 1 - p.first);
+        p.first = last + 1;
+      }
+    }
+    return { dropped: n, blocked };
+  }
+
+  size(): { events: number; bytes: number; segments: number } {
+    return { events: this.book.events, bytes: this.book.bytes, segments: this.book.segments.length };
+  }
+
+  close(): void {}
+}
+
+export interface PartitionedLogOptions {
+  logger?: Logger | undefined;
+  /** Where the records live; default: in memory, within `retention`. */
+  records?: EmbeddedRecords;
+  /** The bound of the default in-memory records (ignored with `records`). Default: unbounded. */
+  retention?: RetentionLimits;
+  /**
+   * Consumer groups whose unread records retention never drops (the worker's on `clicks.raw`):
+   * past the bound the log grows rather than lose a record not yet folded.
+   */
+  protect?: readonly { group: string; topic: string }[];
+}
+
+/**
+ * The embedded mode's stand-in for Kafka: topics of ordered partitions, messages routed by key,
+ * consumer groups with committed offsets per group name and Kafka's start semantics, and a bound
+ * past which the oldest segments go. Enough for `npm start` and development; this class keeps its
+ * records in memory (`DurableLog`, lib/log-durable.ts, keeps them in files across restarts).
  *
  * One member per group at a time (a second member of a running group is refused): one process
  * has no one to share partitions with.
  */
 export class PartitionedLog implements Log {
-  private readonly topics = new Map<string, ConsumedMessage[][]>();
+  readonly records: EmbeddedRecords;
   private readonly waiters = new Set<() => void>();
   /** group → topic → per partition, the next offset to read (the committed offset). */
-  private readonly groups = new Map<string, Map<string, number[]>>();
+  protected readonly groups = new Map<string, Map<string, number[]>>();
+  /** Groups deleted on stop: never part of a snapshot. */
+  protected readonly ephemeralGroups = new Set<string>();
   /** The running member of each group. */
   private readonly members = new Map<string, EmbeddedConsumer>();
   private readonly consumers = new Set<EmbeddedConsumer>();
+  private lastTimestamp = 0;
+  private warnedBlockedAt = 0;
+  protected readonly logger: Logger | undefined;
+  protected readonly protect: readonly { group: string; topic: string }[];
   private readonly sharedProducer: LogProducer = {
-    send: async (topic, messages) => this.append(topic, messages),
+    send: async (topic, messages) => this.send(topic, messages),
     ready: () => true,
     close: async () => {},
   };
 
   constructor(
     readonly partitions = 4,
-    private readonly opts: { logger?: Logger } = {},
-  ) {}
-
-  private topic(name: string): ConsumedMessage[][] {
-    let t = this.topics.get(name);
-    if (!t) this.topics.set(name, (t = Array.from({ length: this.partitions }, () => [])));
-    return t;
+    opts: PartitionedLogOptions = {},
+  ) {
+    this.records = opts.records ?? new MemoryRecords(opts.retention);
+    this.logger = opts.logger;
+    this.protect = opts.protect ?? [];
   }
 
   partitionOf(key: string): number {
@@ -52,20 +186,53 @@ export class PartitionedLog implements Log {
     return (h >>> 0) % this.partitions;
   }
 
-  append(topic: string, messages: LogMessage[]): void {
-    const parts = this.topic(topic);
-    const now = Date.now();
-    for (const m of messages) {
-      const p = parts[this.partitionOf(m.key)]!;
-      p.push({ offset: String(p.length), key: m.key, value: m.value, timestamp: now });
-    }
-    for (const wake of this.waiters) wake();
-    this.waiters.clear();
+  /** What the producer's send does: here, append (the durable log also waits for the disk). */
+  protected async send(topic: string, messages: LogMessage[]): Promise<void> {
+    this.append(topic, messages);
   }
 
-  /** Every message of a topic, partition by partition (tests read it). */
+  append(topic: string, messages: readonly LogMessage[]): void {
+    if (messages.length === 0) return;
+    // Append times never go back (a clock step must not break the search by time).
+    const now = (this.lastTimestamp = Math.max(this.lastTimestamp, Date.now()));
+    const byPartition = new Map<number, LogMessage[]>();
+    for (const m of messages) {
+      const p = this.partitionOf(m.key);
+      const list = byPartition.get(p);
+      if (list) list.push(m);
+      else byPartition.set(p, [m]);
+    }
+    this.records.append(topic, byPartition, now);
+    for (const wake of this.waiters) wake();
+    this.waiters.clear();
+    if (this.records.over(now)) this.trim(now);
+  }
+
+  /** Drops what the bound no longer keeps; warns (once a minute) while a protected group holds it back. */
+  protected trim(now = Date.now()): { dropped: number; blocked: boolean } {
+    const r = this.records.trim((topic, p) => this.floor(topic, p), now);
+    if (r.blocked && now - this.warnedBlockedAt > 60_000) {
+      this.warnedBlockedAt = now;
+      this.logger?.warn({ kept: this.records.size() }, 'the embedded log is past its bound: the worker has not folded its oldest records yet, so they stay');
+    }
+    return r;
+  }
+
+  /** The first offset retention must keep: the least committed offset of the protected groups. */
+  protected floor(topic: string, partition: number): number | undefined {
+    let floor: number | undefined;
+    for (const g of this.protect) {
+      if (g.topic !== topic) continue;
+      // A protected group that never committed has read nothing: everything stays.
+      const at = this.groups.get(g.group)?.get(topic)?.[partition] ?? this.records.start(topic, partition);
+      floor = floor === undefined ? at : Math.min(floor, at);
+    }
+    return floor;
+  }
+
+  /** Every message kept of a topic, partition by partition (tests read it). */
   read(topic: string): ConsumedMessage[][] {
-    return this.topic(topic);
+    return Array.from({ length: this.partitions }, (_, p) => this.records.read(topic, p, this.records.start(topic, p), Infinity));
   }
 
   waitForAppend(): Promise<void> {
@@ -78,29 +245,37 @@ export class PartitionedLog implements Log {
 
   /** A consumer-group member. */
   consumer(opts: ConsumerOptions): LogConsumer {
-    const c = new EmbeddedConsumer(this, { logger: this.opts.logger, ...opts });
+    const c = new EmbeddedConsumer(this, { logger: this.logger, ...opts });
     this.consumers.add(c);
     return c;
   }
 
   async offsets(topic: string, at: StartAt): Promise<Map<number, string>> {
-    return new Map(this.topic(topic).map((messages, p) => [p, String(positionOf(messages, at))]));
+    return new Map(Array.from({ length: this.partitions }, (_, p) => [p, String(this.positionOf(topic, p, at))]));
   }
 
   async close(): Promise<void> {
     for (const c of [...this.consumers]) await c.stop();
   }
 
+  /** Where a group starting at `at` begins in one partition. */
+  positionOf(topic: string, partition: number, at: StartAt): number {
+    if (at === 'beginning') return this.records.start(topic, partition);
+    if (at === 'end') return this.records.end(topic, partition);
+    return this.records.seek(topic, partition, at.timestamp);
+  }
+
   /** The group's committed offsets on `topic`, or where it would start (not recorded). */
   committed(group: string, topic: string, startAt: StartAt = 'beginning'): number[] {
-    return this.groups.get(group)?.get(topic) ?? this.topic(topic).map((messages) => positionOf(messages, startAt));
+    return this.groups.get(group)?.get(topic) ?? Array.from({ length: this.partitions }, (_, p) => this.positionOf(topic, p, startAt));
   }
 
   /** Makes `member` the group's running member; a group that never committed starts at `startAt`. */
-  join(member: EmbeddedConsumer, group: string, topic: string, startAt: StartAt): number[] {
+  join(member: EmbeddedConsumer, group: string, topic: string, startAt: StartAt, ephemeral: boolean): number[] {
     const running = this.members.get(group);
     if (running && running !== member) throw new Error(`consumer group "${group}" already has a running member in the in-process log (one member per group)`);
     this.members.set(group, member);
+    if (ephemeral) this.ephemeralGroups.add(group);
     let topics = this.groups.get(group);
     if (!topics) this.groups.set(group, (topics = new Map()));
     let offsets = topics.get(topic);
@@ -110,24 +285,12 @@ export class PartitionedLog implements Log {
 
   leave(member: EmbeddedConsumer, group: string, deleteGroup: boolean): void {
     if (this.members.get(group) === member) this.members.delete(group);
-    if (deleteGroup) this.groups.delete(group);
+    if (deleteGroup) {
+      this.groups.delete(group);
+      this.ephemeralGroups.delete(group);
+    }
     this.consumers.delete(member);
   }
-}
-
-/** Where a group starting at `at` begins in one partition. */
-function positionOf(messages: readonly ConsumedMessage[], at: StartAt): number {
-  if (at === 'beginning') return 0;
-  if (at === 'end') return messages.length;
-  // Append times only grow: the first record at or after the time.
-  let lo = 0;
-  let hi = messages.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (messages[mid]!.timestamp < at.timestamp) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /**
@@ -157,25 +320,36 @@ class EmbeddedConsumer implements LogConsumer {
 
   async run(handler: ConsumerHandler): Promise<void> {
     if (this.running) throw new Error(`the ${this.opts.topic} consumer is already running`);
-    this.committed = this.log.join(this, this.opts.group, this.opts.topic, this.opts.startAt ?? 'beginning');
+    this.committed = this.log.join(this, this.opts.group, this.opts.topic, this.opts.startAt ?? 'beginning', this.opts.ephemeral ?? false);
     this.running = true;
     this.loop = this.consume(handler, this.committed);
   }
 
   private async consume(handler: ConsumerHandler, committed: number[]): Promise<void> {
     const stopped = () => !this.running;
+    const { topic } = this.opts;
+    const records = this.log.records;
     while (this.running) {
       let delivered = false;
       let nextRetry = Infinity;
-      const parts = this.log.read(this.opts.topic);
-      for (let p = 0; p < parts.length && this.running; p++) {
+      for (let p = 0; p < this.log.partitions && this.running; p++) {
+        // Like Kafka's earliest reset: what retention dropped before this group read it is gone.
+        const start = records.start(topic, p);
+        if (committed[p]! < start) {
+          this.opts.logger?.warn(
+            { topic, partition: p, group: this.opts.group, dropped: start - committed[p]! },
+            'the log dropped records this group had not read (past its bound)',
+          );
+          committed[p] = start;
+        }
         const from = committed[p]!;
-        const messages = parts[p]!.slice(from, from + this.maxBatch);
-        if (messages.length === 0) continue;
+        if (from >= records.end(topic, p)) continue;
         if (this.retryAt[p]! > Date.now()) {
           nextRetry = Math.min(nextRetry, this.retryAt[p]!);
           continue;
         }
+        const messages = records.read(topic, p, from, this.maxBatch);
+        if (messages.length === 0) continue;
         const ctl: BatchControl = {
           heartbeat: async () => {},
           commit: async (offset) => {
@@ -183,13 +357,13 @@ class EmbeddedConsumer implements LogConsumer {
           },
           stopped,
           // One process, no await between the appends and the commit: nothing sees one without the other.
-          publishAndCommit: async (records, offset) => {
-            for (const r of records) if (r.messages.length > 0) this.log.append(r.topic, r.messages);
+          publishAndCommit: async (out, offset) => {
+            for (const r of out) if (r.messages.length > 0) this.log.append(r.topic, r.messages);
             committed[p] = Math.max(committed[p]!, Number(offset) + 1);
           },
         };
         try {
-          await handler({ topic: this.opts.topic, partition: p, messages }, ctl);
+          await handler({ topic, partition: p, messages }, ctl);
           if (this.running || this.opts.commitOnStop) committed[p] = Math.max(committed[p]!, from + messages.length);
           this.retries.succeeded(p);
           delivered = true;
@@ -223,9 +397,14 @@ class EmbeddedConsumer implements LogConsumer {
   }
 
   async lag(): Promise<Map<number, number>> {
-    const parts = this.log.read(this.opts.topic);
-    const committed = this.committed ?? this.log.committed(this.opts.group, this.opts.topic, this.opts.startAt);
-    return new Map(parts.map((messages, p) => [p, Math.max(0, messages.length - committed[p]!)]));
+    const { topic } = this.opts;
+    const committed = this.committed ?? this.log.committed(this.opts.group, topic, this.opts.startAt);
+    return new Map(
+      Array.from({ length: this.log.partitions }, (_, p) => {
+        const end = this.log.records.end(topic, p);
+        return [p, Math.max(0, end - Math.max(committed[p]!, this.log.records.start(topic, p)))];
+      }),
+    );
   }
 
   async stop(): Promise<void> {

@@ -33,9 +33,11 @@ const nodeName = (node: Redis): string => `${node.options.host ?? '127.0.0.1'}:$
  * retries the batch and says so on /readyz, nothing is lost.
  *
  * `volatile-*` is accepted with a warning: it evicts only keys with a TTL, here the recent event-id
- * fingerprints (`r:{person}`, a day) and the saved rankings behind `needs` cursors (15 minutes).
- * Under memory pressure a client retry of an event whose fingerprint was evicted then counts twice,
- * and a cursor may expire early; histories are never evicted, and once no key with a TTL is left
+ * fingerprints (`r:{person}`, a day), the saved rankings behind `needs` cursors (15 minutes), and the
+ * tombstones of erased ids (`e:{person}`) with their erase markers. Under memory pressure a client
+ * retry of an event whose fingerprint was evicted then counts twice, a cursor may expire early, and
+ * a late record of an erased person whose tombstone was evicted folds again (replays still honour
+ * `history.erasures`); histories are never evicted, and once no key with a TTL is left
  * Redis refuses writes as with `noeviction`. Managed Redis often defaults to `volatile-lru`.
  *
  * CONFIG may be renamed or forbidden (managed Redis, ACLs): then the policy cannot be read, which
@@ -74,7 +76,7 @@ export async function checkEvictionPolicy(redis: Redis | Cluster, logger: Logger
     } else if (policy.startsWith('volatile-')) {
       logger.warn(
         { node: nodeName(node), policy },
-        `Redis evicts keys with a TTL when full (maxmemory-policy ${policy}): histories are safe, but a client retry whose event fingerprint was evicted counts twice; noeviction avoids that`,
+        `Redis evicts keys with a TTL when full (maxmemory-policy ${policy}): histories are safe, but a client retry whose event fingerprint was evicted counts twice, and a late record of an erased person whose tombstone was evicted folds again; noeviction avoids that`,
       );
     } else if (policy !== 'noeviction') {
       throw new Error(`Redis ${nodeName(node)} has maxmemory-policy ${policy}, which this version of clickfold does not know; set noeviction`);

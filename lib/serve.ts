@@ -1,3 +1,4 @@
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import { serve, type ServerType } from '@hono/node-server';
 import { getConnInfo } from '@hono/node-server/conninfo';
@@ -8,12 +9,102 @@ import type { Logger } from './logger.js';
 export function listen(app: Hono, port: number, host: string): Promise<{ server: ServerType; port: number }> {
   return new Promise((resolve, reject) => {
     const server = serve({ fetch: app.fetch, port, hostname: host }, (info) => resolve({ server, port: info.port }));
+    track(server as Server);
     server.once('error', reject);
   });
 }
 
-export function closeServer(server: ServerType): Promise<void> {
-  return new Promise((resolve) => server.close(() => resolve()));
+/** What closeServer needs to know of a server that listen() started: its responses in flight and its event streams. */
+interface Tracked {
+  draining: boolean;
+  responses: Set<ServerResponse>;
+  streams: Set<ServerResponse>;
+}
+const tracked = new WeakMap<object, Tracked>();
+/**
+ * How long an event stream has to end by itself once the server drains (the processes close their
+ * live feeds first: a clean end, after which EventSource reconnects elsewhere); then it is cut.
+ */
+const STREAM_END_MS = 500;
+
+function track(server: Server): void {
+  const t: Tracked = { draining: false, responses: new Set(), streams: new Set() };
+  tracked.set(server, t);
+  // First of the request listeners, before the app has written anything.
+  server.prependListener('request', (_req: IncomingMessage, res: ServerResponse) => {
+    if (t.draining) res.setHeader('connection', 'close');
+    t.responses.add(res);
+    sniffEventStream(res, () => {
+      t.streams.add(res);
+      // A stream that begins while the server drains is cut like the others.
+      if (t.draining) setTimeout(() => t.streams.has(res) && res.destroy(), STREAM_END_MS);
+    });
+    res.once('close', () => {
+      t.responses.delete(res);
+      t.streams.delete(res);
+      // Its connection is idle now: while draining, idle connections close.
+      if (t.draining) setImmediate(() => server.closeIdleConnections());
+    });
+  });
+}
+
+/** Calls `mark` when the response turns out to be an event stream (its content type, as written). */
+function sniffEventStream(res: ServerResponse, mark: () => void): void {
+  const writeHead = res.writeHead;
+  res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
+    const headers = args.find((a) => typeof a === 'object' && a !== null);
+    if (isEventStream(headers) || isEventStream(this.getHeader('content-type'))) mark();
+    return (writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
+  } as ServerResponse['writeHead'];
+}
+
+function isEventStream(headers: unknown): boolean {
+  if (typeof headers === 'string') return headers.toLowerCase().startsWith('text/event-stream');
+  if (Array.isArray(headers)) {
+    // [name, value, name, value] or [[name, value], ...]
+    const flat = headers.flat() as unknown[];
+    for (let i = 0; i + 1 < flat.length; i += 2) if (String(flat[i]).toLowerCase() === 'content-type' && isEventStream(String(flat[i + 1]))) return true;
+    return false;
+  }
+  if (typeof headers !== 'object' || headers === null) return false;
+  for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() === 'content-type') return isEventStream(String(v));
+  return false;
+}
+
+/**
+ * Stops a server that listen() started, whatever its clients do: it stops accepting connections,
+ * closes idle keep-alive connections at once, cuts event streams (server-sent events) that have not
+ * ended within half a second, lets the requests in flight finish (their answers close their
+ * connections) for up to `graceMs`, then closes every connection still open. Resolves once the last
+ * one is gone.
+ */
+export function closeServer(server: ServerType, opts: { graceMs?: number; logger?: Logger } = {}): Promise<void> {
+  const http = server as Server;
+  const graceMs = opts.graceMs ?? 10_000;
+  const t = tracked.get(server);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      opts.logger?.warn({ graceMs, open: t?.responses.size }, 'closing the connections still open after the grace period');
+      http.closeAllConnections();
+    }, graceMs);
+    // An event stream need never finish: one its app did not end is cut (EventSource reconnects, elsewhere or later).
+    const streams = setTimeout(
+      () => {
+        for (const res of t?.streams ?? []) res.destroy();
+      },
+      Math.min(STREAM_END_MS, graceMs),
+    );
+    http.close(() => {
+      clearTimeout(timer);
+      clearTimeout(streams);
+      resolve();
+    });
+    if (t) {
+      t.draining = true;
+      for (const res of t.responses) if (!res.headersSent) res.setHeader('connection', 'close');
+    }
+    http.closeIdleConnections();
+  });
 }
 
 /** Why a forwarded chain was not used: a consulted entry is not an IP address. */
@@ -87,14 +178,23 @@ export function forwardedAddress(entry: string): string | undefined {
 
 /**
  * Runs `stop` once on SIGTERM or SIGINT, then exits: 0 when everything flushed, 1 when it failed.
- * Acknowledged events are already in Kafka, so a clean stop only has to drain what is in flight.
+ * Acknowledged events are already in Kafka (or on the embedded log's disk), so a clean stop only
+ * has to drain what is in flight; a stop still running after `deadlineMs` (a backend that does not
+ * answer) exits 1 all the same: the process ends whatever anything else does.
  */
-export function onShutdown(logger: Logger, stop: () => Promise<void>): void {
+export function onShutdown(logger: Logger, stop: () => Promise<void>, opts: { deadlineMs?: number } = {}): void {
   let stopping = false;
   const handler = (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    if (opts.deadlineMs !== undefined) {
+      const deadlineMs = opts.deadlineMs;
+      setTimeout(() => {
+        logger.error({ deadlineMs }, 'the shutdown did not finish in time; exiting');
+        process.exit(1);
+      }, deadlineMs).unref();
+    }
     stop().then(
       () => {
         logger.info('stopped cleanly');

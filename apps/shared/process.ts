@@ -11,7 +11,8 @@ export async function runProcess(name: string, start: (env: Env, logger: Logger)
   try {
     const env = parseEnv();
     const logger = createLogger(name, env.LOG_LEVEL);
-    onShutdown(logger, await start(env, logger));
+    // The HTTP grace period, and some time to close the backends after it.
+    onShutdown(logger, await start(env, logger), { deadlineMs: env.INGEST_SHUTDOWN_GRACE_MS + 5000 });
   } catch (err) {
     console.error(err instanceof Error ? err.message : err);
     process.exit(1);

@@ -1,5 +1,6 @@
 import type { Transition } from '../../contract/transition.js';
 import type { TopicMap } from '../../history/fold/topic-map.js';
+import { followErasures } from '../../history/store/erasure-log.js';
 import { createBatchHandler } from '../../history/worker/batch.js';
 import { workerReadiness, type WorkerReadiness } from '../../history/worker/http.js';
 import { observeBatches, pollLag, type WorkerMetrics } from '../../history/worker/metrics.js';
@@ -27,6 +28,8 @@ export function createWorker(
   const { topicMap, logger, metrics } = deps;
   backends.redis?.onError((kind) => metrics.redisErrors.inc({ kind }));
   const consumer = backends.rawConsumer();
+  // Erasures recorded by any process (an API whose store step failed, a replay's switch) reach this store too.
+  const erasures = backends.erasureConsumer();
   let stopping = false;
   let lag: { stop(): void; poll(): Promise<void> } | undefined;
   return {
@@ -35,13 +38,13 @@ export function createWorker(
     refresh: async () => lag?.poll(),
     start: async () => {
       const handler = createBatchHandler({ store: backends.store, topicMap, producer: backends.producer, logger, metrics, onTransitions: deps.onTransitions });
-      await consumer.run(observeBatches(handler, metrics, backends.redis));
+      await Promise.all([erasures.run(followErasures(backends.store, logger)), consumer.run(observeBatches(handler, metrics, backends.redis))]);
       lag = pollLag(consumer, metrics, { logger });
     },
     stop: async () => {
       stopping = true;
       lag?.stop();
-      await consumer.stop();
+      await Promise.all([consumer.stop(), erasures.stop()]);
     },
   };
 }

@@ -24,7 +24,16 @@ export const F = {
   alias: 'u',
   /** Visitor ids merged into the person, comma-separated (Redis: a key of its own). */
   linked: 'l',
+  /**
+   * Read only, never written by a fold: when the id was last erased, epoch ms (its tombstone; Redis: a
+   * key of its own that outlives the person's other keys). Records received at or before it are
+   * skipped, and every write compares it as it compares the version.
+   */
+  erased: 'e',
 } as const;
+
+/** An id's tombstone from its fields: when it was last erased, or 0. */
+export const erasedAt = (f: Fields | null | undefined): number => Number(f?.[F.erased] ?? 0) || 0;
 
 /** `d:<topic>`: a dialogue, stage|start|last-start|first-start per stage|counts per stage|channels. */
 export const DIALOGUE_PREFIX = 'd:';

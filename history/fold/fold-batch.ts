@@ -1,8 +1,8 @@
 import type { Transition } from '../../contract/transition.js';
 import type { Fields } from './codec.js';
 import type { FoldOptions } from './fold.js';
-import { F, outboxField } from './codec.js';
-import { byPerson, linksOf, planPerson, type BatchRecord, type IndexEntry, type PersonPlan } from './person-batch.js';
+import { erasedAt, F, outboxField } from './codec.js';
+import { byPerson, linksOf, planPerson, receivedAt, type BatchRecord, type IndexEntry, type PersonPlan } from './person-batch.js';
 
 /** A record the fold did not take: refused by a cap, or its person's history could not be folded. */
 export interface FoldRefusal {
@@ -21,13 +21,17 @@ export interface FieldBackend {
   /** Compare-and-set writes: each lands only if the person's version is still `expectVersion`. */
   write(plans: PersonPlan[], partition: string): Promise<boolean[]>;
   /**
-   * Points each visitor at the person its history merges into, if the visitor's version is still
-   * the one the merge read (compare-and-set, bumping it). From then on every write of the visitor
-   * is re-routed to the person, and a writer that read the visitor before fails its own CAS.
+   * Points each visitor at the person its history merges into, if the visitor's version and
+   * tombstone are still the ones the merge read (compare-and-set, bumping the version). From then on
+   * every write of the visitor is re-routed to the person, and a writer that read the visitor before
+   * fails its own CAS.
    */
-  mark(items: { person: string; visitor: string; expectVersion: number }[]): Promise<boolean[]>;
-  /** After the person's write: removes a marked visitor's own history, keeping the pointer. */
-  seal(pairs: { person: string; visitor: string }[]): Promise<void>;
+  mark(items: { person: string; visitor: string; expectVersion: number; expectErased: number }[]): Promise<boolean[]>;
+  /**
+   * After the person's write: removes a marked visitor's own history, keeping the pointer; unless the
+   * visitor was erased since it was read (its tombstone changed): an erased id gets no pointer back.
+   */
+  seal(pairs: { person: string; visitor: string; expectErased: number }[]): Promise<void>;
   /** Idempotent stage-index upserts and removals. */
   index(entries: IndexEntry[]): Promise<void>;
   /** Deletes the partition's outbox if it still holds exactly `value` (a later write keeps its own). */
@@ -39,6 +43,8 @@ export interface FoldOutcome {
   transitions: Transition[];
   /** Records not folded, for the worker to dead-letter; the others of the batch went on. */
   refused: FoldRefusal[];
+  /** Records skipped for good because an id they belong to was erased after ingest received them. */
+  erased: number;
   /** Call after the transitions are published: empties the outboxes they came from. */
   published(): Promise<void>;
 }
@@ -58,15 +64,42 @@ export async function foldBatchWith(
 ): Promise<FoldOutcome> {
   const transitions: Transition[] = [];
   const index: IndexEntry[] = [];
-  const seals: { person: string; visitor: string }[] = [];
+  const seals: { person: string; visitor: string; expectErased: number }[] = [];
   const outboxes: { person: string; value: string }[] = [];
   const refused: FoldRefusal[] = [];
-  let pending = joinLinkedVisitors(byPerson(records));
+  let erased = 0;
+  // Visitors linked in this batch join their person only after the first read has judged their
+  // records against their own tombstones.
+  let pending = byPerson(records);
+  let joined = false;
 
   for (let attempt = 0; pending.size > 0; attempt++) {
     if (attempt === MAX_ATTEMPTS) throw new Error(`write conflicts persisted for ${pending.size} people after ${MAX_ATTEMPTS} attempts`);
-    const people = [...pending.keys()];
-    const current = await backend.read(people, partition);
+    let people = [...pending.keys()];
+    let current = await backend.read(people, partition);
+
+    // Records of an erased id received at or before its erasure are skipped for good: whatever the
+    // partition, the redelivery or the replay, an erased person is not folded again. Judged under
+    // every id a record passes through (its own, then the person a merge re-routes it to).
+    const left = people.map((p, i) => {
+      const at = erasedAt(current[i]);
+      const list = pending.get(p)!;
+      const keep = at === 0 ? list : list.filter((r) => receivedAt(r) > at);
+      erased += list.length - keep.length;
+      if (keep.length === 0) pending.delete(p);
+      else pending.set(p, keep);
+      return keep.length > 0;
+    });
+    if (left.includes(false)) {
+      current = current.filter((_, i) => left[i]);
+      people = people.filter((_, i) => left[i]);
+    }
+    if (!joined) {
+      joined = true;
+      const before = pending.size;
+      pending = joinLinkedVisitors(pending);
+      if (pending.size !== before) continue;
+    }
 
     // A visitor merged into a known person: its records now belong to that person.
     let rerouted = false;
@@ -107,7 +140,7 @@ export async function foldBatchWith(
     // Mark merged visitors first: the person's write below then holds everything they had, and
     // nothing can be added to them afterwards. A visitor that changed since we read it means a
     // retry of the whole person, with the visitor read again.
-    const marks = plans.flatMap((p) => p.seal.map((s) => ({ person: p.person, visitor: s.visitor, expectVersion: s.version })));
+    const marks = plans.flatMap((p) => p.seal.map((s) => ({ person: p.person, visitor: s.visitor, expectVersion: s.version, expectErased: s.erased })));
     const marked = marks.length ? await backend.mark(marks) : [];
     const conflicted = new Set(marks.filter((_, i) => !marked[i]).map((m) => m.person));
     const writes = plans.filter((p) => (Object.keys(p.set).length > 0 || p.del.length > 0) && !conflicted.has(p.person));
@@ -125,7 +158,8 @@ export async function foldBatchWith(
       transitions.push(...plan.transitions);
       index.push(...plan.index);
       refused.push(...plan.refused);
-      for (const s of plan.seal) seals.push({ person: plan.person, visitor: s.visitor });
+      erased += plan.erased.length;
+      for (const s of plan.seal) seals.push({ person: plan.person, visitor: s.visitor, expectErased: s.erased });
       if (plan.transitions.length > 0) {
         outboxes.push({ person: plan.person, value: plan.set[outboxField(partition)] ?? JSON.stringify(plan.transitions) });
       }
@@ -138,6 +172,7 @@ export async function foldBatchWith(
   return {
     transitions,
     refused,
+    erased,
     published: async () => {
       if (outboxes.length > 0) await backend.clearOutbox(outboxes, partition);
     },

@@ -1,6 +1,7 @@
 import type { Transition } from '../../contract/transition.js';
 import {
   DIALOGUE_PREFIX,
+  erasedAt,
   F,
   outboxField,
   decodeList,
@@ -29,7 +30,15 @@ export interface BatchRecord {
   /** When the link happened and through which channel (for the transitions it causes). */
   at?: number;
   channel?: string;
+  /**
+   * When ingest received the record (`rt`), epoch ms: an erasure covers the records of an id
+   * received at or before it. Absent (tests, old records): the event's own time.
+   */
+  rt?: number | undefined;
 }
+
+/** The time an erasure is compared with: ingest's receive time, else the event's. */
+export const receivedAt = (r: BatchRecord): number => r.rt ?? r.at ?? r.event?.ts ?? 0;
 
 export interface IndexEntry {
   person: string;
@@ -38,12 +47,19 @@ export interface IndexEntry {
   stage: number;
   /** Last activity, the score in the stage index. */
   last: number;
+  /**
+   * The person's tombstone the write was planned against (0: never erased). An erase that came
+   * after it leaves a marker the index update sees: the entry is then removed, not added.
+   */
+  erased?: number;
 }
 
 export interface PersonPlan {
   person: string;
   /** The version the write expects to find; a mismatch means another writer got there first. */
   expectVersion: number;
+  /** The tombstone it expects to find (0: none): an erase since the read fails the write like a version change. */
+  expectErased: number;
   /** Fields to set (empty when every record was a repeat). */
   set: Fields;
   /** Fields to remove: dialogues dropped to keep the person within the cap. */
@@ -53,10 +69,12 @@ export interface PersonPlan {
   /** Index entries for every topic the batch touched, applied idempotently after the write. */
   index: IndexEntry[];
   /** Visitors merged into this person: each is left pointing at the person, its history removed. */
-  seal: { visitor: string; topics: string[]; version: number }[];
+  seal: { visitor: string; topics: string[]; version: number; erased: number }[];
   applied: number;
   /** Records refused by a cap: not folded; the worker dead-letters them with the reason. */
   refused: Refusal[];
+  /** Offsets of records skipped for good: they link a visitor erased after they were received. */
+  erased: number[];
 }
 
 export interface Refusal {
@@ -97,6 +115,7 @@ export function planPerson(
   const changed = new Set<string>();
   const dropped = new Set<string>();
   const refused: Refusal[] = [];
+  const erased: number[] = [];
   const maxLinks = opts.maxLinks ?? DEFAULT_MAX_LINKS;
   let applied = 0;
   let newlyLinked = false;
@@ -122,6 +141,11 @@ export function planPerson(
     pending = [];
   };
   for (const r of fresh) {
+    // Linking a visitor erased after this record was received would bring the erased id back.
+    if (r.link && r.link !== person && receivedAt(r) <= erasedAt(linkedFields.get(r.link))) {
+      erased.push(r.offset);
+      continue;
+    }
     if (r.link && r.link !== person && !linked.has(r.link) && linked.size >= maxLinks) {
       // Linking is what an identify storm grows: past the cap the record is refused whole.
       refused.push({ offset: r.offset, reason: 'link_cap', detail: `${person} has ${linked.size} linked ids already, the most allowed` });
@@ -165,9 +189,10 @@ export function planPerson(
   const touched = new Set<string>(records.flatMap((r) => (r.event ? [r.event.topic] : [])));
   for (const t of changed) touched.add(t);
   const index: IndexEntry[] = [];
+  const tomb = erasedAt(fields);
   for (const topic of touched) {
     const d = state.dialogues.get(topic);
-    if (d) index.push({ person, topic, stage: d.stage, last: d.last });
+    if (d) index.push({ person, topic, stage: d.stage, last: d.last, erased: tomb });
   }
   for (const topic of dropped) index.push({ person, topic, stage: -1, last: 0 });
 
@@ -177,11 +202,11 @@ export function planPerson(
     const topics = Object.keys(vf)
       .filter((k) => k.startsWith(DIALOGUE_PREFIX))
       .map((k) => k.slice(DIALOGUE_PREFIX.length));
-    return { visitor, topics, version: Number(vf[F.version] ?? 0) };
+    return { visitor, topics, version: Number(vf[F.version] ?? 0), erased: erasedAt(vf) };
   });
   for (const s of seal) for (const topic of s.topics) index.push({ person: s.visitor, topic, stage: -1, last: 0 });
 
-  return { person, expectVersion: version, set, del, transitions: toPublish, index, seal, applied, refused };
+  return { person, expectVersion: version, expectErased: tomb, set, del, transitions: toPublish, index, seal, applied, refused, erased };
 }
 
 /** Groups a batch by person, keeping each person's records in log order. */

@@ -9,7 +9,8 @@ import { RANKING_ID, type HistoryStore } from '../store/store.js';
  *
  * The first page reads the candidates from the stage indexes (last activity within the window),
  * their dialogues, and ranks them. When the list is longer than a page, the ranked ids are saved in
- * the store for RANKING_TTL_SECONDS (renewed by each page) and the cursor points into that saved
+ * the store for RANKING_TTL_SECONDS (from the first page, not renewed: a saved list of person ids
+ * lives that long at most, and an erase takes its person out of it) and the cursor points into that saved
  * list: however the histories change while someone pages, every person of the list comes exactly
  * once, in the order of the first page. People erased or who moved past the need since are left out
  * of later pages (they are no longer a need). People who became a need after the first page are in
@@ -119,10 +120,10 @@ export async function queryNeeds(store: HistoryStore, ladder: readonly string[],
     const c = decodeCursor(q.cursor);
     if (c.q !== tag)
       throw new CursorError('this cursor belongs to another query: keep topic, stage, notReached and activeWithin as they were on the first page');
-    const slice = await store.readRanking(q.topic, c.r, c.o, q.limit, RANKING_TTL_SECONDS);
+    const slice = await store.readRanking(q.topic, c.r, c.o, q.limit);
     if (!slice)
       throw new CursorError(
-        `this cursor has expired (a listing is kept ${RANKING_TTL_SECONDS / 60} minutes after its last page): start again without a cursor`,
+        `this cursor has expired (a listing is kept ${RANKING_TTL_SECONDS / 60} minutes after its first page): start again without a cursor`,
       );
     const dialogues = await readDialogues(store, q.topic, slice.persons);
     const rows: NeedRow[] = [];

@@ -4,7 +4,7 @@ import { foldBatchWith, type FieldBackend, type FoldOutcome } from '../fold/fold
 import type { Dialogue, FoldOptions } from '../fold/fold.js';
 import { F, OUTBOX_PREFIX, outboxField } from '../fold/codec.js';
 import { sealedFields, type BatchRecord, type IndexEntry, type PersonPlan } from '../fold/person-batch.js';
-import type { AdmitCaps, Admission, HistoryStore, StageMember, TimeWindow } from './store.js';
+import type { AdmitCaps, Admission, ErasedPerson, HistoryStore, StageMember, TimeWindow } from './store.js';
 import { hasHistory, personView, type PersonView } from './views.js';
 
 /**
@@ -19,21 +19,35 @@ export class MemoryHistoryStore implements HistoryStore {
   private readonly topicSet = new Set<string>();
   /** Saved rankings by topic and id, with their expiry time. */
   private readonly rankings = new Map<string, { persons: string[]; expires: number }>();
+  /**
+   * Erased ids and when (Redis: the `e:{id}` tombstones). Every write compares an id's tombstone as
+   * it compares the version, and the fold skips an id's records received before it. Kept for the
+   * life of the process, like everything here (embedded: no raw record outlives it).
+   */
+  private readonly tombstones = new Map<string, number>();
   private readonly backend: FieldBackend;
 
   constructor(readonly options: FoldOptions) {
     this.backend = {
-      read: async (persons) => persons.map((p) => this.people.get(p) ?? null),
+      read: async (persons) =>
+        persons.map((p) => {
+          const f = this.people.get(p);
+          const erased = this.tombstones.get(p);
+          return erased === undefined ? (f ?? null) : { ...f, [F.erased]: String(erased) };
+        }),
       write: async (plans) => plans.map((plan) => this.write(plan)),
       mark: async (items) =>
-        items.map(({ person, visitor, expectVersion }) => {
+        items.map(({ person, visitor, expectVersion, expectErased }) => {
           const f = this.people.get(visitor);
-          if (Number(f?.[F.version] ?? 0) !== expectVersion) return false;
+          if (Number(f?.[F.version] ?? 0) !== expectVersion || this.erasedAt(visitor) !== expectErased) return false;
           this.people.set(visitor, { ...f, [F.alias]: person, [F.version]: String(expectVersion + 1) });
           return true;
         }),
       seal: async (pairs) => {
-        for (const { person, visitor } of pairs) this.people.set(visitor, sealedFields(this.people.get(visitor) ?? {}, person));
+        for (const { person, visitor, expectErased } of pairs) {
+          // An id erased since the merge read it gets no pointer back.
+          if (this.erasedAt(visitor) === expectErased) this.people.set(visitor, sealedFields(this.people.get(visitor) ?? {}, person));
+        }
       },
       index: async (entries) => {
         for (const e of entries) this.indexOne(e);
@@ -48,9 +62,13 @@ export class MemoryHistoryStore implements HistoryStore {
     };
   }
 
+  private erasedAt(id: string): number {
+    return this.tombstones.get(id) ?? 0;
+  }
+
   private write(plan: PersonPlan): boolean {
     const f = this.people.get(plan.person);
-    if (Number(f?.[F.version] ?? 0) !== plan.expectVersion) return false;
+    if (Number(f?.[F.version] ?? 0) !== plan.expectVersion || this.erasedAt(plan.person) !== plan.expectErased) return false;
     const next = { ...f, ...plan.set };
     for (const field of plan.del) delete next[field];
     // An empty outbox is a removed one (as in the Redis script).
@@ -83,11 +101,13 @@ export class MemoryHistoryStore implements HistoryStore {
   private indexOne(e: IndexEntry): void {
     let stages = this.index.get(e.topic);
     if (!stages) this.index.set(e.topic, (stages = new Map()));
-    for (const [stage, members] of stages) if (stage !== e.stage) members.delete(e.person);
-    if (e.stage < 0) return;
+    // A fold that wrote before an erase may update the index after it: the entry goes, it is not added.
+    const stage = e.stage >= 0 && this.erasedAt(e.person) > (e.erased ?? 0) ? -1 : e.stage;
+    for (const [s, members] of stages) if (s !== stage) members.delete(e.person);
+    if (stage < 0) return;
     this.topicSet.add(e.topic);
-    let members = stages.get(e.stage);
-    if (!members) stages.set(e.stage, (members = new Map()));
+    let members = stages.get(stage);
+    if (!members) stages.set(stage, (members = new Map()));
     members.set(e.person, e.last);
   }
 
@@ -105,16 +125,40 @@ export class MemoryHistoryStore implements HistoryStore {
     return hasHistory(f) ? personView(id, f, this.options.ladder) : null;
   }
 
-  async erase(person: string): Promise<boolean> {
+  /** As the Redis store's (its comment gives the order); here each id is one synchronous step. */
+  async erase(person: string, at: number): Promise<ErasedPerson> {
     const id = this.resolve(person);
-    const f = this.people.get(id);
-    if (!f) return false;
-    const ids = [id, ...decodeList(f[F.linked])];
-    for (const p of ids) {
-      this.people.delete(p);
-      for (const stages of this.index.values()) for (const members of stages.values()) members.delete(p);
+    const done = new Set<string>();
+    let held = false;
+    const queue = [id, person];
+    for (let x = queue.shift(); x !== undefined; x = queue.shift()) {
+      if (done.has(x)) continue;
+      done.add(x);
+      const f = this.eraseId(x, at, true);
+      if (f) held = true;
+      // The person an id asked for points at, not the one a linked visitor points at (a shared device).
+      const alias = f?.[F.alias];
+      if (alias && (x === id || x === person)) queue.push(alias);
+      queue.push(...decodeList(f?.[F.linked]));
     }
-    return true;
+    return { person: id, ids: [...done], held };
+  }
+
+  async applyErasure(ids: readonly string[], at: number): Promise<void> {
+    for (const x of ids) this.eraseId(x, at, false);
+  }
+
+  /** Tombstone, then everything the id holds; answers what it held (null: nothing, or not applied). */
+  private eraseId(id: string, at: number, asked: boolean): Fields | null {
+    const t = this.erasedAt(id);
+    if (!asked && t >= at) return null;
+    if (at > t) this.tombstones.set(id, at);
+    const f = this.people.get(id) ?? null;
+    this.people.delete(id);
+    for (const stages of this.index.values()) for (const members of stages.values()) members.delete(id);
+    // In place, blank: a listing being paged through keeps everyone else at their position.
+    for (const r of this.rankings.values()) if (r.persons.includes(id)) r.persons = r.persons.map((p) => (p === id ? '' : p));
+    return f;
   }
 
   async topics(): Promise<string[]> {
@@ -160,18 +204,25 @@ export class MemoryHistoryStore implements HistoryStore {
     return id;
   }
 
-  async readRanking(topic: string, id: string, offset: number, count: number, ttlSeconds: number): Promise<{ persons: string[]; total: number } | null> {
+  async readRanking(topic: string, id: string, offset: number, count: number): Promise<{ persons: string[]; total: number } | null> {
     const r = this.rankings.get(`${topic}\n${id}`);
     if (!r || r.expires <= Date.now()) return null;
-    r.expires = Date.now() + ttlSeconds * 1000;
-    return { persons: r.persons.slice(offset, offset + count), total: r.persons.length };
+    return { persons: r.persons.slice(offset, offset + count).filter((p) => p !== ''), total: r.persons.length };
   }
 
-  /** Every key the store holds for tests that check erase leaves nothing behind. */
-  dump(): { people: string[]; indexed: string[] } {
+  /**
+   * The maps a snapshot of the embedded mode saves and restores (memory-snapshot.ts), live: read
+   * them synchronously. Saved rankings are left out (they expire within minutes).
+   */
+  state() {
+    return { people: this.people, index: this.index, topics: this.topicSet, siteTopics: this.siteTopics, tombstones: this.tombstones };
+  }
+
+  /** Every key the store holds for tests that check erase leaves nothing behind (but the tombstones, listed apart). */
+  dump(): { people: string[]; indexed: string[]; erased: string[] } {
     const indexed = new Set<string>();
     for (const stages of this.index.values()) for (const members of stages.values()) for (const p of members.keys()) indexed.add(p);
-    return { people: [...this.people.keys()], indexed: [...indexed] };
+    return { people: [...this.people.keys()], indexed: [...indexed], erased: [...this.tombstones.keys()] };
   }
 
   async close(): Promise<void> {}

@@ -1,4 +1,4 @@
-import { F, OUTBOX_PREFIX } from '../fold/codec.js';
+import { DIALOGUE_PREFIX, F, OUTBOX_PREFIX } from '../fold/codec.js';
 
 /**
  * The Lua scripts of the Redis store, written against the field table of codec.ts (never a field
@@ -14,35 +14,41 @@ export const LUA_SLICE = 1000;
 
 const lua = (s: string) => `'${s}'`;
 
+/** Lua: whether the tombstone in KEYS[k] is still the one the caller read (ARGV[a], 0 for none). */
+const sameTombstone = (k: number, a: number) => `tonumber(redis.call('GET', KEYS[${k}]) or '0') == tonumber(ARGV[${a}])`;
+
 /**
- * Compare-and-set on the person's version: the write lands only if nobody else (a zombie worker
- * after a rebalance) wrote since we read.
- * KEYS: 1 history hash, 2 fingerprints, 3 linked ids, 4 outbox hash (field = partition).
- * ARGV: expected version, fingerprint TTL, partition, n, then n fields to delete, then field/value pairs
- * (an empty outbox value removes the partition's outbox).
+ * Compare-and-set on the person's version and tombstone: the write lands only if nobody else (a
+ * zombie worker after a rebalance) wrote since we read, and nobody erased the person since (an erase
+ * deletes the hash and writes the tombstone: without comparing it, a person who had no hash when we
+ * read would be written back).
+ * KEYS: 1 history hash, 2 fingerprints, 3 linked ids, 4 outbox hash (field = partition), 5 tombstone.
+ * ARGV: expected version, expected tombstone, fingerprint TTL, partition, n, then n fields to delete,
+ * then field/value pairs (an empty outbox value removes the partition's outbox).
  * The fingerprints, the linked ids and the outbox go to their own keys: a hash that once held a
  * long value stays a (much larger) hashtable, so they must never enter the history hash.
  */
 export const WRITE_IF_VERSION = `
 local v = redis.call('HGET', KEYS[1], ${lua(F.version)})
 if (v or '0') ~= ARGV[1] then return 0 end
-local ndel = tonumber(ARGV[4])
-for i = 5, 4 + ndel, ${LUA_SLICE} do
-  redis.call('HDEL', KEYS[1], unpack(ARGV, i, math.min(i + ${LUA_SLICE} - 1, 4 + ndel)))
+if not (${sameTombstone(5, 2)}) then return 0 end
+local ndel = tonumber(ARGV[5])
+for i = 6, 5 + ndel, ${LUA_SLICE} do
+  redis.call('HDEL', KEYS[1], unpack(ARGV, i, math.min(i + ${LUA_SLICE} - 1, 5 + ndel)))
 end
 local fields = {}
 local function flush()
   if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
   fields = {}
 end
-for i = 5 + ndel, #ARGV, 2 do
+for i = 6 + ndel, #ARGV, 2 do
   local f = ARGV[i]
   if f == ${lua(F.seen)} then
-    redis.call('SET', KEYS[2], ARGV[i + 1], 'EX', ARGV[2])
+    redis.call('SET', KEYS[2], ARGV[i + 1], 'EX', ARGV[3])
   elseif f == ${lua(F.linked)} then
     redis.call('SET', KEYS[3], ARGV[i + 1])
   elseif string.sub(f, 1, ${OUTBOX_PREFIX.length}) == ${lua(OUTBOX_PREFIX)} then
-    if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[4], ARGV[3]) else redis.call('HSET', KEYS[4], ARGV[3], ARGV[i + 1]) end
+    if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[4], ARGV[4]) else redis.call('HSET', KEYS[4], ARGV[4], ARGV[i + 1]) end
   else
     fields[#fields + 1] = f
     fields[#fields + 1] = ARGV[i + 1]
@@ -75,18 +81,24 @@ end
 return out
 `;
 
-/** Points a visitor at its person if its version is still ARGV[2]; bumps the version. KEYS: the visitor's hash. */
+/**
+ * Points a visitor at its person if its version is still ARGV[2] and its tombstone ARGV[3]; bumps the
+ * version. KEYS: the visitor's hash, its tombstone.
+ */
 export const MARK = `
 if (redis.call('HGET', KEYS[1], ${lua(F.version)}) or '0') ~= ARGV[2] then return 0 end
+if not (${sameTombstone(2, 3)}) then return 0 end
 redis.call('HSET', KEYS[1], ${lua(F.alias)}, ARGV[1], ${lua(F.version)}, tostring(tonumber(ARGV[2]) + 1))
 return 1
 `;
 
 /**
- * Leaves a merged visitor as a pointer to its person (keeping offsets and version), history removed.
- * KEYS: the visitor's hash, fingerprints, linked ids. ARGV: the person.
+ * Leaves a merged visitor as a pointer to its person (keeping offsets and version), history removed;
+ * nothing when the visitor was erased since the merge read it (its tombstone is not ARGV[2]).
+ * KEYS: the visitor's hash, fingerprints, linked ids, tombstone. ARGV: the person, expected tombstone.
  */
 export const SEAL = `
+if not (${sameTombstone(4, 2)}) then return 0 end
 local o = redis.call('HGET', KEYS[1], ${lua(F.offsets)})
 local v = redis.call('HGET', KEYS[1], ${lua(F.version)}) or '1'
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
@@ -98,5 +110,68 @@ return 1
 /** Deletes a partition's outbox if it still holds what was written. KEYS: outbox hash. ARGV: partition, the value written. */
 export const CLEAR_OUTBOX = `
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 1
+`;
+
+/**
+ * Erases one id as of ARGV[1] (epoch ms). Writes the tombstone first (a later one stays), then reads
+ * what the id's keys name and deletes them, in one step: from here on no write planned before can land
+ * (they compare the tombstone), and the caller learns which indexes and ids to clean next.
+ * ARGV[3] '1': an erase asked for now (always done). '0': an erasure on record being applied, done
+ * only when the tombstone is older than it: one at or after it means the erasure was applied already,
+ * and a history begun since must stay.
+ * KEYS: history hash, fingerprints, linked ids, outbox, tombstone. ARGV: the time, tombstone TTL (s), mode.
+ * Returns {0} when nothing was done, else {1, held (1/0), alias or '', linked ids (comma-separated)
+ * or '', topic...}.
+ */
+export const ERASE_ID = `
+local at = tonumber(ARGV[1])
+local t = tonumber(redis.call('GET', KEYS[5]) or '0')
+if ARGV[3] ~= '1' and t >= at then return {0} end
+if at > t then redis.call('SET', KEYS[5], ARGV[1], 'EX', ARGV[2]) end
+local held = redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3], KEYS[4]) > 0 and 1 or 0
+local out = {1, held, redis.call('HGET', KEYS[1], ${lua(F.alias)}) or '', redis.call('GET', KEYS[3]) or ''}
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(f, 1, ${DIALOGUE_PREFIX.length}) == ${lua(DIALOGUE_PREFIX)} then out[#out + 1] = string.sub(f, ${DIALOGUE_PREFIX.length + 1}) end
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+return out
+`;
+
+/**
+ * Takes an erased id out of one topic's stage indexes, in the topic's slot: leaves the erase marker
+ * (so an index update planned before the erase, arriving after it, removes instead of adding) and
+ * removes the id from every stage index. KEYS: the marker, then the ladder's stage indexes.
+ * ARGV: the id, the erase time, marker TTL (s).
+ */
+export const ERASE_FROM_TOPIC = `
+local m = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[2]) > m then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
+for i = 2, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
+return 1
+`;
+
+/**
+ * One person's entry in one topic's stage indexes: in the index of ARGV[2] (-1: none), out of the
+ * others. An erase marker newer than the tombstone the write saw (ARGV[4]) means the person was
+ * erased after the write: the entry is removed instead, so no index ever holds an erased id for longer
+ * than this step. KEYS: the marker, then the ladder's stage indexes in order. ARGV: person, stage,
+ * last activity, the tombstone the write saw (0: none).
+ */
+export const INDEX = `
+local stage = tonumber(ARGV[2])
+if stage >= 0 and tonumber(redis.call('GET', KEYS[1]) or '0') > tonumber(ARGV[4]) then stage = -1 end
+for i = 2, #KEYS do
+  if i - 2 == stage then redis.call('ZADD', KEYS[i], ARGV[3], ARGV[1]) else redis.call('ZREM', KEYS[i], ARGV[1]) end
+end
+return stage
+`;
+
+/**
+ * Blanks an erased id's places in a saved ranking (KEYS[1]) without moving anyone: a listing being
+ * paged through keeps every other person at their position, so no page skips one. ARGV: the id.
+ */
+export const FORGET_IN_RANKING = `
+for _, i in ipairs(redis.call('LPOS', KEYS[1], ARGV[1], 'COUNT', 0)) do redis.call('LSET', KEYS[1], i, '') end
 return 1
 `;

@@ -3,9 +3,19 @@ import type { Cluster, Redis } from 'ioredis';
 import { foldBatchWith, type FieldBackend, type FoldOutcome } from '../fold/fold-batch.js';
 import type { Dialogue, FoldOptions } from '../fold/fold.js';
 import type { BatchRecord, IndexEntry, PersonPlan } from '../fold/person-batch.js';
+import { DEFAULT_RETENTION, tombstoneMs } from '../../lib/retention.js';
 import { DIALOGUE_PREFIX, decodeDialogue, decodeList, F, outboxField, type Fields } from '../fold/codec.js';
-import { ADMIT, CLEAR_OUTBOX, LUA_SLICE, MARK, SEAL, WRITE_IF_VERSION } from './redis-scripts.js';
-import { keys, type AdmitCaps, type Admission, type HistoryStore, type StageMember, type TimeWindow } from './store.js';
+import { ADMIT, CLEAR_OUTBOX, ERASE_FROM_TOPIC, ERASE_ID, FORGET_IN_RANKING, INDEX, LUA_SLICE, MARK, SEAL, WRITE_IF_VERSION } from './redis-scripts.js';
+import {
+  ERASE_MARKER_SECONDS,
+  keys,
+  type AdmitCaps,
+  type Admission,
+  type ErasedPerson,
+  type HistoryStore,
+  type StageMember,
+  type TimeWindow,
+} from './store.js';
 import { hasHistory, personView, type PersonView } from './views.js';
 
 /**
@@ -22,21 +32,43 @@ type Client = (Redis | Cluster) & {
     seen: string,
     linked: string,
     outbox: string,
+    tombstone: string,
     expectVersion: string,
+    expectErased: string,
     seenTtl: string,
     partition: string,
     ...fieldValues: string[]
   ): Promise<number>;
-  clickfoldSeal(h: string, seen: string, linked: string, person: string): Promise<number>;
-  clickfoldMark(h: string, person: string, expectVersion: string): Promise<number>;
+  clickfoldSeal(h: string, seen: string, linked: string, tombstone: string, person: string, expectErased: string): Promise<number>;
+  clickfoldMark(h: string, tombstone: string, person: string, expectVersion: string, expectErased: string): Promise<number>;
   clickfoldClearOutbox(outbox: string, partition: string, value: string): Promise<number>;
   clickfoldAdmit(set: string, cap: string, ...members: string[]): Promise<number[]>;
+  clickfoldEraseId(
+    h: string,
+    seen: string,
+    linked: string,
+    outbox: string,
+    tombstone: string,
+    at: string,
+    ttl: string,
+    mode: string,
+  ): Promise<(string | number)[]>;
+  clickfoldForget(ranking: string, person: string): Promise<number>;
 };
+
+/**
+ * Scripts whose key count is the ladder's (its stage indexes, plus the erase marker), defined once
+ * per count: on a cluster, ioredis routes a command by its first argument, which must be a key, so
+ * the key count cannot be passed as an argument.
+ */
+type TopicScript = (...keysThenArgs: string[]) => Promise<number>;
 type Pipeline = ReturnType<Redis['pipeline']> & Client;
 
 export class RedisHistoryStore implements HistoryStore {
   private readonly redis: Client;
   private readonly backend: FieldBackend;
+  private readonly indexScript: string;
+  private readonly eraseFromTopicScript: string;
 
   constructor(
     redis: Redis | Cluster,
@@ -45,36 +77,41 @@ export class RedisHistoryStore implements HistoryStore {
     private readonly ns = '',
     /** How long a person's recent event fingerprints are kept after their last event. */
     private readonly seenTtlSeconds = 86_400,
+    /** How long an erased id's tombstone is kept: longer than any raw record it covers (lib/retention.ts). */
+    private readonly tombstoneTtlSeconds = Math.ceil(tombstoneMs(DEFAULT_RETENTION) / 1000),
   ) {
     if (!('clickfoldWrite' in redis)) {
-      redis.defineCommand('clickfoldWrite', { numberOfKeys: 4, lua: WRITE_IF_VERSION });
-      redis.defineCommand('clickfoldSeal', { numberOfKeys: 3, lua: SEAL });
-      redis.defineCommand('clickfoldMark', { numberOfKeys: 1, lua: MARK });
+      redis.defineCommand('clickfoldWrite', { numberOfKeys: 5, lua: WRITE_IF_VERSION });
+      redis.defineCommand('clickfoldSeal', { numberOfKeys: 4, lua: SEAL });
+      redis.defineCommand('clickfoldMark', { numberOfKeys: 2, lua: MARK });
       redis.defineCommand('clickfoldClearOutbox', { numberOfKeys: 1, lua: CLEAR_OUTBOX });
       redis.defineCommand('clickfoldAdmit', { numberOfKeys: 1, lua: ADMIT });
+      redis.defineCommand('clickfoldEraseId', { numberOfKeys: 5, lua: ERASE_ID });
+      redis.defineCommand('clickfoldForget', { numberOfKeys: 1, lua: FORGET_IN_RANKING });
     }
+    const topicKeys = 1 + options.ladder.length;
+    this.indexScript = `clickfoldIndex${topicKeys}`;
+    this.eraseFromTopicScript = `clickfoldEraseFromTopic${topicKeys}`;
+    if (!(this.indexScript in redis)) redis.defineCommand(this.indexScript, { numberOfKeys: topicKeys, lua: INDEX });
+    if (!(this.eraseFromTopicScript in redis)) redis.defineCommand(this.eraseFromTopicScript, { numberOfKeys: topicKeys, lua: ERASE_FROM_TOPIC });
     this.redis = redis as Client;
-    const k = (p: string) => ({
-      h: keys.person(this.ns, p),
-      seen: keys.seen(this.ns, p),
-      linked: keys.linked(this.ns, p),
-      outbox: keys.outbox(this.ns, p),
-    });
+    const k = (p: string) => this.keysOf(p);
     const ttl = String(this.seenTtlSeconds);
     this.backend = {
       read: async (persons, partition) => {
         const p = this.pipeline();
         for (const person of persons) {
           const x = k(person);
-          p.hgetall(x.h).get(x.seen).get(x.linked).hget(x.outbox, partition);
+          p.hgetall(x.h).get(x.seen).get(x.linked).hget(x.outbox, partition).get(x.tombstone);
         }
         const r = await exec<Fields | string | null>(p);
         return persons.map((_, i) => {
-          const f = r[4 * i] as Fields;
-          const [seen, linked, outbox] = r.slice(4 * i + 1, 4 * i + 4) as (string | null)[];
+          const f = r[5 * i] as Fields;
+          const [seen, linked, outbox, tombstone] = r.slice(5 * i + 1, 5 * i + 5) as (string | null)[];
           if (seen) f[F.seen] = seen;
           if (linked) f[F.linked] = linked;
           if (outbox) f[outboxField(partition)] = outbox;
+          if (tombstone) f[F.erased] = tombstone;
           return Object.keys(f).length ? f : null;
         });
       },
@@ -87,7 +124,9 @@ export class RedisHistoryStore implements HistoryStore {
             x.seen,
             x.linked,
             x.outbox,
+            x.tombstone,
             String(plan.expectVersion),
+            String(plan.expectErased),
             ttl,
             partition,
             String(plan.del.length),
@@ -99,14 +138,17 @@ export class RedisHistoryStore implements HistoryStore {
       },
       mark: async (items) => {
         const p = this.pipeline();
-        for (const { person, visitor, expectVersion } of items) p.clickfoldMark(k(visitor).h, person, String(expectVersion));
+        for (const { person, visitor, expectVersion, expectErased } of items) {
+          const x = k(visitor);
+          p.clickfoldMark(x.h, x.tombstone, person, String(expectVersion), String(expectErased));
+        }
         return (await exec<number>(p)).map((r) => r === 1);
       },
       seal: async (pairs) => {
         const p = this.pipeline();
-        for (const { person, visitor } of pairs) {
+        for (const { person, visitor, expectErased } of pairs) {
           const x = k(visitor);
-          p.clickfoldSeal(x.h, x.seen, x.linked, person);
+          p.clickfoldSeal(x.h, x.seen, x.linked, x.tombstone, person, String(expectErased));
         }
         await exec(p);
       },
@@ -116,6 +158,17 @@ export class RedisHistoryStore implements HistoryStore {
         for (const { person, value } of items) p.clickfoldClearOutbox(k(person).outbox, partition, value);
         await exec(p);
       },
+    };
+  }
+
+  /** The keys of one person, all in the person's hash-tag slot. */
+  private keysOf(p: string) {
+    return {
+      h: keys.person(this.ns, p),
+      seen: keys.seen(this.ns, p),
+      linked: keys.linked(this.ns, p),
+      outbox: keys.outbox(this.ns, p),
+      tombstone: keys.tombstone(this.ns, p),
     };
   }
 
@@ -172,19 +225,19 @@ export class RedisHistoryStore implements HistoryStore {
     return { site: true, topics: topics.map((t) => answers.get(t) ?? true) };
   }
 
-  /** Idempotent, so a crash between the person write and this one heals on redelivery. */
+  /**
+   * Idempotent, so a crash between the person write and this one heals on redelivery. One script
+   * per entry, in the topic's slot, which compares the erase marker (see `erase`).
+   */
   private async updateIndex(entries: IndexEntry[]): Promise<void> {
     const ladder = this.options.ladder;
     const p = this.pipeline();
     const topics = new Set<string>();
+    const index = (p as unknown as Record<string, TopicScript>)[this.indexScript]!;
     for (const e of entries) {
-      ladder.forEach((stage, s) => {
-        if (s !== e.stage) p.zrem(keys.stageIndex(this.ns, e.topic, stage), e.person);
-      });
-      if (e.stage >= 0) {
-        p.zadd(keys.stageIndex(this.ns, e.topic, ladder[e.stage]!), e.last, e.person);
-        topics.add(e.topic);
-      }
+      const ks = [keys.erasedFromTopic(this.ns, e.topic, e.person), ...ladder.map((stage) => keys.stageIndex(this.ns, e.topic, stage))];
+      index.call(p, ...ks, e.person, String(e.stage), String(e.last), String(e.erased ?? 0));
+      if (e.stage >= 0) topics.add(e.topic);
     }
     if (topics.size > 0) p.sadd(keys.topics(this.ns), ...topics);
     await exec(p);
@@ -205,18 +258,88 @@ export class RedisHistoryStore implements HistoryStore {
     return hasHistory(fields) ? personView(id, fields, this.options.ladder) : null;
   }
 
-  async erase(person: string): Promise<boolean> {
-    const { id, fields } = await this.resolve(person);
-    if (!fields) return false;
-    const ids = [id, ...decodeList(fields[F.linked])];
-    const topics = Object.keys(fields)
-      .filter((k) => k.startsWith(DIALOGUE_PREFIX))
-      .map((k) => k.slice(DIALOGUE_PREFIX.length));
-    await this.updateIndex(ids.flatMap((p) => topics.map((topic) => ({ person: p, topic, stage: -1, last: 0 }))));
+  /**
+   * The erase, in this order (see HistoryStore.erase):
+   *
+   * 1. Per id, one script in the id's slot (ERASE_ID): the tombstone, then the id's history, links,
+   *    fingerprints and outbox deleted, answering the topics of its dialogues, the person it points
+   *    at and the ids linked to it, which are erased the same way (a worklist, so an id merged or
+   *    linked while the erase runs is found at the step that sees it). From the tombstone on, every
+   *    write planned before fails its compare-and-set (version and tombstone), so nothing can add to
+   *    the history, and the re-read skips the erased records.
+   * 2. Per (id, topic) of those dialogues, one script in the topic's slot (ERASE_FROM_TOPIC): the
+   *    erase marker, the id out of every stage index and every saved ranking. The only index writes
+   *    left are those of folds that wrote before step 1 and update the index after it; each does so
+   *    in a script in the same slot that compares the marker with the tombstone its write saw (INDEX),
+   *    and removes instead of adding. Before step 2 such an update is removed by it; after it, it
+   *    removes itself. So once erase() resolves, no index or ranking holds the id, and none will.
+   *
+   * On Redis Cluster the steps touch one slot each (the id's, the topic's), which is why the marker
+   * exists: the index update cannot read the tombstone in another slot.
+   */
+  async erase(person: string, at: number): Promise<ErasedPerson> {
+    const { id } = await this.resolve(person);
+    const r = await this.eraseIds([id, person], at, true);
+    return { person: id, ids: r.ids, held: r.held };
+  }
+
+  async applyErasure(ids: readonly string[], at: number): Promise<void> {
+    await this.eraseIds(ids, at, false);
+  }
+
+  /**
+   * `asked`: an erase asked for now, which follows the ids linked to an erased id, and the person an
+   * id of `start` points at (not the person a linked visitor points at: a device shared with someone
+   * else does not erase them). Else an erasure on record is applied to exactly `start`.
+   */
+  private async eraseIds(start: readonly string[], at: number, asked: boolean): Promise<{ ids: string[]; held: boolean }> {
+    const done = new Set<string>();
+    const fromTopics: { person: string; topic: string }[] = [];
+    const requested = new Set(start);
+    let held = false;
+    let queue = [...start];
+    while (queue.length > 0) {
+      const round = [...new Set(queue.filter((x) => !done.has(x)))];
+      queue = [];
+      if (round.length === 0) break;
+      const p = this.pipeline();
+      for (const x of round) {
+        done.add(x);
+        const ks = this.keysOf(x);
+        p.clickfoldEraseId(ks.h, ks.seen, ks.linked, ks.outbox, ks.tombstone, String(at), String(this.tombstoneTtlSeconds), asked ? '1' : '0');
+      }
+      const results = await exec<(string | number)[]>(p);
+      results.forEach((r, i) => {
+        if (Number(r[0]) !== 1) return;
+        if (Number(r[1]) === 1) held = true;
+        const [alias, linked, ...topics] = r.slice(2).map(String);
+        if (asked) queue.push(...(alias && requested.has(round[i]!) ? [alias] : []), ...decodeList(linked));
+        for (const topic of topics) fromTopics.push({ person: round[i]!, topic });
+      });
+    }
+    await this.eraseFromTopics(fromTopics, at);
+    return { ids: [...done], held };
+  }
+
+  private async eraseFromTopics(entries: { person: string; topic: string }[], at: number): Promise<void> {
+    if (entries.length === 0) return;
+    const ladder = this.options.ladder;
+    const topics = [...new Set(entries.map((e) => e.topic))];
+    const q = this.pipeline();
+    for (const t of topics) q.smembers(keys.rankings(this.ns, t));
+    const rankingIds = new Map<string, string[]>();
+    (await exec<string[]>(q)).forEach((ids, i) => {
+      rankingIds.set(topics[i]!, ids);
+    });
     const p = this.pipeline();
-    for (const x of ids) p.del(keys.person(this.ns, x), keys.seen(this.ns, x), keys.linked(this.ns, x), keys.outbox(this.ns, x));
+    const eraseFromTopic = (p as unknown as Record<string, TopicScript>)[this.eraseFromTopicScript]!;
+    for (const { person, topic } of entries) {
+      const ks = [keys.erasedFromTopic(this.ns, topic, person), ...ladder.map((stage) => keys.stageIndex(this.ns, topic, stage))];
+      eraseFromTopic.call(p, ...ks, person, String(at), String(ERASE_MARKER_SECONDS));
+      // A ranking saved from indexes read before the erase may still list the id: it goes from there too.
+      for (const id of rankingIds.get(topic) ?? []) p.clickfoldForget(keys.ranking(this.ns, topic, id), person);
+    }
     await exec(p);
-    return true;
   }
 
   async topics(): Promise<string[]> {
@@ -264,17 +387,19 @@ export class RedisHistoryStore implements HistoryStore {
     const p = this.pipeline();
     for (let i = 0; i < persons.length; i += 1000) p.rpush(key, ...persons.slice(i, i + 1000));
     p.expire(key, ttlSeconds);
+    // Listed for erase, which takes a person out of every saved ranking of their topics.
+    p.sadd(keys.rankings(this.ns, topic), id).expire(keys.rankings(this.ns, topic), ttlSeconds);
     await exec(p);
     return id;
   }
 
-  async readRanking(topic: string, id: string, offset: number, count: number, ttlSeconds: number): Promise<{ persons: string[]; total: number } | null> {
+  async readRanking(topic: string, id: string, offset: number, count: number): Promise<{ persons: string[]; total: number } | null> {
     const key = keys.ranking(this.ns, topic, id);
     const p = this.pipeline();
-    p.lrange(key, offset, offset + count - 1)
-      .llen(key)
-      .expire(key, ttlSeconds);
-    const [persons, total] = (await exec<string[] | number>(p)) as [string[], number];
+    p.lrange(key, offset, offset + count - 1).llen(key);
+    const [slice, total] = (await exec<string[] | number>(p)) as [string[], number];
+    // An erased person's place stays, blank (FORGET_IN_RANKING).
+    const persons = slice.filter((x) => x !== '');
     return total === 0 ? null : { persons, total };
   }
 

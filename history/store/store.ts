@@ -24,8 +24,24 @@ export interface HistoryStore {
   admit(site: string, topics: readonly string[], caps: AdmitCaps): Promise<Admission>;
   /** A person's history; a visitor id merged into a known person answers with that person. */
   getPerson(person: string): Promise<PersonView | null>;
-  /** Removes the person and every visitor id linked to them from every key and index. */
-  erase(person: string): Promise<boolean>;
+  /**
+   * Erases, as of `at` (epoch ms), the person `person` names (a visitor merged into a known person
+   * names that person) and every id linked to them: their history, links, fingerprints, outbox,
+   * stage-index entries and places in saved rankings. Each id keeps only a tombstone (`erased at`):
+   * the fold skips its records received at or before `at` for good, and every write compares the
+   * tombstone, so a fold that read the person before the erase cannot write them back. Records
+   * received later fold as a new history. Tombstones are written also for an id the store holds
+   * nothing of (its records may still be on their way). The order of the steps, and why it leaves
+   * no window in which an index or a write brings an erased id back: history/store/redis.ts `erase`.
+   */
+  erase(person: string, at: number): Promise<ErasedPerson>;
+  /**
+   * Applies an erasure already on record (`history.erasures`: a replay into a fresh namespace, a
+   * worker that follows the topic): each of `ids` whose tombstone is older than `at` is erased as
+   * above, without following links (the record lists them all); an id erased at or after `at` is
+   * left alone, so a history begun after the erasure stays.
+   */
+  applyErasure(ids: readonly string[], at: number): Promise<void>;
 
   // Queries of the marketers' API (history/query-api.ts). All of them read the stage indexes or a
   // few named hashes; none scans the people.
@@ -48,9 +64,23 @@ export interface HistoryStore {
    * id. Lives with the topic (its hash tag), so paging a list never sees a person twice or misses one.
    */
   saveRanking(topic: string, persons: readonly string[], ttlSeconds: number): Promise<string>;
-  /** A slice of a saved ranking and its length (renewing its time to live), or null once it expired. */
-  readRanking(topic: string, id: string, offset: number, count: number, ttlSeconds: number): Promise<{ persons: string[]; total: number } | null>;
+  /**
+   * A slice of a saved ranking and its length, or null once it expired. Reading does not renew it: a
+   * saved ranking lives `ttlSeconds` from its saving. An erase takes its people out of it, leaving
+   * their places (left out of the slice, counted in the length), so later pages shift nobody.
+   */
+  readRanking(topic: string, id: string, offset: number, count: number): Promise<{ persons: string[]; total: number } | null>;
   close(): Promise<void>;
+}
+
+/** What an erase did. */
+export interface ErasedPerson {
+  /** The person `person` named (itself, or the known person a merged visitor points at). */
+  person: string;
+  /** Every id erased: the one asked for, the person, the ids linked to them. */
+  ids: string[];
+  /** Whether the store held anything of them (a history, a link, a pointer). */
+  held: boolean;
 }
 
 export interface AdmitCaps {
@@ -76,6 +106,13 @@ export interface StageMember {
   last: number;
 }
 
+/**
+ * How long an erase marker (`keys.erasedFromTopic`) lives: far longer than any index update still in
+ * flight from before the erase (a batch's fold and index update take milliseconds; a worker stalled
+ * longer lost its partition and its transaction long before).
+ */
+export const ERASE_MARKER_SECONDS = 3600;
+
 /** Ranking ids are random: 128 bits, URL-safe. */
 export const RANKING_ID = /^[A-Za-z0-9_-]{22}$/;
 
@@ -93,6 +130,19 @@ export const keys = {
   stageIndex: (ns: string, topic: string, stage: string) => `${ns}ix:{${topic}}:${stage}`,
   /** A saved ranking of a needs query (a list of person ids), paged through by cursor; expires. */
   ranking: (ns: string, topic: string, id: string) => `${ns}nq:{${topic}}:${id}`,
+  /** The ids of a topic's saved rankings, so that an erase finds them (same slot as the rankings). */
+  rankings: (ns: string, topic: string) => `${ns}nqs:{${topic}}`,
+  /**
+   * An erased id's tombstone: when it was erased (epoch ms). In the person's slot, so the fold's
+   * compare-and-set reads it atomically with the history; expires once no raw record it covers can
+   * exist any more (lib/retention.ts tombstoneMs).
+   */
+  tombstone: (ns: string, person: string) => `${ns}e:{${person}}`,
+  /**
+   * The same erasure, as the stage indexes of one topic see it (their slot): an index update planned
+   * before the erase finds it and removes instead of adding. Expires after ERASE_MARKER_SECONDS.
+   */
+  erasedFromTopic: (ns: string, topic: string, person: string) => `${ns}ie:{${topic}}:${person}`,
   topics: (ns: string) => `${ns}topics`,
   /** Sites the worker has admitted (capped). */
   sites: (ns: string) => `${ns}sites`,

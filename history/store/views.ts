@@ -42,7 +42,7 @@ export function personView(person: string, fields: Fields, ladder: readonly stri
   return { person, linkedIds, dialogues, rfm };
 }
 
-/** Whether a hash holds anything to show (a sealed visitor holds only its pointer). */
+/** Whether a hash holds anything to show (a sealed visitor holds only its pointer; an erased id its tombstone). */
 export function hasHistory(fields: Fields | null | undefined): fields is Fields {
-  return !!fields && Object.keys(fields).some((k) => k !== F.alias && k !== F.offsets && k !== F.version);
+  return !!fields && Object.keys(fields).some((k) => k !== F.alias && k !== F.offsets && k !== F.version && k !== F.erased);
 }

@@ -63,7 +63,7 @@ function prepare(m: ConsumedMessage, map: TopicMap): Step<Omit<Candidate, 'm'>> 
   const link = raw.type === 'identify' && raw.visitor && raw.visitor !== raw.person ? raw.visitor : undefined;
   if (!event && !link) return { drop: 'unmatched', hintIgnored: verdict.hintIgnored };
   return {
-    ok: { raw, record: { offset: Number(m.offset), person: raw.person, event, link, at: raw.ts, channel: raw.channel } },
+    ok: { raw, record: { offset: Number(m.offset), person: raw.person, event, link, at: raw.ts, channel: raw.channel, rt: raw.rt } },
     hintIgnored: verdict.hintIgnored,
   };
 }
@@ -162,8 +162,10 @@ export function createBatchHandler(deps: WorkerDeps): BatchHandler {
     }
 
     if (metrics) {
-      const folded = records.length - (outcome?.refused.length ?? 0);
+      const erased = outcome?.erased ?? 0;
+      const folded = records.length - (outcome?.refused.length ?? 0) - erased;
       if (folded > 0) metrics.records.inc({ outcome: 'folded' }, folded);
+      if (erased > 0) metrics.records.inc({ outcome: 'erased' }, erased);
       if (unmatched > 0) metrics.records.inc({ outcome: 'unmatched' }, unmatched);
       if (dead.size > 0) metrics.records.inc({ outcome: 'dead_lettered' }, dead.size);
       for (const r of dead.refused) metrics.deadLetters.inc({ reason: r.reason });

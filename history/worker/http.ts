@@ -1,4 +1,3 @@
-import type { ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { ConsumerHealth, LogConsumer } from '../../lib/log.js';
 import type { RedisWatch } from '../../lib/redis.js';
@@ -70,12 +69,4 @@ export async function beforeScrape(refresh: () => Promise<void>, maxMs = 1000): 
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([refresh().catch(() => {}), new Promise<void>((r) => (timer = setTimeout(r, maxMs)))]);
   clearTimeout(timer);
-}
-
-/** Closes the probe server now: its clients are probes and scrapers, nothing waits on an answer. */
-export function closeProbeServer(server: ServerType): Promise<void> {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    if ('closeAllConnections' in server) server.closeAllConnections();
-  });
 }

@@ -9,8 +9,8 @@ import { redisErrorKind, type RedisWatch } from '../../lib/redis.js';
  *
  * Counting rules: every record consumed from `clicks.raw` ends in exactly one of
  * `records_total{outcome}`: `folded` (it reached the store), `unmatched` (no topic-map rule: stays in
- * Kafka, never reaches the history), `dead_lettered` (on `clicks.invalid`, by reason in
- * `dead_letters_total`). Hints the map does not allow are counted in `ignored_total{reason}` and the
+ * Kafka, never reaches the history), `erased` (an id it belongs to was erased after ingest received
+ * it: skipped for good), `dead_lettered` (on `clicks.invalid`, by reason in `dead_letters_total`). Hints the map does not allow are counted in `ignored_total{reason}` and the
  * record goes on by its URL.
  */
 export interface WorkerMetrics {

@@ -1,6 +1,7 @@
 import type { Kafka } from 'kafkajs';
 import type { ConsumerOptions, Log, StartAt } from '../log.js';
 import type { Logger } from '../logger.js';
+import type { TopicRetention } from '../retention.js';
 import { LazyAdmin, offsetsAt } from './admin.js';
 import { createKafka, ensureTopics } from './client.js';
 import { KafkaLogConsumer, type KafkaConsumerOptions } from './consumer.js';
@@ -13,8 +14,8 @@ export interface KafkaLogOptions {
   /** kafkajs's lines, and the consumers' failures and recoveries (unless a consumer names another). */
   logger: Logger;
   producer: KafkaProducerOptions;
-  /** Creates the project's topics when missing, with these partitions and replicas. */
-  topics?: { partitions: number; replicationFactor: number };
+  /** Creates the project's topics when missing, with these partitions, replicas and retention. */
+  topics?: { partitions: number; replicationFactor: number; retention?: TopicRetention };
   /** Defaults of every consumer (a consumer's own options win). */
   consumers?: Partial<Pick<KafkaConsumerOptions, 'sessionTimeoutMs' | 'fetch' | 'retry' | 'transactionTimeoutMs'>>;
 }
@@ -74,7 +75,7 @@ export class KafkaLog implements Log {
 /** The process's Kafka log: client, topics (when `topics` is given), connected producer. */
 export async function openKafkaLog(opts: KafkaLogOptions): Promise<KafkaLog> {
   const kafka = createKafka(opts.brokers, opts.clientId, opts.logger);
-  if (opts.topics) await ensureTopics(kafka, opts.topics.partitions, opts.topics.replicationFactor);
+  if (opts.topics) await ensureTopics(kafka, opts.topics.partitions, opts.topics.replicationFactor, opts.topics.retention, opts.logger);
   const log = new KafkaLog(kafka, opts);
   await log.connect();
   return log;

@@ -15,7 +15,7 @@ const clean = (v: Verdict) => ({
   transitionsMissing: v.transitionsMissing,
   transitionsPublishedAgain: v.transitionRepeats,
 });
-/** Transactions are on by default (WORKER_TRANSACTIONS): no transition is published twice either. */
+/** The workers run with WORKER_TRANSACTIONS=true (harness.ts): no transition is published twice either. */
 const CLEAN = { lost: 0, countedTwice: 0, historiesDiffer: [], transitionsMissing: 0, transitionsPublishedAgain: 0 };
 
 describe.sequential('faults', () => {

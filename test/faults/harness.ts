@@ -50,6 +50,8 @@ export async function startStack(): Promise<Stack> {
     INGEST_RETRY_AFTER_S: '1',
     // Several workers on one host: each takes a free port for its probes.
     WORKER_PORT: '0',
+    // Exactly once: every scenario counts transitions published again (0); one turns it off.
+    WORKER_TRANSACTIONS: 'true',
   };
   const ingest = new NodeProcess('ingest', 'apps/ingest.ts', { ...env, PORT: String(port) }, dir);
   await ingest.start(/ingest is listening/);
@@ -212,28 +214,38 @@ const countsOf = (v: PersonView | null) => {
   return m;
 };
 
+/**
+ * Each person's history as `read` gives it against the clean pass: interactions lost and counted
+ * twice (per topic and stage), and the people whose history differs in anything.
+ */
+export async function compareHistories(
+  people: readonly string[],
+  read: (person: string) => Promise<PersonView | null>,
+  want: MemoryHistoryStore,
+): Promise<{ mismatched: string[]; lost: number; twice: number }> {
+  const mismatched: string[] = [];
+  let lost = 0;
+  let twice = 0;
+  for (const p of people) {
+    const [got, exp] = await Promise.all([read(p), want.getPerson(p)]);
+    const g = countsOf(got);
+    for (const [k, n] of countsOf(exp)) {
+      const have = g.get(k) ?? 0;
+      if (have < n) lost += n - have;
+      if (have > n) twice += have - n;
+    }
+    if (JSON.stringify(got) !== JSON.stringify(exp)) mismatched.push(p);
+  }
+  return { mismatched, lost, twice };
+}
+
 /** Waits until Redis holds the expected histories (or the time is up), then compares everything. */
 export async function verify(stack: Stack, acked: Map<string, Record<string, unknown>[]>, timeoutMs = 90_000): Promise<Verdict> {
   const want = await expected(acked);
   const redis = new Redis(stack.redis.url);
   const store = new RedisHistoryStore(redis, FOLD);
   const people = [...acked.keys()];
-  const compare = async () => {
-    const mismatched: string[] = [];
-    let lost = 0;
-    let twice = 0;
-    for (const p of people) {
-      const [got, exp] = await Promise.all([store.getPerson(p), want.store.getPerson(p)]);
-      const g = countsOf(got);
-      for (const [k, n] of countsOf(exp)) {
-        const have = g.get(k) ?? 0;
-        if (have < n) lost += n - have;
-        if (have > n) twice += have - n;
-      }
-      if (JSON.stringify(got) !== JSON.stringify(exp)) mismatched.push(p);
-    }
-    return { mismatched, lost, twice };
-  };
+  const compare = () => compareHistories(people, (p) => store.getPerson(p), want.store);
   let state = await compare();
   const until = Date.now() + timeoutMs;
   while ((state.mismatched.length > 0 || state.lost > 0) && Date.now() < until) {

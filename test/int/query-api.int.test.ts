@@ -107,6 +107,7 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
     expect(ops.sort()).toEqual([
       'DELETE /v1/people/{person}',
       'GET /v1/people/{person}',
+      'GET /v1/people/{person}/export',
       'GET /v1/topics',
       'GET /v1/topics/{topic}/funnel',
       'GET /v1/topics/{topic}/needs',
@@ -438,16 +439,17 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
   });
 
   describe('DELETE /v1/people/:person', () => {
-    it('erases the person with their linked visitor ids from every answer; a second time is 404', async () => {
+    it('erases the person with their linked visitor ids from every answer; a second time finds nothing held', async () => {
       const res = await app.request('/v1/people/anon-7', { method: 'DELETE', headers: { authorization: `Bearer ${FULL_KEY}` } });
       expect(res.status).toBe(200);
-      expect(await res.json()).toEqual({ person: 'user-7', erasedIds: ['user-7', 'anon-7'] });
+      expect(await res.json()).toEqual({ person: 'user-7', erasedIds: ['user-7', 'anon-7'], held: true, erasedAt: new Date(NOW).toISOString() });
       expect((await get('/v1/people/user-7')).status).toBe(404);
       expect((await get('/v1/people/anon-7')).status).toBe(404);
       const topics = await json<{ topics: { topic: string; people: number }[] }>('/v1/topics');
       expect(topics.topics.find((t) => t.topic === 'plan:pro')?.people).toBe(0);
       const again = await app.request('/v1/people/user-7', { method: 'DELETE', headers: { authorization: `Bearer ${FULL_KEY}` } });
-      expect(again.status).toBe(404);
+      expect(again.status).toBe(200);
+      expect(await again.json()).toMatchObject({ person: 'user-7', erasedIds: ['user-7'], held: false });
     });
   });
 });

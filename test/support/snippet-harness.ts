@@ -159,10 +159,18 @@ async function startHarness(): Promise<Harness> {
     await next();
     post.status = c.res.status;
   });
-  // The demo shop's site, and one site per test (any origin: the pages come from this server).
+  // The demo shop's site, and one site per test (any origin: the pages come from this server). The
+  // fixture pages say what they test in their query (which site, which storage...): the test sites
+  // keep those parameters, as a site allow-lists its own (privacy.queryParams), so the tests see
+  // the URLs the snippet reported.
+  const privacy = { queryParams: ['site', 'consent', 'storage', 'dnt', 'hostile', 'utm_*'] };
   const sites = compileSites(
     SitesFile.parse({
-      sites: [...DEMO_SITES.sites, ...TEST_SITES.map((id) => ({ id, origins: ['*'] })), { id: SIGNED_SITE, origins: ['*'], identitySecret: IDENTITY_SECRET }],
+      sites: [
+        ...DEMO_SITES.sites,
+        ...TEST_SITES.map((id) => ({ id, origins: ['*'], privacy })),
+        { id: SIGNED_SITE, origins: ['*'], identitySecret: IDENTITY_SECRET, privacy },
+      ],
     }),
   );
   app.route('/', createIngestApp({ producer, logger, maxBodyBytes: 256 * 1024, retryAfterSeconds: 1, sites }));

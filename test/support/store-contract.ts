@@ -1,4 +1,5 @@
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { foldBatchWith, type FieldBackend } from '../../history/fold/fold-batch.js';
 import type { FoldEvent, FoldOptions } from '../../history/fold/fold.js';
 import type { BatchRecord } from '../../history/fold/person-batch.js';
 import { RANKING_ID, type HistoryStore } from '../../history/store/store.js';
@@ -12,8 +13,18 @@ export const FOLD_OPTIONS: FoldOptions = { ladder: ['intro', 'detail', 'purchase
  */
 export interface StoreUnderTest {
   store: HistoryStore;
-  /** Every person id the store holds anywhere: in a person key, or in any stage index. */
-  inspect(): Promise<{ people: string[]; indexed: string[] }>;
+  /** Every person id the store holds anywhere: in a person key, or in any stage index; and the ids that have a tombstone. */
+  inspect(): Promise<{ people: string[]; indexed: string[]; erased: string[] }>;
+}
+
+/** The store's field backend, to interleave a fold with an erase at a chosen step (both stores keep it as `backend`). */
+const backendOf = (store: HistoryStore) => (store as unknown as { backend: FieldBackend }).backend;
+
+/** A promise to hold a step on, and its release. */
+function gate(): { wait: Promise<void>; open(): void } {
+  let open!: () => void;
+  const wait = new Promise<void>((resolve) => (open = resolve));
+  return { wait, open };
 }
 
 /** `make(opts)`: a fresh, empty store folding with `opts` (FOLD_OPTIONS when absent). */
@@ -258,7 +269,7 @@ export function storeContract(name: string, make: (opts?: FoldOptions) => Promis
       expect(await store.dialogues('product:sku-1', [])).toEqual([]);
 
       // Erasing a person takes them out of every count.
-      await store.erase('q-d');
+      await store.erase('q-d', T0 + 100);
       expect(await store.stageCounts(['product:sku-1', 'product:sku-2'])).toEqual([
         [1, 1, 1],
         [0, 0, 0],
@@ -269,15 +280,23 @@ export function storeContract(name: string, make: (opts?: FoldOptions) => Promis
       const persons = Array.from({ length: 2500 }, (_, i) => `r-${i}`);
       const id = await store.saveRanking('product:sku-1', persons, 60);
       expect(id).toMatch(RANKING_ID);
-      expect(await store.readRanking('product:sku-1', id, 0, 3, 60)).toEqual({ persons: ['r-0', 'r-1', 'r-2'], total: 2500 });
-      expect(await store.readRanking('product:sku-1', id, 2498, 10, 60)).toEqual({ persons: ['r-2498', 'r-2499'], total: 2500 });
-      expect(await store.readRanking('product:sku-1', id, 2500, 10, 60)).toEqual({ persons: [], total: 2500 });
+      expect(await store.readRanking('product:sku-1', id, 0, 3)).toEqual({ persons: ['r-0', 'r-1', 'r-2'], total: 2500 });
+      expect(await store.readRanking('product:sku-1', id, 2498, 10)).toEqual({ persons: ['r-2498', 'r-2499'], total: 2500 });
+      expect(await store.readRanking('product:sku-1', id, 2500, 10)).toEqual({ persons: [], total: 2500 });
       // A ranking belongs to its topic (its hash tag); another topic or an unknown id finds nothing.
-      expect(await store.readRanking('product:sku-2', id, 0, 3, 60)).toBeNull();
-      expect(await store.readRanking('product:sku-1', 'A'.repeat(22), 0, 3, 60)).toBeNull();
+      expect(await store.readRanking('product:sku-2', id, 0, 3)).toBeNull();
+      expect(await store.readRanking('product:sku-1', 'A'.repeat(22), 0, 3)).toBeNull();
       const other = await store.saveRanking('product:sku-1', ['x'], 60);
       expect(other).not.toBe(id);
-      expect(await store.readRanking('product:sku-1', other, 0, 10, 60)).toEqual({ persons: ['x'], total: 1 });
+      expect(await store.readRanking('product:sku-1', other, 0, 10)).toEqual({ persons: ['x'], total: 1 });
+    });
+
+    it('keeps a saved ranking for its time to live from saving: reading does not renew it', async () => {
+      const id = await store.saveRanking('product:sku-1', ['a', 'b'], 1);
+      await new Promise((r) => setTimeout(r, 600));
+      expect(await store.readRanking('product:sku-1', id, 0, 1)).toEqual({ persons: ['a'], total: 2 });
+      await new Promise((r) => setTimeout(r, 600));
+      expect(await store.readRanking('product:sku-1', id, 0, 1)).toBeNull();
     });
 
     it('erases a person and the visitor ids linked to them from every key and index', async () => {
@@ -287,13 +306,173 @@ export function storeContract(name: string, make: (opts?: FoldOptions) => Promis
         { offset: offset++, person: 'user-2', event: null, link: 'anon-2', at: T0 + 2 },
       ]);
       await foldAll('clicks.raw/0', [rec('bystander', 1, T0)]);
-      expect(await store.erase('anon-2')).toBe(true);
+      expect(await store.erase('anon-2', T0 + 10)).toEqual({ person: 'user-2', ids: ['user-2', 'anon-2'], held: true });
       const left = await inspect();
       expect(left.people).toEqual(['bystander']);
       expect(left.indexed).toEqual(['bystander']);
+      // What stays of them: a tombstone per id, which says when they were erased.
+      expect(left.erased).toEqual(['anon-2', 'user-2']);
       expect(await store.getPerson('user-2')).toBeNull();
       expect(await store.getPerson('anon-2')).toBeNull();
-      expect(await store.erase('user-2')).toBe(false);
+      expect(await store.erase('user-2', T0 + 20)).toEqual({ person: 'user-2', ids: ['user-2'], held: false });
+    });
+
+    describe('erase for good', () => {
+      const erased = (ts: number) => rec('gone', 1, ts);
+
+      it('skips an erased id’s records received until the erasure, for good; later ones fold as a new history', async () => {
+        await foldAll('clicks.raw/0', [rec('gone', 0, T0), rec('gone', 1, T0 + 1)]);
+        await store.erase('gone', T0 + 10);
+        // Late records of before the erasure: another partition, a redelivery, a replay.
+        const late = await store.foldBatch('clicks.raw/1', [erased(T0 + 5), rec('gone', 2, T0 + 10, { value: 9 })]);
+        expect(late).toMatchObject({ transitions: [], refused: [], erased: 2 });
+        expect(await store.getPerson('gone')).toBeNull();
+        expect((await inspect()).people).toEqual([]);
+        // The person comes back.
+        const back = await foldAll('clicks.raw/1', [rec('gone', 0, T0 + 11, { topic: 'product:sku-2' })]);
+        expect(back.map((t) => [t.topic, t.from, t.to])).toEqual([['product:sku-2', null, 'intro']]);
+        const person = await store.getPerson('gone');
+        expect(person?.dialogues).toMatchObject([{ topic: 'product:sku-2', counts: { intro: 1, detail: 0, purchase: 0 } }]);
+        expect(await atStage('product:sku-1', 'detail', 10)).toEqual([]);
+        expect(await atStage('product:sku-2', 'intro', 10)).toEqual(['gone']);
+      });
+
+      it('records the erasure of an id it holds nothing of yet: its records still on their way are skipped', async () => {
+        expect(await store.erase('ghost', T0 + 10)).toEqual({ person: 'ghost', ids: ['ghost'], held: false });
+        expect((await store.foldBatch('clicks.raw/0', [rec('ghost', 1, T0 + 3)])).erased).toBe(1);
+        expect(await inspect()).toEqual({ people: [], indexed: [], erased: ['ghost'] });
+      });
+
+      it('links no erased visitor back: its records and an identify received before its erasure are skipped', async () => {
+        await foldAll('clicks.raw/1', [rec('v-gone', 1, T0)]);
+        await store.erase('v-gone', T0 + 10);
+        const outcome = await store.foldBatch('clicks.raw/2', [
+          rec('v-gone', 2, T0 + 4),
+          { offset: offset++, person: 'u-stays', event: null, link: 'v-gone', at: T0 + 5, channel: 'web' },
+          rec('u-stays', 0, T0 + 6, { topic: 'product:sku-2' }),
+        ]);
+        await outcome.published();
+        expect(outcome.erased).toBe(2);
+        const user = await store.getPerson('u-stays');
+        expect(user?.linkedIds).toEqual([]);
+        expect(user?.dialogues.map((d) => d.topic)).toEqual(['product:sku-2']);
+        expect(await store.getPerson('v-gone')).toBeNull();
+        expect((await inspect()).people).toEqual(['u-stays']);
+      });
+
+      it('a fold that read the person before the erase cannot write them back', async () => {
+        const held = gate();
+        const reading = gate();
+        const inner = backendOf(store);
+        const gated: FieldBackend = {
+          ...inner,
+          read: async (persons, partition) => {
+            const r = await inner.read(persons, partition);
+            reading.open();
+            return r;
+          },
+          write: async (plans, partition) => {
+            await held.wait;
+            return inner.write(plans, partition);
+          },
+        };
+        // A person the store never held (version 0): only the tombstone can stop this write.
+        const folding = foldBatchWith(gated, 'clicks.raw/0', [rec('racer', 1, T0)], store.options);
+        await reading.wait;
+        await store.erase('racer', T0 + 10);
+        held.open();
+        const outcome = await folding;
+        expect(outcome).toMatchObject({ transitions: [], erased: 1 });
+        expect(await inspect()).toEqual({ people: [], indexed: [], erased: ['racer'] });
+      });
+
+      it('an index update in flight when the erase runs cannot put the id back into any index', async () => {
+        await foldAll('clicks.raw/0', [rec('slow', 0, T0)]);
+        const held = gate();
+        const indexing = gate();
+        const inner = backendOf(store);
+        const gated: FieldBackend = {
+          ...inner,
+          index: async (entries) => {
+            indexing.open();
+            await held.wait;
+            return inner.index(entries);
+          },
+        };
+        // The write lands before the erase; its index update (detail) only after it.
+        const folding = foldBatchWith(gated, 'clicks.raw/0', [rec('slow', 1, T0 + 1, { topic: 'product:sku-3' })], store.options);
+        await indexing.wait;
+        await store.erase('slow', T0 + 10);
+        held.open();
+        await folding;
+        expect(await atStage('product:sku-1', 'intro', 10)).toEqual([]);
+        expect(await atStage('product:sku-3', 'detail', 10)).toEqual([]);
+        expect(await inspect()).toEqual({ people: [], indexed: [], erased: ['slow'] });
+        // The person comes back: their index entries are theirs again.
+        await foldAll('clicks.raw/0', [rec('slow', 1, T0 + 11, { topic: 'product:sku-3' })]);
+        expect(await atStage('product:sku-3', 'detail', 10)).toEqual(['slow']);
+      });
+
+      it('a merge in flight leaves no pointer behind for a visitor erased meanwhile', async () => {
+        await foldAll('clicks.raw/1', [rec('v-merge', 1, T0)]);
+        const held = gate();
+        const sealing = gate();
+        const inner = backendOf(store);
+        const gated: FieldBackend = {
+          ...inner,
+          seal: async (pairs) => {
+            sealing.open();
+            await held.wait;
+            return inner.seal(pairs);
+          },
+        };
+        const identify: BatchRecord = { offset: offset++, person: 'u-merge', event: null, link: 'v-merge', at: T0 + 1, channel: 'web' };
+        const folding = foldBatchWith(gated, 'clicks.raw/2', [identify], store.options);
+        await sealing.wait;
+        // The visitor now points at the user; erasing it erases the user it joined.
+        expect((await store.erase('v-merge', T0 + 10)).ids.sort()).toEqual(['u-merge', 'v-merge']);
+        held.open();
+        await folding;
+        expect(await inspect()).toEqual({ people: [], indexed: [], erased: ['u-merge', 'v-merge'] });
+      });
+
+      it('erases the ids linked to a person, not someone else a shared visitor id was merged into', async () => {
+        await foldAll('clicks.raw/1', [rec('v-shared', 1, T0)]);
+        await foldAll('clicks.raw/2', [{ offset: offset++, person: 'p-first', event: null, link: 'v-shared', at: T0 + 1, channel: 'web' }]);
+        // Someone else identifies on the same device: only the link is recorded.
+        await foldAll('clicks.raw/2', [
+          rec('q-second', 0, T0 + 2, { topic: 'product:sku-2' }),
+          { offset: offset++, person: 'q-second', event: null, link: 'v-shared', at: T0 + 3, channel: 'web' },
+        ]);
+        expect((await store.getPerson('q-second'))?.linkedIds).toEqual(['v-shared']);
+        expect((await store.erase('q-second', T0 + 10)).ids.sort()).toEqual(['q-second', 'v-shared']);
+        expect((await store.getPerson('p-first'))?.dialogues.map((d) => d.topic)).toEqual(['product:sku-1']);
+        expect((await inspect()).people).toEqual(['p-first']);
+      });
+
+      it('takes the erased id out of every saved ranking of their topics', async () => {
+        await foldAll('clicks.raw/0', [rec('rk-a', 1, T0), rec('rk-b', 1, T0 + 1), rec('rk-c', 1, T0 + 2)]);
+        const id = await store.saveRanking('product:sku-1', ['rk-c', 'rk-b', 'rk-a'], 60);
+        await store.erase('rk-b', T0 + 10);
+        // Gone from the list; its place stays, so a pager at offset 2 still finds rk-a there.
+        expect(await store.readRanking('product:sku-1', id, 0, 10)).toEqual({ persons: ['rk-c', 'rk-a'], total: 3 });
+        expect(await store.readRanking('product:sku-1', id, 2, 1)).toEqual({ persons: ['rk-a'], total: 3 });
+      });
+
+      it('applies an erasure on record unless it knows one as late or later: a history begun after it stays', async () => {
+        await foldAll('clicks.raw/0', [rec('again', 1, T0)]);
+        await store.erase('again', T0 + 10);
+        await foldAll('clicks.raw/0', [rec('again', 0, T0 + 20, { topic: 'product:sku-2' })]);
+        // The follower of history.erasures meets the same erasure: nothing changes.
+        await store.applyErasure(['again'], T0 + 10);
+        expect((await store.getPerson('again'))?.dialogues.map((d) => d.topic)).toEqual(['product:sku-2']);
+        // A later erasure on record (made by another process) is applied, without following links.
+        await store.applyErasure(['again', 'unknown'], T0 + 30);
+        expect(await store.getPerson('again')).toBeNull();
+        expect(await inspect()).toEqual({ people: [], indexed: [], erased: ['again', 'unknown'] });
+        // An empty store (a replay's fresh namespace) takes the tombstones before any record.
+        expect((await store.foldBatch('clicks.raw/0', [rec('unknown', 0, T0 + 29)])).erased).toBe(1);
+      });
     });
     describe('caps', () => {
       const topicRec = (person: string, n: number, ts: number, stage = 0): BatchRecord => rec(person, stage, ts, { topic: `t:${n}` });
@@ -363,8 +542,8 @@ export function storeContract(name: string, make: (opts?: FoldOptions) => Promis
         expect(user?.dialogues).toHaveLength(5000);
         expect(await atStage('t:4998', 'intro', 10)).toEqual(['wide-user']);
         expect(await atStage('t:4999', 'detail', 10)).toEqual(['wide-user']);
-        expect(await store.erase('wide-user')).toBe(true);
-        expect(await inspect()).toEqual({ people: [], indexed: [] });
+        expect((await store.erase('wide-user', T0 + 20_000)).held).toBe(true);
+        expect(await inspect()).toEqual({ people: [], indexed: [], erased: ['wide-user', 'wide-visitor'] });
       });
 
       it('admits sites and topics under their caps; known ones always pass', async () => {

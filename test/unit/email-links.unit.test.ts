@@ -82,7 +82,8 @@ describe('e-mail click redirect', () => {
         person: 'u-3',
         channel: 'email',
         name: 'Email Link Clicked',
-        url: 'https://elsewhere.example/p/1?x=1',
+        // The reader goes to the whole target; the record keeps it without its query (privacy by default).
+        url: 'https://elsewhere.example/p/1',
         props: { campaign: 'spring', link: 'cta', product: 'sku-1' },
       },
     ]);

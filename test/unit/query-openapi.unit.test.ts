@@ -31,6 +31,7 @@ describe('query API OpenAPI document, from contract/query.ts', () => {
       'Dialogue',
       'PastTransition',
       'Error',
+      'PersonExport',
       'Erased',
       'Topics',
       'TopicSummary',
@@ -46,6 +47,7 @@ describe('query API OpenAPI document, from contract/query.ts', () => {
     const json = (path: string, method = 'get') => d.paths[path]![method]!.responses['200']!.content!['application/json']!.schema;
     expect(json('/v1/people/{person}')).toEqual(ref('Person'));
     expect(json('/v1/people/{person}', 'delete')).toEqual(ref('Erased'));
+    expect(json('/v1/people/{person}/export')).toEqual(ref('PersonExport'));
     expect(json('/v1/topics')).toEqual(ref('Topics'));
     expect(json('/v1/topics/{topic}/funnel')).toEqual(ref('Funnel'));
     expect(json('/v1/topics/{topic}/needs')).toEqual(ref('Needs'));

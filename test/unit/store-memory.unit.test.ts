@@ -3,5 +3,12 @@ import { FOLD_OPTIONS, storeContract } from '../support/store-contract.js';
 
 storeContract('in-memory', async (opts) => {
   const store = new MemoryHistoryStore(opts ?? FOLD_OPTIONS);
-  return { store, inspect: async () => store.dump() };
+  const sorted = (xs: string[]) => [...xs].sort();
+  return {
+    store,
+    inspect: async () => {
+      const d = store.dump();
+      return { people: sorted(d.people), indexed: sorted(d.indexed), erased: sorted(d.erased) };
+    },
+  };
 });

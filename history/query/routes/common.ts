@@ -1,6 +1,7 @@
 import { z, type Hook } from '@hono/zod-openapi';
 import type { Env, MiddlewareHandler } from 'hono';
 import { ErrorBody } from '../../../contract/query.js';
+import { PERSON_ID } from '../../../contract/raw-event.js';
 import { httpError, type Issue } from '../../../lib/http-errors.js';
 import type { Logger } from '../../../lib/logger.js';
 import type { HistoryStore } from '../../store/store.js';
@@ -49,6 +50,13 @@ export const personParam = z.object({
     .string()
     .min(1)
     .max(MAX_ID, `a person id has at most ${MAX_ID} characters`)
+    .openapi({ param: { name: 'person', in: 'path' }, example: 'v-alice' }),
+});
+/** A person id as the raw records carry them (contract/raw-event.ts): what an erase may name. */
+export const personIdParam = z.object({
+  person: z
+    .string()
+    .regex(PERSON_ID, 'a person id is 1 to 128 letters, digits and . _ : @ + - | = ~ ! $ *')
     .openapi({ param: { name: 'person', in: 'path' }, example: 'v-alice' }),
 });
 export const topicParam = z.object({

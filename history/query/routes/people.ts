@@ -1,13 +1,22 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
-import { Person } from '../../../contract/query.js';
+import { Person, PersonExport } from '../../../contract/query.js';
 import { httpError } from '../../../lib/http-errors.js';
 import { recentTransitions } from '../recent-transitions.js';
 import { rfmScores } from '../rfm.js';
 import { errors, notFound, personParam, security, type QueryRouteContext } from './common.js';
 
-/** `GET /v1/people/{person}`: a person's communication history. */
+/** `GET /v1/people/{person}`: a person's communication history; `.../export`: everything held about them. */
 export function peopleRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
   const { store, ladder } = ctx;
+
+  const personOf = async (person: string): Promise<Person> => {
+    const view = await store.getPerson(person);
+    if (!view) throw httpError(404, 'unknown_person', `no history for person "${person}"`);
+    const rfm = view.rfm;
+    const scores = rfm ? rfmScores({ last: Date.parse(rfm.lastPurchase), count: rfm.purchases, total: rfm.totalValue }, ctx.now()) : null;
+    return { ...view, rfmScores: scores, recentTransitions: recentTransitions(view.person, view.dialogues, ladder) };
+  };
+
   app.openapi(
     createRoute({
       method: 'get',
@@ -21,14 +30,32 @@ export function peopleRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
       request: { params: personParam },
       responses: { 200: { description: 'The person.', content: { 'application/json': { schema: Person } } }, ...errors, 404: notFound },
     }),
+    async (c) => c.json(await personOf(c.req.valid('param').person), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/people/{person}/export',
+      summary: 'Everything held about a person (right of access)',
+      description:
+        'One JSON document, as a download: the person’s dialogues, linked visitor ids, RFM inputs and scores, recent transitions, and what clickfold knows of their consent (nothing: see `consent`). ' +
+        'For answering a data subject’s access request; the README’s Privacy section says what else exists and for how long.',
+      tags: ['people'],
+      security,
+      middleware: [ctx.auth.read] as const,
+      request: { params: personParam },
+      responses: {
+        200: { description: 'The export.', content: { 'application/json': { schema: PersonExport } } },
+        ...errors,
+        404: notFound,
+      },
+    }),
     async (c) => {
-      const { person } = c.req.valid('param');
-      const view = await store.getPerson(person);
-      if (!view) throw httpError(404, 'unknown_person', `no history for person "${person}"`);
-      const rfm = view.rfm;
-      const scores = rfm ? rfmScores({ last: Date.parse(rfm.lastPurchase), count: rfm.purchases, total: rfm.totalValue }, ctx.now()) : null;
-      const body: Person = { ...view, rfmScores: scores, recentTransitions: recentTransitions(view.person, view.dialogues, ladder) };
-      return c.json(body, 200);
+      const person = await personOf(c.req.valid('param').person);
+      const body: PersonExport = { ...person, exportedAt: new Date(ctx.now()).toISOString(), consent: null };
+      const file = `person-${person.person}`.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 100);
+      return c.json(body, 200, { 'content-disposition': `attachment; filename="${file}.json"`, 'cache-control': 'no-store' });
     },
   );
 }

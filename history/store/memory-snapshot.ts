@@ -1,0 +1,87 @@
+import type { Fields } from '../fold/codec.js';
+import type { MemoryHistoryStore } from './memory.js';
+
+/**
+ * The in-memory store as lines of JSON, for the snapshots of `npm start` with a data directory
+ * (lib/log-durable.ts writes them with the consumer groups' offsets of the same instant): every
+ * id's fields (histories, links, RFM inputs, fingerprints, offsets, outboxes), the stage indexes,
+ * the topics, the sites' admitted topics and the tombstones of erased ids. Saved rankings are not
+ * kept: they expire within minutes. One line per id keeps a line small and a snapshot streamable.
+ */
+const FORMAT = 1;
+/** Index members per line (person, last activity). */
+const MEMBERS_PER_LINE = 10_000;
+
+type Line =
+  | ['store', number]
+  | ['p', string, Fields]
+  | ['i', string, number, (string | number)[]]
+  | ['t', string[]]
+  | ['s', string, string[]]
+  | ['e', string, number];
+
+/** Read synchronously, all at once: the snapshot must not see a write half done. */
+export function* storeLines(store: MemoryHistoryStore): Generator<string> {
+  const s = store.state();
+  const line = (l: Line) => JSON.stringify(l);
+  yield line(['store', FORMAT]);
+  for (const [id, fields] of s.people) yield line(['p', id, fields]);
+  for (const [topic, stages] of s.index) {
+    for (const [stage, members] of stages) {
+      let flat: (string | number)[] = [];
+      for (const [person, last] of members) {
+        flat.push(person, last);
+        if (flat.length >= 2 * MEMBERS_PER_LINE) {
+          yield line(['i', topic, stage, flat]);
+          flat = [];
+        }
+      }
+      if (flat.length > 0) yield line(['i', topic, stage, flat]);
+    }
+  }
+  yield line(['t', [...s.topics]]);
+  for (const [site, topics] of s.siteTopics) yield line(['s', site, [...topics]]);
+  for (const [id, at] of s.tombstones) yield line(['e', id, at]);
+}
+
+/** Replaces the store's content with a snapshot's (before anything folds into it). */
+export function restoreStore(store: MemoryHistoryStore, lines: readonly string[]): { people: number } {
+  const s = store.state();
+  s.people.clear();
+  s.index.clear();
+  s.topics.clear();
+  s.siteTopics.clear();
+  s.tombstones.clear();
+  lines.forEach((text, n) => {
+    const l = JSON.parse(text) as Line;
+    switch (l[0]) {
+      case 'store':
+        if (l[1] !== FORMAT) throw new Error(`the snapshot's store format ${l[1]} is not ${FORMAT} (written by another version of clickfold)`);
+        break;
+      case 'p':
+        s.people.set(l[1], l[2]);
+        break;
+      case 'i': {
+        let stages = s.index.get(l[1]);
+        if (!stages) s.index.set(l[1], (stages = new Map()));
+        let members = stages.get(l[2]);
+        if (!members) stages.set(l[2], (members = new Map()));
+        const flat = l[3];
+        for (let i = 0; i < flat.length; i += 2) members.set(flat[i] as string, flat[i + 1] as number);
+        break;
+      }
+      case 't':
+        for (const t of l[1]) s.topics.add(t);
+        break;
+      case 's':
+        s.siteTopics.set(l[1], new Set(l[2]));
+        break;
+      case 'e':
+        s.tombstones.set(l[1], l[2]);
+        break;
+      default:
+        throw new Error(`snapshot line ${n + 1}: unknown kind ${JSON.stringify((l as unknown[])[0])}`);
+    }
+  });
+  return { people: s.people.size };
+}
