@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NodeProcess } from '../services/node-process.js';
 import { freePorts, REPO_ROOT, sleep } from '../services/proc.js';
+import { steadyLoad } from './steady-load.js';
 import { pooledScenario } from './pooled-scenario.js';
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 600);
@@ -96,32 +97,15 @@ async function main(): Promise<void> {
 
   // A paced sender, as bench/soak.ts: each tick sends what the rate owes, at most 64 requests in flight.
   const start = Date.now();
-  let sent = 0;
-  let failed = 0;
-  let inFlight = 0;
-  let nextSample = 0;
-  while ((Date.now() - start) / 1000 < SECONDS) {
-    const elapsed = (Date.now() - start) / 1000;
-    const owed = Math.floor((elapsed * RATE) / BATCH) - sent;
-    for (let i = 0; i < owed && inFlight < 64; i++) {
-      sent++;
-      inFlight++;
-      const b = scenario.nextBatch(Date.now());
-      fetch(`${url}/v1/collect`, { method: 'POST', headers: { 'content-type': 'text/plain', 'user-agent': b.userAgent }, body: JSON.stringify(b.body) })
-        .then((r) => {
-          if (r.status !== 202) failed++;
-          return r.arrayBuffer();
-        })
-        .catch(() => failed++)
-        .finally(() => inFlight--);
-    }
-    if (elapsed >= nextSample) {
-      await sample(Math.round(elapsed), sent, failed);
-      nextSample += SAMPLE_EVERY_S;
-    }
-    await sleep(20);
-  }
-  while (inFlight > 0) await sleep(50);
+  const { sent, failed } = await steadyLoad({
+    url: `${url}/v1/collect`,
+    rate: RATE,
+    batch: BATCH,
+    seconds: SECONDS,
+    source: scenario,
+    sampleEverySeconds: SAMPLE_EVERY_S,
+    sample,
+  });
   for (let i = 0; i < 60 && (samples.at(-1)?.lag ?? 0) > 0; i++) {
     await sleep(500);
     await sample(Math.round((Date.now() - start) / 1000), sent, failed);

@@ -12,6 +12,7 @@ import { TOPICS } from '../contract/raw-event.js';
 import { KafkaBroker } from '../services/kafka.js';
 import { NodeProcess } from '../services/node-process.js';
 import { freePorts, REPO_ROOT, sleep } from '../services/proc.js';
+import { steadyLoad } from './steady-load.js';
 import { RedisServer } from '../services/redis.js';
 import { createScenario } from '../load/scenario.js';
 
@@ -80,32 +81,15 @@ async function main(): Promise<void> {
 
   // A paced sender: each tick sends what the rate owes, over a few keep-alive connections.
   const start = Date.now();
-  let sent = 0;
-  let failed = 0;
-  let inFlight = 0;
-  let nextSample = 0;
-  while ((Date.now() - start) / 1000 < SECONDS) {
-    const elapsed = (Date.now() - start) / 1000;
-    const owed = Math.floor((elapsed * RATE) / BATCH) - sent;
-    for (let i = 0; i < owed && inFlight < 64; i++) {
-      sent++;
-      inFlight++;
-      const b = scenario.nextBatch(Date.now());
-      fetch(url, { method: 'POST', headers: { 'content-type': 'text/plain', 'user-agent': b.userAgent }, body: JSON.stringify(b.body) })
-        .then((r) => {
-          if (r.status !== 202) failed++;
-          return r.arrayBuffer();
-        })
-        .catch(() => failed++)
-        .finally(() => inFlight--);
-    }
-    if (elapsed >= nextSample) {
-      await sample(Math.round(elapsed), sent, failed);
-      nextSample += SAMPLE_EVERY_S;
-    }
-    await sleep(20);
-  }
-  while (inFlight > 0) await sleep(50);
+  const { sent, failed } = await steadyLoad({
+    url,
+    rate: RATE,
+    batch: BATCH,
+    seconds: SECONDS,
+    source: scenario,
+    sampleEverySeconds: SAMPLE_EVERY_S,
+    sample,
+  });
   // Let the worker drain, then the last sample.
   for (let i = 0; i < 60 && (await lag()) > 0; i++) await sleep(500);
   await sample(Math.round((Date.now() - start) / 1000), sent, failed);
