@@ -1,13 +1,13 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { TOPICS, type RawEvent } from '../../contract/raw-event.js';
+import { TOPICS } from '../../contract/raw-event.js';
 import { PartitionedLog } from '../../lib/log-memory.js';
 import { createIngestApp } from '../../ingest/app.js';
 import { signUser, userVerifier } from '../../ingest/identity.js';
 import { createIngestMetrics } from '../../ingest/metrics.js';
 import { compileSites, parseSites, SitesFile } from '../../ingest/sites.js';
 import { createLogger } from '../../lib/logger.js';
-import { recordsOf } from '../support/log-records.js';
+import { rawRecordsOf, recordsOf } from '../support/log-records.js';
 
 const SECRET = 'identity-secret-0123456789';
 const OTHER_SECRET = 'another-secret-0123456789';
@@ -39,11 +39,7 @@ function setup() {
     const res = await app.request(path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };
   };
-  const raw = () =>
-    log
-      .read(TOPICS.raw)
-      .flat()
-      .map((m) => ({ key: m.key, ...(JSON.parse(m.value) as RawEvent) }));
+  const raw = () => rawRecordsOf(log);
   const invalid = () => recordsOf(log, TOPICS.invalid);
   return { ev, collect, segment, raw, invalid, metrics };
 }

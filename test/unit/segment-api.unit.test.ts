@@ -1,11 +1,11 @@
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { TOPICS, type RawEvent } from '../../contract/raw-event.js';
+import { TOPICS } from '../../contract/raw-event.js';
 import { PartitionedLog } from '../../lib/log-memory.js';
 import { createIngestApp } from '../../ingest/app.js';
 import { compileSites, SitesFile } from '../../ingest/sites.js';
 import { createLogger } from '../../lib/logger.js';
-import { recordsOf } from '../support/log-records.js';
+import { rawRecordsOf, recordsOf } from '../support/log-records.js';
 
 const KEY = 'wk_test_0123456789';
 const auth = (key: string) => `Basic ${Buffer.from(`${key}:`).toString('base64')}`;
@@ -20,11 +20,7 @@ function setup(bots: 'drop' | 'flag' = 'flag') {
       headers: { 'content-type': 'application/json', ...headers },
       body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body),
     });
-  const raw = () =>
-    log
-      .read(TOPICS.raw)
-      .flat()
-      .map((m) => ({ key: m.key, ...(JSON.parse(m.value) as RawEvent) }));
+  const raw = () => rawRecordsOf(log);
   const invalid = () => recordsOf(log, TOPICS.invalid);
   return { app, send, raw, invalid };
 }
