@@ -129,7 +129,7 @@ export interface Fit<P> {
 /** Fewer purchasers than this and a fit says little: callers show value to date only. */
 export const MIN_PURCHASERS_TO_FIT = 50;
 
-function fit<P>(names: (keyof P)[], ll: (p: P, c: Purchaser) => number, customers: readonly Purchaser[], start: number[]): Fit<P> {
+function maximumLikelihood<P>(names: (keyof P)[], ll: (p: P, c: Purchaser) => number, customers: readonly Purchaser[], start: number[]): Fit<P> {
   // In log space, so every parameter stays positive whatever the simplex tries.
   const of = (theta: readonly number[]) => Object.fromEntries(names.map((k, i) => [k, Math.exp(theta[i]!)])) as P;
   const negative = (theta: readonly number[]) => {
@@ -148,13 +148,13 @@ function fit<P>(names: (keyof P)[], ll: (p: P, c: Purchaser) => number, customer
 export function fitBgNbd(customers: readonly Purchaser[]): Fit<BgNbd> {
   const meanAge = customers.reduce((s, c) => s + c.age, 0) / Math.max(1, customers.length);
   const meanRepeat = customers.reduce((s, c) => s + c.count - 1, 0) / Math.max(1, customers.length);
-  return fit<BgNbd>(['r', 'alpha', 'a', 'b'], bgNbdLogLikelihood, customers, [1, Math.max(1, meanAge / (meanRepeat + 1)), 1.5, 3]);
+  return maximumLikelihood<BgNbd>(['r', 'alpha', 'a', 'b'], bgNbdLogLikelihood, customers, [1, Math.max(1, meanAge / (meanRepeat + 1)), 1.5, 3]);
 }
 
 export function fitGammaGamma(customers: readonly Purchaser[]): Fit<GammaGamma> {
   const buyers = customers.filter((c) => c.total > 0);
   const mean = buyers.reduce((s, c) => s + c.total / c.count, 0) / Math.max(1, buyers.length);
-  return fit<GammaGamma>(['p', 'q', 'gamma'], gammaGammaLogLikelihood, buyers, [2, 3, Math.max(1, mean)]);
+  return maximumLikelihood<GammaGamma>(['p', 'q', 'gamma'], gammaGammaLogLikelihood, buyers, [2, 3, Math.max(1, mean)]);
 }
 
 export interface Ltv {
