@@ -33,12 +33,16 @@ export class NodeProcess {
     this.child = child;
     this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
     let seen = '';
+    let isReady = false;
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${this.name} not ready after ${timeoutMs} ms; see ${this.log}`)), timeoutMs);
+      // Also the output after `ready` goes to the log through this one listener (a second one wrote every line twice).
       const onData = (chunk: Buffer) => {
         out.write(chunk);
+        if (isReady) return;
         seen = (seen + chunk.toString()).slice(-4096);
         if (ready.test(seen)) {
+          isReady = true;
           clearTimeout(timer);
           resolve();
         }
@@ -53,7 +57,6 @@ export class NodeProcess {
       child.kill('SIGKILL');
       throw err;
     });
-    child.stdout!.on('data', (c: Buffer) => out.write(c));
   }
 
   get pid(): number | undefined {
