@@ -13,7 +13,7 @@ import { Transition } from './transition.js';
  * Times that marketers read are ISO 8601 strings; `Transition.at` (the live feed) is epoch ms.
  */
 
-/** The needs list holds at most this many candidates (the most recently active). */
+/** The largest `limit` a needs request may name (a page holds at most 1,000; a list of any length streams as CSV or NDJSON). */
 export const MAX_NEEDS = 100_000;
 
 const dateTime = () => z.string().meta({ format: 'date-time' });
@@ -166,7 +166,7 @@ export const Need = z
     stageReachedAt: z.string().nullable().meta({ format: 'date-time' }),
     interactions: z.number().int(),
     channels: z.array(z.string()),
-    score: z.number().meta({ description: 'recency × intensity; higher is more worth contacting first.' }),
+    score: z.number().meta({ description: 'recency × intensity at `asOf`; higher is more worth contacting first.' }),
   })
   .meta({ id: 'Need' });
 export type Need = z.infer<typeof Need>;
@@ -178,8 +178,8 @@ export const Needs = z
     notReached: z.string(),
     activeWithin: z.string(),
     asOf: z.string().meta({ format: 'date-time', description: 'The time scores are computed for (the first page’s).' }),
-    total: z.number().int().meta({ description: 'People in the whole list, all pages.' }),
-    truncated: z.boolean().meta({ description: `The list holds only the ${MAX_NEEDS} most recently active candidates.` }),
+    total: z.number().int().meta({ description: 'People in the whole list, all pages, as it stood at the first page.' }),
+    truncated: z.boolean().meta({ description: 'Always false: the whole list is ranked, however long (kept for the clients that read it).' }),
     nextCursor: z.string().nullable().meta({ description: 'Pass as `cursor` for the next page; null on the last page.' }),
     needs: z.array(Need),
   })

@@ -45,8 +45,10 @@ export interface IndexEntry {
   topic: string;
   /** Current stage index, or -1 to remove the person from every stage index of the topic. */
   stage: number;
-  /** Last activity, the score in the stage index. */
+  /** Last activity. */
   last: number;
+  /** Interactions per stage: with `last`, the needs ranking the stage index is ordered by (history/store/rank-key.ts). */
+  counts?: readonly number[];
   /**
    * The person's tombstone the write was planned against (0: never erased). An erase that came
    * after it leaves a marker the index update sees: the entry is then removed, not added.
@@ -192,7 +194,7 @@ export function planPerson(
   const tomb = erasedAt(fields);
   for (const topic of touched) {
     const d = state.dialogues.get(topic);
-    if (d) index.push({ person, topic, stage: d.stage, last: d.last, erased: tomb });
+    if (d) index.push({ person, topic, stage: d.stage, last: d.last, counts: d.counts, erased: tomb });
   }
   for (const topic of dropped) index.push({ person, topic, stage: -1, last: 0 });
 

@@ -1,27 +1,33 @@
 import { createHash } from 'node:crypto';
-import { MAX_NEEDS, type Need } from '../../contract/query.js';
+import type { Need } from '../../contract/query.js';
 import type { Dialogue } from '../fold/fold.js';
-import { rankNeeds, type NeedCandidate } from './needs-rank.js';
-import { RANKING_ID, type HistoryStore } from '../store/store.js';
+import { floorOf, scoreAt } from '../store/rank-key.js';
+import { RANKING_ID, type HistoryStore, type RankedEntry } from '../store/store.js';
 
 /**
  * The needs of a topic: people standing at a stage and not past it, ranked (needs-rank.ts), page by page.
  *
- * The first page reads the candidates from the stage indexes (last activity within the window),
- * their dialogues, and ranks them. When the list is longer than a page, the ranked ids are saved in
- * the store for RANKING_TTL_SECONDS (from the first page, not renewed: a saved list of person ids
- * lives that long at most, and an erase takes its person out of it) and the cursor points into that saved
- * list: however the histories change while someone pages, every person of the list comes exactly
- * once, in the order of the first page. People erased or who moved past the need since are left out
- * of later pages (they are no longer a need). People who became a need after the first page are in
- * the next listing, not in this one.
+ * Read, not computed: the stage indexes are ordered by the ranking itself (../store/rank-key.ts), so a
+ * page is a range read of the indexes [stage, notReached) at any size and depth, and only its own
+ * people's dialogues are read. The first page opens a listing in the store (HistoryStore.needsPage)
+ * when more pages follow, for RANKING_TTL_SECONDS; the cursor names it and the last person given.
+ * However the histories change while someone pages, every person of the list as it stood at the first
+ * page comes exactly once, in that order: people who move keep their place in the listing. People
+ * erased since are left out, people who moved past the need since are left out of the rows (they are
+ * no longer a need), people who became a need after the first page are in the next listing.
+ *
+ * The window: a person is listed while their score is at least that of a single interaction
+ * `activeWithin` ago, i.e. last + τ·ln(intensity) >= now − activeWithin (τ = half-life / ln 2, about
+ * 4.3 days). For a single look this is "last active within activeWithin"; a more intense dialogue
+ * stays listed longer (up to about 11 days at the largest intensity). It is the one window that is a
+ * range of the ranking, so the first page, any later one and the total are each one range read.
  */
 export interface NeedsQuery {
   topic: string;
   /** Stage indexes: the need is [stage, notReached). */
   stage: number;
   notReached: number;
-  /** Only dialogues active within this long before `now`. */
+  /** The window (see above), ms before `now`. */
   activeWithinMs: number;
   limit: number;
   cursor?: string | undefined;
@@ -33,33 +39,34 @@ export type NeedRow = Need;
 
 export interface NeedsPage {
   rows: NeedRow[];
-  /** People in the whole list (all pages). */
+  /** People in the whole list (all pages), as it stood at the first page. */
   total: number;
   nextCursor: string | null;
-  /** The list was cut at MAX_NEEDS candidates (the most recently active). */
+  /** Never true any more (the list is not cut); kept in the answer for the clients that read it. */
   truncated: boolean;
   /** The time scores are computed for: the first page's. */
   asOf: number;
 }
 
-export { MAX_NEEDS };
 export const RANKING_TTL_SECONDS = 15 * 60;
-const CHUNK = 1000;
+/** Rows per store read when a whole list is exported. */
+export const EXPORT_CHUNK = 1000;
 
 export class CursorError extends Error {}
 
 interface Cursor {
-  v: 1;
-  /** Saved ranking id. */
+  v: 2;
+  /** The listing (HistoryStore.needsPage). */
   r: string;
-  /** Offset of the next page in it. */
-  o: number;
+  /** The last entry given: its index score and person. */
+  s: number;
+  m: string;
   /** asOf of the first page. */
   n: number;
   /** Which query it belongs to. */
   q: string;
-  /** Whether the candidates were truncated. */
-  t?: 1;
+  /** The total of the first page. */
+  t: number;
 }
 
 const queryTag = (q: NeedsQuery) =>
@@ -72,31 +79,34 @@ export function encodeCursor(c: Cursor): string {
   return Buffer.from(JSON.stringify(c)).toString('base64url');
 }
 
+const NOT_OURS = 'this cursor is not one the API gave out: start again without a cursor';
+
+/** A cursor is attacker-controlled: every field is checked before anything reads with it. */
 export function decodeCursor(s: string): Cursor {
   let c: Partial<Cursor>;
   try {
     c = JSON.parse(Buffer.from(s, 'base64url').toString('utf8')) as Partial<Cursor>;
   } catch {
-    throw new CursorError('this cursor is not one the API gave out: start again without a cursor');
+    throw new CursorError(NOT_OURS);
   }
   if (
-    c?.v !== 1 ||
+    typeof c !== 'object' ||
+    c === null ||
+    c.v !== 2 ||
     typeof c.r !== 'string' ||
     !RANKING_ID.test(c.r) ||
-    !Number.isInteger(c.o) ||
-    c.o! < 0 ||
+    !Number.isSafeInteger(c.s) ||
+    typeof c.m !== 'string' ||
+    c.m.length === 0 ||
+    c.m.length > 128 ||
     !Number.isFinite(c.n) ||
-    typeof c.q !== 'string'
+    typeof c.q !== 'string' ||
+    !Number.isSafeInteger(c.t) ||
+    c.t! < 0
   ) {
-    throw new CursorError('this cursor is not one the API gave out: start again without a cursor');
+    throw new CursorError(NOT_OURS);
   }
   return c as Cursor;
-}
-
-async function readDialogues(store: HistoryStore, topic: string, persons: readonly string[]): Promise<(Dialogue | null)[]> {
-  const out: (Dialogue | null)[] = [];
-  for (let i = 0; i < persons.length; i += CHUNK) out.push(...(await store.dialogues(topic, persons.slice(i, i + CHUNK))));
-  return out;
 }
 
 function toRow(person: string, d: Dialogue, ladder: readonly string[], score: number): NeedRow {
@@ -113,61 +123,67 @@ function toRow(person: string, d: Dialogue, ladder: readonly string[], score: nu
 }
 
 export async function queryNeeds(store: HistoryStore, ladder: readonly string[], q: NeedsQuery): Promise<NeedsPage> {
-  const inNeed = (d: Dialogue | null): d is Dialogue => !!d && d.stage >= q.stage && d.stage < q.notReached;
   const tag = queryTag(q);
-
+  let c: Cursor | undefined;
   if (q.cursor !== undefined) {
-    const c = decodeCursor(q.cursor);
+    c = decodeCursor(q.cursor);
     if (c.q !== tag)
       throw new CursorError('this cursor belongs to another query: keep topic, stage, notReached and activeWithin as they were on the first page');
-    const slice = await store.readRanking(q.topic, c.r, c.o, q.limit);
-    if (!slice)
-      throw new CursorError(
-        `this cursor has expired (a listing is kept ${RANKING_TTL_SECONDS / 60} minutes after its first page): start again without a cursor`,
-      );
-    const dialogues = await readDialogues(store, q.topic, slice.persons);
-    const rows: NeedRow[] = [];
-    slice.persons.forEach((person, i) => {
-      const d = dialogues[i] ?? null;
-      if (inNeed(d)) rows.push(toRow(person, d, ladder, rankNeeds([{ person, last: d.last, counts: d.counts }], c.n)[0]!.score));
-    });
-    const next = c.o + q.limit;
-    return { rows, total: slice.total, nextCursor: next < slice.total ? encodeCursor({ ...c, o: next }) : null, truncated: c.t === 1, asOf: c.n };
   }
+  const asOf = c?.n ?? q.now;
+  // One more than the page: whether another page follows, without an empty last page.
+  const res = await store.needsPage({
+    topic: q.topic,
+    from: q.stage,
+    to: q.notReached,
+    min: floorOf(asOf - q.activeWithinMs),
+    limit: q.limit + 1,
+    ttlSeconds: RANKING_TTL_SECONDS,
+    listing: c ? { id: c.r, after: { person: c.m, score: c.s } } : undefined,
+  });
+  if (!res)
+    throw new CursorError(`this cursor has expired (a listing is kept ${RANKING_TTL_SECONDS / 60} minutes after its first page): start again without a cursor`);
+  const entries = res.entries.slice(0, q.limit);
+  const more = res.entries.length > q.limit;
+  const total = c ? c.t : (res.total ?? entries.length);
+  const listing = c ? c.r : (res.listing ?? null);
+  const rows = await rowsOf(store, ladder, q, entries, asOf);
+  const last = entries.at(-1);
+  const nextCursor = more && listing && last ? encodeCursor({ v: 2, r: listing, s: last.score, m: last.person, n: asOf, q: tag, t: total }) : null;
+  return { rows, total, nextCursor, truncated: false, asOf };
+}
 
-  const since = q.now - q.activeWithinMs;
-  const members = new Map<string, number>();
-  let truncated = false;
-  for (let s = q.stage; s < q.notReached; s++) {
-    const found = await store.stageMembers(q.topic, ladder[s]!, since, MAX_NEEDS);
-    if (found.length === MAX_NEEDS) truncated = true;
-    for (const m of found) members.set(m.person, m.last);
-  }
-  let persons = [...members.keys()];
-  if (persons.length > MAX_NEEDS) {
-    truncated = true;
-    persons = persons.sort((a, b) => members.get(b)! - members.get(a)!).slice(0, MAX_NEEDS);
-  }
-  const dialogues = await readDialogues(store, q.topic, persons);
-  const candidates: NeedCandidate[] = [];
-  const byPerson = new Map<string, Dialogue>();
-  persons.forEach((person, i) => {
+/** The rows of a page: each entry's current dialogue (people past the need or erased since are left out), scored as ranked. */
+async function rowsOf(store: HistoryStore, ladder: readonly string[], q: NeedsQuery, entries: readonly RankedEntry[], asOf: number): Promise<NeedRow[]> {
+  const dialogues = await store.dialogues(
+    q.topic,
+    entries.map((e) => e.person),
+  );
+  const rows: NeedRow[] = [];
+  entries.forEach((e, i) => {
     const d = dialogues[i] ?? null;
     // The index is updated just after the person's hash: trust the hash.
-    if (!inNeed(d) || d.last < since) return;
-    candidates.push({ person, last: d.last, counts: d.counts });
-    byPerson.set(person, d);
+    if (d && d.stage >= q.stage && d.stage < q.notReached) rows.push(toRow(e.person, d, ladder, scoreAt(e.score, asOf).score));
   });
-  const ranked = rankNeeds(candidates, q.now);
-  const rows = ranked.slice(0, q.limit).map((r) => toRow(r.person, byPerson.get(r.person)!, ladder, r.score));
-  let nextCursor: string | null = null;
-  if (ranked.length > q.limit) {
-    const id = await store.saveRanking(
-      q.topic,
-      ranked.map((r) => r.person),
-      RANKING_TTL_SECONDS,
-    );
-    nextCursor = encodeCursor({ v: 1, r: id, o: q.limit, n: q.now, q: tag, ...(truncated ? { t: 1 as const } : {}) });
+  return rows;
+}
+
+/**
+ * The whole list (from `cursor` on, if given), page by page of EXPORT_CHUNK: what the exports stream.
+ * One page is read only when the consumer asks for more (a pull), so memory stays one page whatever
+ * the length, and a slow reader slows the reads (back-pressure). The first value is the first page's
+ * figures, then one row at a time.
+ */
+export async function* needsList(
+  store: HistoryStore,
+  ladder: readonly string[],
+  q: Omit<NeedsQuery, 'limit'>,
+): AsyncGenerator<NeedRow | { total: number; asOf: number }, void, undefined> {
+  let page = await queryNeeds(store, ladder, { ...q, limit: EXPORT_CHUNK });
+  yield { total: page.total, asOf: page.asOf };
+  for (;;) {
+    yield* page.rows;
+    if (!page.nextCursor) return;
+    page = await queryNeeds(store, ladder, { ...q, limit: EXPORT_CHUNK, cursor: page.nextCursor });
   }
-  return { rows, total: ranked.length, nextCursor, truncated, asOf: q.now };
 }

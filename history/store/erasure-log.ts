@@ -65,8 +65,7 @@ class ErasureLoggingStore implements HistoryStore {
   stageCounts: HistoryStore['stageCounts'] = (topics, window) => this.inner.stageCounts(topics, window);
   stageMembers: HistoryStore['stageMembers'] = (topic, stage, since, limit) => this.inner.stageMembers(topic, stage, since, limit);
   dialogues: HistoryStore['dialogues'] = (topic, persons) => this.inner.dialogues(topic, persons);
-  saveRanking: HistoryStore['saveRanking'] = (topic, persons, ttl) => this.inner.saveRanking(topic, persons, ttl);
-  readRanking: HistoryStore['readRanking'] = (topic, id, offset, count) => this.inner.readRanking(topic, id, offset, count);
+  needsPage: HistoryStore['needsPage'] = (q) => this.inner.needsPage(q);
   close: HistoryStore['close'] = () => this.inner.close();
 }
 

@@ -1,5 +1,6 @@
 import type { Fields } from '../fold/codec.js';
 import type { MemoryHistoryStore } from './memory.js';
+import { SortedIndex } from './sorted-index.js';
 
 /**
  * The in-memory store as lines of JSON, for the snapshots of `npm start` with a data directory
@@ -8,8 +9,10 @@ import type { MemoryHistoryStore } from './memory.js';
  * the topics, the sites' admitted topics and the tombstones of erased ids. Saved rankings are not
  * kept: they expire within minutes. One line per id keeps a line small and a snapshot streamable.
  */
-const FORMAT = 1;
-/** Index members per line (person, last activity). */
+const FORMAT = 2;
+/** Format 1 kept the last activity in the index lines: the index is built again from the histories. */
+const REBUILD_INDEX_FROM = 1;
+/** Index members per line (person, index score: rank-key.ts). */
 const MEMBERS_PER_LINE = 10_000;
 
 type Line =
@@ -29,8 +32,8 @@ export function* storeLines(store: MemoryHistoryStore): Generator<string> {
   for (const [topic, stages] of s.index) {
     for (const [stage, members] of stages) {
       let flat: (string | number)[] = [];
-      for (const [person, last] of members) {
-        flat.push(person, last);
+      for (const [person, score] of members.entries()) {
+        flat.push(person, score);
         if (flat.length >= 2 * MEMBERS_PER_LINE) {
           yield line(['i', topic, stage, flat]);
           flat = [];
@@ -52,20 +55,23 @@ export function restoreStore(store: MemoryHistoryStore, lines: readonly string[]
   s.topics.clear();
   s.siteTopics.clear();
   s.tombstones.clear();
+  let rebuild = false;
   lines.forEach((text, n) => {
     const l = JSON.parse(text) as Line;
     switch (l[0]) {
       case 'store':
-        if (l[1] !== FORMAT) throw new Error(`the snapshot's store format ${l[1]} is not ${FORMAT} (written by another version of clickfold)`);
+        if (l[1] === REBUILD_INDEX_FROM) rebuild = true;
+        else if (l[1] !== FORMAT) throw new Error(`the snapshot's store format ${l[1]} is not ${FORMAT} (written by another version of clickfold)`);
         break;
       case 'p':
         s.people.set(l[1], l[2]);
         break;
       case 'i': {
+        if (rebuild) break;
         let stages = s.index.get(l[1]);
         if (!stages) s.index.set(l[1], (stages = new Map()));
         let members = stages.get(l[2]);
-        if (!members) stages.set(l[2], (members = new Map()));
+        if (!members) stages.set(l[2], (members = new SortedIndex()));
         const flat = l[3];
         for (let i = 0; i < flat.length; i += 2) members.set(flat[i] as string, flat[i + 1] as number);
         break;
@@ -83,5 +89,6 @@ export function restoreStore(store: MemoryHistoryStore, lines: readonly string[]
         throw new Error(`snapshot line ${n + 1}: unknown kind ${JSON.stringify((l as unknown[])[0])}`);
     }
   });
+  if (rebuild) store.rebuildIndex();
   return { people: s.people.size };
 }

@@ -4,7 +4,20 @@ import { foldBatchWith, type FieldBackend, type FoldOutcome } from '../fold/fold
 import type { Dialogue, FoldOptions } from '../fold/fold.js';
 import { F, OUTBOX_PREFIX, outboxField } from '../fold/codec.js';
 import { sealedFields, type BatchRecord, type IndexEntry, type PersonPlan } from '../fold/person-batch.js';
-import type { AdmitCaps, Admission, ErasedPerson, HistoryStore, StageMember, TimeWindow } from './store.js';
+import { compareRanked, floorOf, lastOf, rankScore } from './rank-key.js';
+import { SortedIndex } from './sorted-index.js';
+import {
+  MAX_OPEN_LISTINGS,
+  type AdmitCaps,
+  type Admission,
+  type ErasedPerson,
+  type HistoryStore,
+  type NeedsPageQuery,
+  type NeedsPageResult,
+  type RankedEntry,
+  type StageMember,
+  type TimeWindow,
+} from './store.js';
 import { hasHistory, personView, type PersonView } from './views.js';
 
 /**
@@ -13,12 +26,12 @@ import { hasHistory, personView, type PersonView } from './views.js';
  */
 export class MemoryHistoryStore implements HistoryStore {
   private readonly people = new Map<string, Fields>();
-  /** topic -> stage index -> person -> last activity */
-  private readonly index = new Map<string, Map<number, Map<string, number>>>();
+  /** topic -> stage index -> person -> index score (rank-key.ts: the needs ranking, holding the last activity) */
+  private readonly index = new Map<string, Map<number, SortedIndex>>();
   /** Topics that ever had a dialogue (Redis: the `topics` set). */
   private readonly topicSet = new Set<string>();
-  /** Saved rankings by topic and id, with their expiry time. */
-  private readonly rankings = new Map<string, { persons: string[]; expires: number }>();
+  /** Open needs listings by topic and id (Redis: `nqs:{topic}` and a `nq:{topic}:id` per listing). */
+  private readonly listings = new Map<string, Map<string, Listing>>();
   /**
    * Erased ids and when (Redis: the `e:{id}` tombstones). Every write compares an id's tombstone as
    * it compares the version, and the fold skips an id's records received before it. Kept for the
@@ -103,12 +116,41 @@ export class MemoryHistoryStore implements HistoryStore {
     if (!stages) this.index.set(e.topic, (stages = new Map()));
     // A fold that wrote before an erase may update the index after it: the entry goes, it is not added.
     const stage = e.stage >= 0 && this.erasedAt(e.person) > (e.erased ?? 0) ? -1 : e.stage;
-    for (const [s, members] of stages) if (s !== stage) members.delete(e.person);
+    const score = stage >= 0 ? rankScore(e.last, e.counts ?? []) : 0;
+    let oldStage = -1;
+    let oldScore = 0;
+    for (const [s, members] of stages) {
+      const was = members.score(e.person);
+      if (was === undefined) continue;
+      oldStage = s;
+      oldScore = was;
+      if (s !== stage) members.delete(e.person);
+    }
+    if (oldStage !== stage || oldScore !== score) this.recordMove(e.topic, e.person, oldStage, oldScore, stage);
     if (stage < 0) return;
     this.topicSet.add(e.topic);
     let members = stages.get(stage);
-    if (!members) stages.set(stage, (members = new Map()));
-    members.set(e.person, e.last);
+    if (!members) stages.set(stage, (members = new SortedIndex()));
+    members.set(e.person, score);
+  }
+
+  /** Keeps, for each open listing of the topic, the place a person had when it opened (see NeedsPageQuery). */
+  private recordMove(topic: string, person: string, oldStage: number, oldScore: number, stage: number): void {
+    const open = this.listings.get(topic);
+    if (!open) return;
+    const now = Date.now();
+    for (const [id, l] of open) {
+      // An expired listing goes here (Redis: its keys expire), so its moves stop growing.
+      if (l.expires <= now) {
+        open.delete(id);
+        continue;
+      }
+      if (l.moves.has(person)) continue;
+      const was = oldStage >= l.from && oldStage < l.to;
+      if (!was && !(stage >= l.from && stage < l.to)) continue;
+      l.moves.set(person, was ? oldScore : Infinity);
+      if (was) l.moved.set(person, oldScore);
+    }
   }
 
   foldBatch(partition: string, records: readonly BatchRecord[], publishedBelow?: number): Promise<FoldOutcome> {
@@ -156,8 +198,13 @@ export class MemoryHistoryStore implements HistoryStore {
     const f = this.people.get(id) ?? null;
     this.people.delete(id);
     for (const stages of this.index.values()) for (const members of stages.values()) members.delete(id);
-    // In place, blank: a listing being paged through keeps everyone else at their position.
-    for (const r of this.rankings.values()) if (r.persons.includes(id)) r.persons = r.persons.map((p) => (p === id ? '' : p));
+    // Out of every open listing: the others keep their places (a listing is ordered by score, not position).
+    for (const open of this.listings.values()) {
+      for (const l of open.values()) {
+        l.moves.delete(id);
+        l.moved.delete(id);
+      }
+    }
     return f;
   }
 
@@ -172,10 +219,18 @@ export class MemoryHistoryStore implements HistoryStore {
   async stageCounts(topics: readonly string[], window: TimeWindow = {}): Promise<number[][]> {
     const since = window.since ?? -Infinity;
     const until = window.until ?? Infinity;
+    const whole = window.since === undefined && window.until === undefined;
     return topics.map((topic) =>
       this.options.ladder.map((_, s) => {
+        const members = this.index.get(topic)?.get(s);
+        if (!members) return 0;
+        if (whole) return members.size;
+        // The score is K = last + δ(w) >= last: below `since` as K, below it as last too. Above, decoded.
         let n = 0;
-        for (const last of this.index.get(topic)?.get(s)?.values() ?? []) if (last >= since && last <= until) n++;
+        for (const m of members.from(undefined, floorOf(since))) {
+          const last = lastOf(m.score);
+          if (last >= since && last <= until) n++;
+        }
         return n;
       }),
     );
@@ -185,8 +240,47 @@ export class MemoryHistoryStore implements HistoryStore {
     const members = this.index.get(topic)?.get(this.options.ladder.indexOf(stage));
     if (!members) return [];
     const out: StageMember[] = [];
-    for (const [person, last] of members) if (last >= since) out.push({ person, last });
+    for (const m of members.from(undefined, floorOf(since))) {
+      const last = lastOf(m.score);
+      if (last >= since) out.push({ person: m.person, last });
+    }
     return out.sort((a, b) => b.last - a.last || (a.person < b.person ? 1 : a.person > b.person ? -1 : 0)).slice(0, limit);
+  }
+
+  async needsPage(q: NeedsPageQuery): Promise<NeedsPageResult | null> {
+    const stages = this.index.get(q.topic);
+    const sources: SortedIndex[] = [];
+    for (let s = q.from; s < q.to; s++) {
+      const members = stages?.get(s);
+      if (members) sources.push(members);
+    }
+    const now = Date.now();
+    if (!q.listing) {
+      const entries = mergePage(
+        sources.map((m) => m.from(undefined, q.min)),
+        q.limit,
+      );
+      const total = sources.reduce((n, m) => n + m.countFrom(q.min), 0);
+      let listing: string | null = null;
+      if (total > entries.length) {
+        let open = this.listings.get(q.topic);
+        if (!open) this.listings.set(q.topic, (open = new Map()));
+        for (const [id, l] of open) if (l.expires <= now) open.delete(id);
+        // Map order is opening order: the oldest goes first.
+        while (open.size >= MAX_OPEN_LISTINGS) open.delete(open.keys().next().value!);
+        listing = randomBytes(16).toString('base64url');
+        open.set(listing, { from: q.from, to: q.to, expires: now + q.ttlSeconds * 1000, moves: new Map(), moved: new SortedIndex() });
+      }
+      return { entries, total, listing };
+    }
+    const l = this.listings.get(q.topic)?.get(q.listing.id);
+    if (!l || l.expires <= now || l.from !== q.from || l.to !== q.to) return null;
+    const after = q.listing.after;
+    const unmoved = function* (it: Iterable<RankedEntry>) {
+      for (const e of it) if (!l.moves.has(e.person)) yield e;
+    };
+    const entries = mergePage([...sources.map((m) => unmoved(m.from(after, q.min))), l.moved.from(after, q.min)], q.limit);
+    return { entries };
   }
 
   async dialogues(topic: string, persons: readonly string[]): Promise<(Dialogue | null)[]> {
@@ -196,34 +290,59 @@ export class MemoryHistoryStore implements HistoryStore {
     });
   }
 
-  async saveRanking(topic: string, persons: readonly string[], ttlSeconds: number): Promise<string> {
-    const now = Date.now();
-    for (const [k, r] of this.rankings) if (r.expires <= now) this.rankings.delete(k);
-    const id = randomBytes(16).toString('base64url');
-    this.rankings.set(`${topic}\n${id}`, { persons: persons.slice(), expires: now + ttlSeconds * 1000 });
-    return id;
-  }
-
-  async readRanking(topic: string, id: string, offset: number, count: number): Promise<{ persons: string[]; total: number } | null> {
-    const r = this.rankings.get(`${topic}\n${id}`);
-    if (!r || r.expires <= Date.now()) return null;
-    return { persons: r.persons.slice(offset, offset + count).filter((p) => p !== ''), total: r.persons.length };
-  }
-
   /**
    * The maps a snapshot of the embedded mode saves and restores (memory-snapshot.ts), live: read
-   * them synchronously. Saved rankings are left out (they expire within minutes).
+   * them synchronously. Open needs listings are left out (they expire within minutes).
    */
   state() {
     return { people: this.people, index: this.index, topics: this.topicSet, siteTopics: this.siteTopics, tombstones: this.tombstones };
   }
 
-  /** Every key the store holds for tests that check erase leaves nothing behind (but the tombstones, listed apart). */
+  /** The stage indexes built again from the histories (a snapshot of an older format kept other scores). */
+  rebuildIndex(): void {
+    this.index.clear();
+    for (const [person, f] of this.people) {
+      if (f[F.alias]) continue;
+      for (const [field, value] of Object.entries(f)) {
+        if (!field.startsWith(DIALOGUE_PREFIX)) continue;
+        const d = decodeDialogue(value);
+        this.indexOne({ person, topic: field.slice(DIALOGUE_PREFIX.length), stage: d.stage, last: d.last, counts: d.counts });
+      }
+    }
+  }
+
+  /** Every key the store holds for tests that check erase leaves nothing behind (but the tombstones, listed apart); `indexed`: stage indexes and open listings. */
   dump(): { people: string[]; indexed: string[]; erased: string[] } {
     const indexed = new Set<string>();
-    for (const stages of this.index.values()) for (const members of stages.values()) for (const p of members.keys()) indexed.add(p);
+    for (const stages of this.index.values()) for (const members of stages.values()) for (const [p] of members.entries()) indexed.add(p);
+    for (const open of this.listings.values()) for (const l of open.values()) for (const p of l.moves.keys()) indexed.add(p);
     return { people: [...this.people.keys()], indexed: [...indexed], erased: [...this.tombstones.keys()] };
   }
 
   async close(): Promise<void> {}
+}
+
+interface Listing {
+  /** The stages it lists, [from, to). */
+  from: number;
+  to: number;
+  /** epoch ms (this process's clock). */
+  expires: number;
+  /** People who moved since it opened: their score then (Infinity: not in its stages then). */
+  moves: Map<string, number>;
+  /** The same, those who were in it, by their score then. */
+  moved: SortedIndex;
+}
+
+/** The first `limit` entries, in index order, of sources each already in index order. */
+function mergePage(sources: Iterable<RankedEntry>[], limit: number): RankedEntry[] {
+  const all: RankedEntry[] = [];
+  for (const source of sources) {
+    let n = 0;
+    for (const e of source) {
+      if (n++ >= limit) break;
+      all.push(e);
+    }
+  }
+  return all.sort(compareRanked).slice(0, limit);
 }

@@ -139,39 +139,126 @@ return out
 `;
 
 /**
- * Takes an erased id out of one topic's stage indexes, in the topic's slot: leaves the erase marker
- * (so an index update planned before the erase, arriving after it, removes instead of adding) and
- * removes the id from every stage index. KEYS: the marker, then the ladder's stage indexes.
- * ARGV: the id, the erase time, marker TTL (s).
+ * Takes an erased id out of one topic's stage indexes and open needs listings, in the topic's slot:
+ * leaves the erase marker (so an index update planned before the erase, arriving after it, removes
+ * instead of adding) and removes the id from every stage index and from the moves every open listing
+ * kept. KEYS: the marker, the ladder's stage indexes, the topic's listings. ARGV: the id, the erase
+ * time, marker TTL (s), the prefix of the listings' moves keys (same slot: the topic's hash tag).
  */
 export const ERASE_FROM_TOPIC = `
 local m = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[2]) > m then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
-for i = 2, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
+for i = 2, #KEYS - 1 do redis.call('ZREM', KEYS[i], ARGV[1]) end
+for _, spec in ipairs(redis.call('ZRANGE', KEYS[#KEYS], 0, -1)) do
+  redis.call('ZREM', ARGV[4] .. string.match(spec, '^[^.]+'), ARGV[1])
+end
 return 1
 `;
 
 /**
- * One person's entry in one topic's stage indexes: in the index of ARGV[2] (-1: none), out of the
- * others. An erase marker newer than the tombstone the write saw (ARGV[4]) means the person was
- * erased after the write: the entry is removed instead, so no index ever holds an erased id for longer
- * than this step. KEYS: the marker, then the ladder's stage indexes in order. ARGV: person, stage,
- * last activity, the tombstone the write saw (0: none).
+ * One person's entry in one topic's stage indexes: in the index of ARGV[2] (-1: none) with the score
+ * ARGV[3] (the needs ranking, rank-key.ts), out of the others. An erase marker newer than the
+ * tombstone the write saw (ARGV[4]) means the person was erased after the write: the entry is removed
+ * instead, so no index ever holds an erased id for longer than this step.
+ * When the entry changes and the topic has open needs listings (`id.from.to`, scored by expiry), each
+ * listing whose stages [from, to) held the person, or now hold them, keeps the first score it saw
+ * (+inf: they were not in it) in its moves key, in the same step: a listing being paged through keeps
+ * everyone at the place they had when it opened (NEEDS_PAGE).
+ * KEYS: the marker, the ladder's stage indexes in order, the topic's listings.
+ * ARGV: person, stage, score, the tombstone the write saw (0: none), the moves keys' prefix.
  */
 export const INDEX = `
 local stage = tonumber(ARGV[2])
 if stage >= 0 and tonumber(redis.call('GET', KEYS[1]) or '0') > tonumber(ARGV[4]) then stage = -1 end
-for i = 2, #KEYS do
-  if i - 2 == stage then redis.call('ZADD', KEYS[i], ARGV[3], ARGV[1]) else redis.call('ZREM', KEYS[i], ARGV[1]) end
+local n = #KEYS - 2
+local oldStage, oldScore = -1, false
+for i = 2, n + 1 do
+  local s = redis.call('ZSCORE', KEYS[i], ARGV[1])
+  if s then oldStage, oldScore = i - 2, s end
+  if i - 2 == stage then redis.call('ZADD', KEYS[i], ARGV[3], ARGV[1]) elseif s then redis.call('ZREM', KEYS[i], ARGV[1]) end
+end
+if oldStage == stage and (stage < 0 or tonumber(oldScore) == tonumber(ARGV[3])) then return stage end
+local open = redis.call('ZRANGE', KEYS[n + 2], 0, -1, 'WITHSCORES')
+for j = 1, #open, 2 do
+  local id, from, to = string.match(open[j], '^([^.]+)%.(%d+)%.(%d+)$')
+  from, to = tonumber(from), tonumber(to)
+  local was = oldStage >= from and oldStage < to
+  if was or (stage >= from and stage < to) then
+    local key = ARGV[5] .. id
+    if redis.call('ZADD', key, 'NX', was and oldScore or '+inf', ARGV[1]) == 1 then redis.call('PEXPIREAT', key, open[j + 1]) end
+  end
 end
 return stage
 `;
 
 /**
- * Blanks an erased id's places in a saved ranking (KEYS[1]) without moving anyone: a listing being
- * paged through keeps every other person at their position, so no page skips one. ARGV: the id.
+ * A page of a topic's needs ranking (HistoryStore.needsPage), in the topic's slot. Answers, per source,
+ * a flat list member, score, …, each in index order; the caller merges them (byte order of ids, which
+ * Lua's locale-dependent string comparison would not give).
+ * ARGV[5] 'first': the top `limit` of each stage index [from, to) scoring at least `min`, and the
+ * count of all of them; when more follow, opens the listing ARGV[6] (`id.from.to`) until ARGV[7]
+ * (epoch ms), closing expired ones and, past ARGV[11] open, the oldest.
+ * 'next': the listing must be open (else {-1}); from each stage index, the entries after the cursor
+ * (score ARGV[9]: the whole group of that score, which the caller cuts at the cursor's id, then below
+ * it) that have not moved since the listing opened; and from its moves, those that were in it, at
+ * the score they had then. Every read is a range of a sorted set: O(log n + page) at any depth.
+ * KEYS: the topic's listings, the listing's moves, the ladder's stage indexes.
+ * ARGV: from, to, min, limit, mode, listing, expires at, now (ms), cursor score, -, max open, moves prefix.
+ * Returns {total or -1, opened (1/0), source…}.
  */
-export const FORGET_IN_RANKING = `
-for _, i in ipairs(redis.call('LPOS', KEYS[1], ARGV[1], 'COUNT', 0)) do redis.call('LSET', KEYS[1], i, '') end
-return 1
+export const NEEDS_PAGE = `
+local from, to, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
+local out = {0, 0}
+if ARGV[5] == 'first' then
+  local total = 0
+  for s = from, to - 1 do
+    total = total + redis.call('ZCOUNT', KEYS[3 + s], ARGV[3], '+inf')
+    out[#out + 1] = redis.call('ZREVRANGEBYSCORE', KEYS[3 + s], '+inf', ARGV[3], 'WITHSCORES', 'LIMIT', 0, limit)
+  end
+  out[1] = total
+  if total > limit then
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[8])
+    local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[11]) + 1
+    if extra > 0 then
+      local old = redis.call('ZRANGE', KEYS[1], 0, extra - 1)
+      for _, spec in ipairs(old) do
+        redis.call('DEL', ARGV[12] .. string.match(spec, '^[^.]+'))
+        redis.call('ZREM', KEYS[1], spec)
+      end
+    end
+    -- Expiry times are kept distinct (a millisecond later at most per listing) so that the order of
+    -- the set is the order of opening, and the oldest is the one closed.
+    local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+    local expires = math.max(tonumber(ARGV[7]), newest[2] and tonumber(newest[2]) + 1 or 0)
+    redis.call('ZADD', KEYS[1], expires, ARGV[6])
+    redis.call('PEXPIREAT', KEYS[1], expires)
+    out[2] = 1
+  end
+  return out
+end
+local e = redis.call('ZSCORE', KEYS[1], ARGV[6])
+if not e or tonumber(e) <= tonumber(ARGV[8]) then return {-1} end
+local at = ARGV[9]
+local function unmoved(k)
+  local got = {}
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', k, at, at)) do
+    if not redis.call('ZSCORE', KEYS[2], m) then got[#got + 1] = m; got[#got + 1] = at end
+  end
+  local offset, kept = 0, 0
+  while kept < limit do
+    local r = redis.call('ZREVRANGEBYSCORE', k, '(' .. at, ARGV[3], 'WITHSCORES', 'LIMIT', offset, limit)
+    for j = 1, #r, 2 do
+      if not redis.call('ZSCORE', KEYS[2], r[j]) then got[#got + 1] = r[j]; got[#got + 1] = r[j + 1]; kept = kept + 1 end
+    end
+    if #r < 2 * limit then break end
+    offset = offset + limit
+  end
+  return got
+end
+for s = from, to - 1 do out[#out + 1] = unmoved(KEYS[3 + s]) end
+local moved = {}
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], at, at)) do moved[#moved + 1] = m; moved[#moved + 1] = at end
+for _, v in ipairs(redis.call('ZREVRANGEBYSCORE', KEYS[2], '(' .. at, ARGV[3], 'WITHSCORES', 'LIMIT', 0, limit)) do moved[#moved + 1] = v end
+out[#out + 1] = moved
+return out
 `;

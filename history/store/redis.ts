@@ -5,10 +5,15 @@ import type { Dialogue, FoldOptions } from '../fold/fold.js';
 import type { BatchRecord, IndexEntry, PersonPlan } from '../fold/person-batch.js';
 import { DEFAULT_RETENTION, tombstoneMs } from '../../lib/retention.js';
 import { DIALOGUE_PREFIX, decodeDialogue, decodeList, F, outboxField, type Fields } from '../fold/codec.js';
-import { ADMIT, CLEAR_OUTBOX, ERASE_FROM_TOPIC, ERASE_ID, FORGET_IN_RANKING, INDEX, LUA_SLICE, MARK, SEAL, WRITE_IF_VERSION } from './redis-scripts.js';
+import { compareRanked, floorOf, lastOf, MAX_DELTA_MS, rankScore } from './rank-key.js';
+import { ADMIT, CLEAR_OUTBOX, ERASE_FROM_TOPIC, ERASE_ID, INDEX, LUA_SLICE, MARK, NEEDS_PAGE, SEAL, WRITE_IF_VERSION } from './redis-scripts.js';
 import {
   ERASE_MARKER_SECONDS,
   keys,
+  MAX_OPEN_LISTINGS,
+  type NeedsPageQuery,
+  type NeedsPageResult,
+  type RankedEntry,
   type AdmitCaps,
   type Admission,
   type ErasedPerson,
@@ -53,7 +58,6 @@ type Client = (Redis | Cluster) & {
     ttl: string,
     mode: string,
   ): Promise<(string | number)[]>;
-  clickfoldForget(ranking: string, person: string): Promise<number>;
 };
 
 /**
@@ -69,6 +73,7 @@ export class RedisHistoryStore implements HistoryStore {
   private readonly backend: FieldBackend;
   private readonly indexScript: string;
   private readonly eraseFromTopicScript: string;
+  private readonly needsPageScript: string;
 
   constructor(
     redis: Redis | Cluster,
@@ -87,13 +92,15 @@ export class RedisHistoryStore implements HistoryStore {
       redis.defineCommand('clickfoldClearOutbox', { numberOfKeys: 1, lua: CLEAR_OUTBOX });
       redis.defineCommand('clickfoldAdmit', { numberOfKeys: 1, lua: ADMIT });
       redis.defineCommand('clickfoldEraseId', { numberOfKeys: 5, lua: ERASE_ID });
-      redis.defineCommand('clickfoldForget', { numberOfKeys: 1, lua: FORGET_IN_RANKING });
     }
-    const topicKeys = 1 + options.ladder.length;
-    this.indexScript = `clickfoldIndex${topicKeys}`;
-    this.eraseFromTopicScript = `clickfoldEraseFromTopic${topicKeys}`;
+    // The erase marker, the ladder's stage indexes, the topic's open listings.
+    const topicKeys = 2 + options.ladder.length;
+    this.indexScript = `clickfoldIndexL${topicKeys}`;
+    this.eraseFromTopicScript = `clickfoldEraseFromTopicL${topicKeys}`;
+    this.needsPageScript = `clickfoldNeedsPage${topicKeys}`;
     if (!(this.indexScript in redis)) redis.defineCommand(this.indexScript, { numberOfKeys: topicKeys, lua: INDEX });
     if (!(this.eraseFromTopicScript in redis)) redis.defineCommand(this.eraseFromTopicScript, { numberOfKeys: topicKeys, lua: ERASE_FROM_TOPIC });
+    if (!(this.needsPageScript in redis)) redis.defineCommand(this.needsPageScript, { numberOfKeys: topicKeys, lua: NEEDS_PAGE });
     this.redis = redis as Client;
     const k = (p: string) => this.keysOf(p);
     const ttl = String(this.seenTtlSeconds);
@@ -225,18 +232,27 @@ export class RedisHistoryStore implements HistoryStore {
     return { site: true, topics: topics.map((t) => answers.get(t) ?? true) };
   }
 
+  private stageKeys(topic: string): string[] {
+    return this.options.ladder.map((stage) => keys.stageIndex(this.ns, topic, stage));
+  }
+
+  /** The prefix of a topic's listings' moves keys: the scripts add the listing id (same slot). */
+  private movesPrefix(topic: string): string {
+    return keys.listingMoves(this.ns, topic, '');
+  }
+
   /**
    * Idempotent, so a crash between the person write and this one heals on redelivery. One script
    * per entry, in the topic's slot, which compares the erase marker (see `erase`).
    */
   private async updateIndex(entries: IndexEntry[]): Promise<void> {
-    const ladder = this.options.ladder;
     const p = this.pipeline();
     const topics = new Set<string>();
     const index = (p as unknown as Record<string, TopicScript>)[this.indexScript]!;
     for (const e of entries) {
-      const ks = [keys.erasedFromTopic(this.ns, e.topic, e.person), ...ladder.map((stage) => keys.stageIndex(this.ns, e.topic, stage))];
-      index.call(p, ...ks, e.person, String(e.stage), String(e.last), String(e.erased ?? 0));
+      const ks = [keys.erasedFromTopic(this.ns, e.topic, e.person), ...this.stageKeys(e.topic), keys.listings(this.ns, e.topic)];
+      const score = e.stage >= 0 ? rankScore(e.last, e.counts ?? []) : 0;
+      index.call(p, ...ks, e.person, String(e.stage), String(score), String(e.erased ?? 0), this.movesPrefix(e.topic));
       if (e.stage >= 0) topics.add(e.topic);
     }
     if (topics.size > 0) p.sadd(keys.topics(this.ns), ...topics);
@@ -268,7 +284,8 @@ export class RedisHistoryStore implements HistoryStore {
    *    write planned before fails its compare-and-set (version and tombstone), so nothing can add to
    *    the history, and the re-read skips the erased records.
    * 2. Per (id, topic) of those dialogues, one script in the topic's slot (ERASE_FROM_TOPIC): the
-   *    erase marker, the id out of every stage index and every saved ranking. The only index writes
+   *    erase marker, the id out of every stage index and out of the moves of every open needs listing
+   *    (a listing reads the live indexes and those moves, so nothing else holds the id). The only index writes
    *    left are those of folds that wrote before step 1 and update the index after it; each does so
    *    in a script in the same slot that compares the marker with the tombstone its write saw (INDEX),
    *    and removes instead of adding. Before step 2 such an update is removed by it; after it, it
@@ -323,21 +340,12 @@ export class RedisHistoryStore implements HistoryStore {
 
   private async eraseFromTopics(entries: { person: string; topic: string }[], at: number): Promise<void> {
     if (entries.length === 0) return;
-    const ladder = this.options.ladder;
-    const topics = [...new Set(entries.map((e) => e.topic))];
-    const q = this.pipeline();
-    for (const t of topics) q.smembers(keys.rankings(this.ns, t));
-    const rankingIds = new Map<string, string[]>();
-    (await exec<string[]>(q)).forEach((ids, i) => {
-      rankingIds.set(topics[i]!, ids);
-    });
     const p = this.pipeline();
     const eraseFromTopic = (p as unknown as Record<string, TopicScript>)[this.eraseFromTopicScript]!;
     for (const { person, topic } of entries) {
-      const ks = [keys.erasedFromTopic(this.ns, topic, person), ...ladder.map((stage) => keys.stageIndex(this.ns, topic, stage))];
-      eraseFromTopic.call(p, ...ks, person, String(at), String(ERASE_MARKER_SECONDS));
-      // A ranking saved from indexes read before the erase may still list the id: it goes from there too.
-      for (const id of rankingIds.get(topic) ?? []) p.clickfoldForget(keys.ranking(this.ns, topic, id), person);
+      const ks = [keys.erasedFromTopic(this.ns, topic, person), ...this.stageKeys(topic), keys.listings(this.ns, topic)];
+      // Out of the moves of open listings too: a listing opened before the erase must not list the id.
+      eraseFromTopic.call(p, ...ks, person, String(at), String(ERASE_MARKER_SECONDS), this.movesPrefix(topic));
     }
     await exec(p);
   }
@@ -350,28 +358,92 @@ export class RedisHistoryStore implements HistoryStore {
     return (await this.redis.sismember(keys.topics(this.ns), topic)) === 1;
   }
 
+  /**
+   * Exact counts by last activity from an index ordered by the needs ranking: K = last + δ(w) with
+   * δ in [0, MAX_DELTA_MS], so K in [since + MAX_DELTA_MS, until] is surely inside the window (one
+   * ZCOUNT), and only K in [since, since + MAX_DELTA_MS) or (until, until + MAX_DELTA_MS] is read
+   * and decoded. Without a window: ZCARD.
+   */
   async stageCounts(topics: readonly string[], window: TimeWindow = {}): Promise<number[][]> {
     const ladder = this.options.ladder;
-    const min = window.since === undefined ? '-inf' : String(window.since);
-    const max = window.until === undefined ? '+inf' : String(window.until);
     const whole = window.since === undefined && window.until === undefined;
+    const since = window.since ?? -Infinity;
+    const until = window.until ?? Infinity;
+    const sureLo = floorOf(since + MAX_DELTA_MS);
+    const sureHi = window.until === undefined ? '+inf' : `(${floorOf(until + 1)}`;
+    const scans: [string, string][] = [];
+    if (window.since !== undefined) scans.push([String(floorOf(since)), `(${Math.min(floorOf(since + MAX_DELTA_MS), floorOf(until + 1))}`]);
+    if (window.until !== undefined) scans.push([String(Math.max(floorOf(until + 1), floorOf(since))), `(${floorOf(until + MAX_DELTA_MS + 1)}`]);
     const p = this.pipeline();
     for (const topic of topics) {
-      for (const stage of ladder) {
-        const key = keys.stageIndex(this.ns, topic, stage);
-        if (whole) p.zcard(key);
-        else p.zcount(key, min, max);
+      for (const key of this.stageKeys(topic)) {
+        if (whole) {
+          p.zcard(key);
+          continue;
+        }
+        p.zcount(key, String(sureLo), sureHi);
+        for (const [lo, hi] of scans) p.zrangebyscore(key, lo, hi, 'WITHSCORES');
       }
     }
-    const r = await exec<number>(p);
-    return topics.map((_, t) => ladder.map((_, s) => Number(r[t * ladder.length + s])));
+    const r = await exec<number | string[]>(p);
+    const per = whole ? 1 : 1 + scans.length;
+    return topics.map((_, t) =>
+      ladder.map((_, s) => {
+        const at = (t * ladder.length + s) * per;
+        let n = Number(r[at]);
+        for (let i = 1; i < per; i++) {
+          const flat = r[at + i] as string[];
+          for (let j = 1; j < flat.length; j += 2) {
+            const last = lastOf(Number(flat[j]));
+            if (last >= since && last <= until) n++;
+          }
+        }
+        return n;
+      }),
+    );
   }
 
+  /** By last activity, decoded from the index (K >= last: the read starts at K = since). Reads every member active since then. */
   async stageMembers(topic: string, stage: string, since: number, limit: number): Promise<StageMember[]> {
-    const r = await this.redis.zrevrangebyscore(keys.stageIndex(this.ns, topic, stage), '+inf', String(since), 'WITHSCORES', 'LIMIT', 0, limit);
+    const r = await this.redis.zrevrangebyscore(keys.stageIndex(this.ns, topic, stage), '+inf', String(floorOf(since)), 'WITHSCORES');
     const out: StageMember[] = [];
-    for (let i = 0; i + 1 < r.length; i += 2) out.push({ person: r[i]!, last: Number(r[i + 1]) });
-    return out;
+    for (let i = 0; i + 1 < r.length; i += 2) {
+      const last = lastOf(Number(r[i + 1]));
+      if (last >= since) out.push({ person: r[i]!, last });
+    }
+    return out.sort((a, b) => b.last - a.last || (a.person < b.person ? 1 : a.person > b.person ? -1 : 0)).slice(0, limit);
+  }
+
+  async needsPage(q: NeedsPageQuery): Promise<NeedsPageResult | null> {
+    const first = !q.listing;
+    const id = q.listing?.id ?? randomBytes(16).toString('base64url');
+    const now = Date.now();
+    const ks = [keys.listings(this.ns, q.topic), keys.listingMoves(this.ns, q.topic, id), ...this.stageKeys(q.topic)];
+    const script = (this.redis as unknown as Record<string, (...a: string[]) => Promise<unknown[]>>)[this.needsPageScript]!;
+    const r = await script.call(
+      this.redis,
+      ...ks,
+      String(q.from),
+      String(q.to),
+      String(q.min),
+      String(q.limit),
+      first ? 'first' : 'next',
+      `${id}.${q.from}.${q.to}`,
+      String(now + q.ttlSeconds * 1000),
+      String(now),
+      String(q.listing?.after.score ?? 0),
+      q.listing?.after.person ?? '',
+      String(MAX_OPEN_LISTINGS),
+      this.movesPrefix(q.topic),
+    );
+    if (Number(r[0]) < 0) return null;
+    const all: RankedEntry[] = [];
+    for (const flat of r.slice(2) as string[][]) {
+      for (let i = 0; i + 1 < flat.length; i += 2) all.push({ person: flat[i]!, score: Number(flat[i + 1]) });
+    }
+    const after = q.listing?.after;
+    const entries = (after ? all.filter((e) => compareRanked(after, e) < 0) : all).sort(compareRanked).slice(0, q.limit);
+    return first ? { entries, total: Number(r[0]), listing: Number(r[1]) === 1 ? id : null } : { entries };
   }
 
   async dialogues(topic: string, persons: readonly string[]): Promise<(Dialogue | null)[]> {
@@ -379,28 +451,6 @@ export class RedisHistoryStore implements HistoryStore {
     const p = this.pipeline();
     for (const person of persons) p.hget(keys.person(this.ns, person), DIALOGUE_PREFIX + topic);
     return (await exec<string | null>(p)).map((v) => (v === null ? null : decodeDialogue(v)));
-  }
-
-  async saveRanking(topic: string, persons: readonly string[], ttlSeconds: number): Promise<string> {
-    const id = randomBytes(16).toString('base64url');
-    const key = keys.ranking(this.ns, topic, id);
-    const p = this.pipeline();
-    for (let i = 0; i < persons.length; i += 1000) p.rpush(key, ...persons.slice(i, i + 1000));
-    p.expire(key, ttlSeconds);
-    // Listed for erase, which takes a person out of every saved ranking of their topics.
-    p.sadd(keys.rankings(this.ns, topic), id).expire(keys.rankings(this.ns, topic), ttlSeconds);
-    await exec(p);
-    return id;
-  }
-
-  async readRanking(topic: string, id: string, offset: number, count: number): Promise<{ persons: string[]; total: number } | null> {
-    const key = keys.ranking(this.ns, topic, id);
-    const p = this.pipeline();
-    p.lrange(key, offset, offset + count - 1).llen(key);
-    const [slice, total] = (await exec<string[] | number>(p)) as [string[], number];
-    // An erased person's place stays, blank (FORGET_IN_RANKING).
-    const persons = slice.filter((x) => x !== '');
-    return total === 0 ? null : { persons, total };
   }
 
   async close(): Promise<void> {}

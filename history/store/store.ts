@@ -27,7 +27,7 @@ export interface HistoryStore {
   /**
    * Erases, as of `at` (epoch ms), the person `person` names (a visitor merged into a known person
    * names that person) and every id linked to them: their history, links, fingerprints, outbox,
-   * stage-index entries and places in saved rankings. Each id keeps only a tombstone (`erased at`):
+   * stage-index entries and places in open needs listings. Each id keeps only a tombstone (`erased at`):
    * the fold skips its records received at or before `at` for good, and every write compares the
    * tombstone, so a fold that read the person before the erase cannot write them back. Records
    * received later fold as a new history. Tombstones are written also for an id the store holds
@@ -52,7 +52,10 @@ export interface HistoryStore {
   hasTopic(topic: string): Promise<boolean>;
   /**
    * For each topic, the number of people per stage (ladder order): the members of each stage index,
-   * or with a window only those whose last activity (the index score) lies in [since, until], ms.
+   * or with a window only those whose last activity lies in [since, until], ms. The index score is
+   * the needs ranking (rank-key.ts), which holds the last activity but is not ordered by it: the
+   * count is exact, read as a range of the index for the people certainly inside the window and, for
+   * those within MAX_DELTA_MS (about 11 days) of its edges, by decoding each one's score.
    */
   stageCounts(topics: readonly string[], window?: TimeWindow): Promise<number[][]>;
   /** Members of one stage index with last activity at or after `since`, most recent first (equal times: reverse id order, as Redis), at most `limit`. */
@@ -60,16 +63,17 @@ export interface HistoryStore {
   /** The current dialogue about `topic` of each person (canonical ids, as the indexes hold them), or null. */
   dialogues(topic: string, persons: readonly string[]): Promise<(Dialogue | null)[]>;
   /**
-   * Keeps a ranked list of people (a page-through snapshot of a query) for `ttlSeconds`; returns its
-   * id. Lives with the topic (its hash tag), so paging a list never sees a person twice or misses one.
+   * One page of a topic's needs ranking: the people of stage indexes [from, to) whose index score
+   * (rank-key.ts) is at least `min`, best first. The first page (no `listing`) answers the total and,
+   * when more people follow, opens a listing that lives `ttlSeconds`: the ranking as it stood at that
+   * instant. A later page names the listing and the last entry it gave, and answers the entries after
+   * it in that ranking: everyone keeps the place they had when the listing opened, also if they moved
+   * since (their score then is kept for the listing when they move), so no page repeats or skips
+   * anyone. People who entered the stages since are not in it (they are in the next listing); people
+   * who left them are (with their dialogue read, the caller sees they left). An erase takes its people
+   * out of every index and listing. null: the listing expired or never was.
    */
-  saveRanking(topic: string, persons: readonly string[], ttlSeconds: number): Promise<string>;
-  /**
-   * A slice of a saved ranking and its length, or null once it expired. Reading does not renew it: a
-   * saved ranking lives `ttlSeconds` from its saving. An erase takes its people out of it, leaving
-   * their places (left out of the slice, counted in the length), so later pages shift nobody.
-   */
-  readRanking(topic: string, id: string, offset: number, count: number): Promise<{ persons: string[]; total: number } | null>;
+  needsPage(q: NeedsPageQuery): Promise<NeedsPageResult | null>;
   close(): Promise<void>;
 }
 
@@ -100,6 +104,42 @@ export interface TimeWindow {
   until?: number | undefined;
 }
 
+export interface RankedEntry {
+  person: string;
+  /** The index score (rank-key.ts): the needs ranking, last activity and weighted interactions in one number. */
+  score: number;
+}
+
+export interface NeedsPageQuery {
+  topic: string;
+  /** Stage indexes [from, to) (ladder positions). */
+  from: number;
+  to: number;
+  /** Only entries scoring at least this (rank-key.ts floorOf). */
+  min: number;
+  limit: number;
+  /** How long a listing opened by this first page lives (the store's own clock, as key expiry). */
+  ttlSeconds: number;
+  /** A later page: the listing (from the first page) and the last entry already given. */
+  listing?: { id: string; after: RankedEntry } | undefined;
+}
+
+export interface NeedsPageResult {
+  entries: RankedEntry[];
+  /** First page: how many people the whole listing holds. */
+  total?: number;
+  /** First page: the listing opened for the next pages, or null when this page holds everyone. */
+  listing?: string | null;
+}
+
+/**
+ * Open listings per topic: each one makes the index update of a person who moves record their old
+ * score once more (the first move per listing and person; later ones cost a no-op ZADD NX), so past
+ * this many the oldest is closed (its cursors answer "expired"). A dashboard that reloads the first
+ * page on every transition opens one listing per reload: the cap bounds what that costs the fold.
+ */
+export const MAX_OPEN_LISTINGS = 16;
+
 export interface StageMember {
   person: string;
   /** Last activity, epoch ms (the index score). */
@@ -127,11 +167,15 @@ export const keys = {
   linked: (ns: string, person: string) => `${ns}l:{${person}}`,
   /** Transitions written but not yet published, per partition; normally absent. */
   outbox: (ns: string, person: string) => `${ns}x:{${person}}`,
+  /** People at one stage of a topic, scored by the needs ranking (rank-key.ts), which also holds their last activity. */
   stageIndex: (ns: string, topic: string, stage: string) => `${ns}ix:{${topic}}:${stage}`,
-  /** A saved ranking of a needs query (a list of person ids), paged through by cursor; expires. */
-  ranking: (ns: string, topic: string, id: string) => `${ns}nq:{${topic}}:${id}`,
-  /** The ids of a topic's saved rankings, so that an erase finds them (same slot as the rankings). */
-  rankings: (ns: string, topic: string) => `${ns}nqs:{${topic}}`,
+  /**
+   * An open needs listing: the people who moved since it opened, with the score they had then
+   * (+inf: not in the listing's stages then). Expires with the listing.
+   */
+  listingMoves: (ns: string, topic: string, id: string) => `${ns}nq:{${topic}}:${id}`,
+  /** A topic's open listings: members `id.from.to`, scored by when they expire (epoch ms). Same slot as the indexes. */
+  listings: (ns: string, topic: string) => `${ns}nqs:{${topic}}`,
   /**
    * An erased id's tombstone: when it was erased (epoch ms). In the person's slot, so the fold's
    * compare-and-set reads it atomically with the history; expires once no raw record it covers can

@@ -411,6 +411,69 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
       ).toEqual(rows.slice(4).map((r) => r[0]));
       expect(rest.headers.get('x-next-cursor')).toBeNull();
     });
+
+    it('streams a whole list of any length as CSV or NDJSON, in the order of the pages', async () => {
+      const topic = 'product:stream';
+      // More than one export chunk (1,000 rows), so the stream reads page after page.
+      const records: BatchRecord[] = [];
+      for (let i = 0; i < 2600; i++) {
+        const person = `st-${String(i).padStart(4, '0')}`;
+        records.push(rec(person, 1, NOW - ((i * 7919) % 2600) * MIN, { topic }));
+        if (i % 3 === 0) records.push(rec(person, 1, NOW - ((i * 7919) % 2600) * MIN + 1, { topic }));
+      }
+      await fold(records);
+      const url = `/v1/topics/${topic}/needs?stage=detail`;
+      const paged: string[] = [];
+      for (let cursor: string | null = null, first = true; first || cursor; first = false) {
+        const page: { needs: { person: string }[]; nextCursor: string | null } = await json(
+          `${url}&limit=1000${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`,
+        );
+        paged.push(...page.needs.map((n) => n.person));
+        cursor = page.nextCursor;
+      }
+      expect(paged).toHaveLength(2600);
+      const csv = await get(url, { authorization: `Bearer ${FULL_KEY}`, accept: 'text/csv' });
+      expect(csv.headers.get('x-total-count')).toBe('2600');
+      expect(csv.headers.get('x-next-cursor')).toBeNull();
+      const rows = parseCsv(await csv.text());
+      expect(rows.slice(1).map((r) => r[0])).toEqual(paged);
+      const nd = await get(url, { authorization: `Bearer ${FULL_KEY}`, accept: 'application/x-ndjson' });
+      expect(nd.headers.get('content-type')).toBe('application/x-ndjson; charset=utf-8');
+      const lines = (await nd.text())
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { person: string; score: number });
+      expect(lines.map((l) => l.person)).toEqual(paged);
+    });
+
+    it('refuses a forged or altered cursor with a 400 that says why, never a 500', async () => {
+      const url = `/v1/topics/${T}/needs?stage=intro&notReached=purchase&limit=1`;
+      const first = await json<{ nextCursor: string }>(url);
+      const c = JSON.parse(Buffer.from(first.nextCursor, 'base64url').toString()) as Record<string, unknown>;
+      const forged = (patch: Record<string, unknown>) => Buffer.from(JSON.stringify({ ...c, ...patch })).toString('base64url');
+      for (const patch of [
+        { s: 1.5 },
+        { s: '1e400' },
+        { s: 2 ** 60 },
+        { m: '' },
+        { m: 'x'.repeat(129) },
+        { r: '../../etc' },
+        { t: -1 },
+        { v: 1 },
+        { n: 'now' },
+      ]) {
+        const res = await get(`${url}&cursor=${forged(patch)}`);
+        expect(res.status, JSON.stringify(patch)).toBe(400);
+        expect((await errorOf(res)).issues?.[0]?.path).toBe('cursor');
+      }
+      for (const raw of ['', '%00', 'e30', Buffer.from('[]').toString('base64url'), Buffer.from('null').toString('base64url')]) {
+        const res = await get(`${url}&cursor=${raw}`);
+        expect(res.status, raw).toBe(400);
+      }
+      // A cursor placed anywhere in a list it belongs to reads from there, never outside it.
+      const anywhere = await get(`${url}&cursor=${forged({ s: 0, m: 'zzz' })}`);
+      expect(anywhere.status).toBe(200);
+    });
   });
 
   describe('GET /v1/transitions/stream', () => {

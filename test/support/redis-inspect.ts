@@ -8,17 +8,18 @@ export async function keysOf(redis: Redis | Cluster, pattern: string): Promise<s
 
 /**
  * Every person a store namespace holds anywhere: in a person's own keys (`h:{p}`, `r:{p}`, ...)
- * or as a member of any stage index. For tests that check erase leaves nothing behind.
+ * or as a member of any stage index or open needs listing. For tests that check erase leaves nothing behind.
  */
 export async function inspectNamespace(redis: Redis | Cluster, ns: string): Promise<{ people: string[]; indexed: string[]; erased: string[] }> {
   const all = await keysOf(redis, `${ns}*`);
   const idOf = (k: string) => k.slice(ns.length + 3, -1);
   // Tombstones (`e:{id}`) are what an erase leaves on purpose: listed apart.
-  const personal = all.filter((k) => /^.{2}\{/.test(k.slice(ns.length)) && !k.startsWith(`${ns}ix:`) && !k.startsWith(`${ns}e:{`));
+  const personal = all.filter((k) => /^.{2}\{/.test(k.slice(ns.length)) && !k.startsWith(`${ns}ix:`) && !k.startsWith(`${ns}nq:`) && !k.startsWith(`${ns}e:{`));
   const people = [...new Set(personal.map(idOf))];
   const erased = all.filter((k) => k.startsWith(`${ns}e:{`)).map(idOf);
   const indexed = new Set<string>();
-  for (const k of all.filter((k) => k.startsWith(`${ns}ix:`))) for (const m of await redis.zrange(k, 0, -1)) indexed.add(m);
+  // Stage indexes, and the moves kept by open needs listings (`nq:{topic}:id`).
+  for (const k of all.filter((k) => k.startsWith(`${ns}ix:`) || k.startsWith(`${ns}nq:`))) for (const m of await redis.zrange(k, 0, -1)) indexed.add(m);
   return { people: people.sort(), indexed: [...indexed].sort(), erased: erased.sort() };
 }
 

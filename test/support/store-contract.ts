@@ -2,7 +2,9 @@ import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { foldBatchWith, type FieldBackend } from '../../history/fold/fold-batch.js';
 import type { FoldEvent, FoldOptions } from '../../history/fold/fold.js';
 import type { BatchRecord } from '../../history/fold/person-batch.js';
-import { RANKING_ID, type HistoryStore } from '../../history/store/store.js';
+import { rankNeeds } from '../../history/query/needs-rank.js';
+import { deltaOf, floorOf, weightedInteractions } from '../../history/store/rank-key.js';
+import { MAX_OPEN_LISTINGS, RANKING_ID, type HistoryStore, type NeedsPageResult } from '../../history/store/store.js';
 import type { Transition } from '../../contract/transition.js';
 
 export const FOLD_OPTIONS: FoldOptions = { ladder: ['intro', 'detail', 'purchase'], quietMs: 30 * 86_400_000, seenSize: 32 };
@@ -276,27 +278,112 @@ export function storeContract(name: string, make: (opts?: FoldOptions) => Promis
       ]);
     });
 
-    it('keeps a ranking for paging: slices in order, its length, unknown or expired ids answer null', async () => {
-      const persons = Array.from({ length: 2500 }, (_, i) => `r-${i}`);
-      const id = await store.saveRanking('product:sku-1', persons, 60);
-      expect(id).toMatch(RANKING_ID);
-      expect(await store.readRanking('product:sku-1', id, 0, 3)).toEqual({ persons: ['r-0', 'r-1', 'r-2'], total: 2500 });
-      expect(await store.readRanking('product:sku-1', id, 2498, 10)).toEqual({ persons: ['r-2498', 'r-2499'], total: 2500 });
-      expect(await store.readRanking('product:sku-1', id, 2500, 10)).toEqual({ persons: [], total: 2500 });
-      // A ranking belongs to its topic (its hash tag); another topic or an unknown id finds nothing.
-      expect(await store.readRanking('product:sku-2', id, 0, 3)).toBeNull();
-      expect(await store.readRanking('product:sku-1', 'A'.repeat(22), 0, 3)).toBeNull();
-      const other = await store.saveRanking('product:sku-1', ['x'], 60);
-      expect(other).not.toBe(id);
-      expect(await store.readRanking('product:sku-1', other, 0, 10)).toEqual({ persons: ['x'], total: 1 });
+    /** A topic's needs list [from, to) scoring at least `min`, read page by page through one listing. */
+    const pageAll = async (
+      topic: string,
+      from: number,
+      to: number,
+      limit: number,
+      between: (page: number, seen: readonly string[]) => Promise<void> = async () => {},
+    ) => {
+      const first = await store.needsPage({ topic, from, to, min: -(2 ** 52), limit, ttlSeconds: 60 });
+      const seen = first!.entries.map((e) => e.person);
+      let after = first!.entries.at(-1);
+      let pages = 1;
+      let full = first!.entries.length === limit;
+      while (first!.listing && after && full) {
+        await between(pages, seen);
+        const next = await store.needsPage({ topic, from, to, min: -(2 ** 52), limit, ttlSeconds: 60, listing: { id: first!.listing, after } });
+        expect(next).not.toBeNull();
+        seen.push(...next!.entries.map((e) => e.person));
+        after = next!.entries.at(-1);
+        full = next!.entries.length === limit;
+        pages++;
+      }
+      return { seen, total: first!.total, listing: first!.listing, pages };
+    };
+
+    /** A deterministic population of `n` at detail, with varied recency and intensity. */
+    const population = (n: number, prefix: string) => {
+      const records: BatchRecord[] = [];
+      let x = 12345;
+      const rnd = () => (x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+      for (let i = 0; i < n; i++) {
+        const person = `${prefix}-${String(i).padStart(4, '0')}`;
+        const last = T0 + Math.floor(rnd() * 20 * 86_400_000);
+        records.push(rec(person, 0, last - 60_000));
+        for (let k = Math.floor(rnd() * 6); k >= 0; k--) records.push(rec(person, 1, last - k));
+      }
+      return records;
+    };
+
+    it('keeps each stage index in the needs ranking: the order of the definition at every moment, read a page at a time', async () => {
+      await foldAll('clicks.raw/0', population(300, 'rk'));
+      const persons = Array.from({ length: 300 }, (_, i) => `rk-${String(i).padStart(4, '0')}`);
+      const dialogues = await store.dialogues('product:sku-1', persons);
+      const candidates = persons.map((person, i) => ({ person, last: dialogues[i]!.last, counts: dialogues[i]!.counts }));
+      const { seen, total, listing, pages } = await pageAll('product:sku-1', 1, 2, 7);
+      expect(total).toBe(300);
+      expect(listing).toMatch(RANKING_ID);
+      expect(pages).toBe(Math.ceil(300 / 7));
+      // The index was written once; the definition is computed at moments days and a year apart.
+      for (const now of [T0, T0 + 10 * 86_400_000, T0 + 25 * 86_400_000, T0 + 365 * 86_400_000]) {
+        expect(seen).toEqual(rankNeeds(candidates, now).map((c) => c.person));
+      }
+      // The floor: only those whose score is at least that of one look at `t` (K >= t).
+      const t = T0 + 10 * 86_400_000;
+      const floor = await store.needsPage({ topic: 'product:sku-1', from: 1, to: 2, min: floorOf(t), limit: 1000, ttlSeconds: 60 });
+      const above = new Set(candidates.filter((c) => c.last + deltaOf(weightedInteractions(c.counts)) >= t).map((c) => c.person));
+      expect(above.size).toBeGreaterThan(0);
+      expect(above.size).toBeLessThan(300);
+      expect(floor!.total).toBe(above.size);
+      expect(floor!.listing).toBeNull();
+      expect(floor!.entries.map((e) => e.person)).toEqual(seen.filter((p) => above.has(p)));
+      // An unknown listing, or one of another stage range, answers null (an expired cursor).
+      const after = { person: 'rk-0000', score: 0 };
+      expect(
+        await store.needsPage({ topic: 'product:sku-1', from: 1, to: 2, min: 0, limit: 5, ttlSeconds: 60, listing: { id: 'A'.repeat(22), after } }),
+      ).toBeNull();
+      expect(await store.needsPage({ topic: 'product:sku-1', from: 0, to: 2, min: 0, limit: 5, ttlSeconds: 60, listing: { id: listing!, after } })).toBeNull();
     });
 
-    it('keeps a saved ranking for its time to live from saving: reading does not renew it', async () => {
-      const id = await store.saveRanking('product:sku-1', ['a', 'b'], 1);
-      await new Promise((r) => setTimeout(r, 600));
-      expect(await store.readRanking('product:sku-1', id, 0, 1)).toEqual({ persons: ['a'], total: 2 });
-      await new Promise((r) => setTimeout(r, 600));
-      expect(await store.readRanking('product:sku-1', id, 0, 1)).toBeNull();
+    it('keeps at most MAX_OPEN_LISTINGS listings open per topic: past that the oldest closes', async () => {
+      await foldAll('clicks.raw/0', [rec('cap-a', 1, T0), rec('cap-b', 1, T0 + 1)]);
+      const open = async () => (await store.needsPage({ topic: 'product:sku-1', from: 1, to: 2, min: 0, limit: 1, ttlSeconds: 60 }))!;
+      const pages: NeedsPageResult[] = [];
+      for (let i = 0; i <= MAX_OPEN_LISTINGS; i++) pages.push(await open());
+      const next = (p: NeedsPageResult) =>
+        store.needsPage({ topic: 'product:sku-1', from: 1, to: 2, min: 0, limit: 1, ttlSeconds: 60, listing: { id: p.listing!, after: p.entries[0]! } });
+      expect(await next(pages[0]!)).toBeNull();
+      expect((await next(pages[1]!))!.entries.map((e) => e.person)).toEqual(['cap-a']);
+      expect((await next(pages.at(-1)!))!.entries.map((e) => e.person)).toEqual(['cap-a']);
+    });
+
+    it('pages a listing exactly once while people keep moving: everyone at the place they had when it opened', async () => {
+      await foldAll('clicks.raw/0', population(120, 'mv'));
+      await foldAll('clicks.raw/0', [rec('mv-intro', 0, T0 + 5)]);
+      const before = (await pageAll('product:sku-1', 1, 2, 1000)).seen;
+      const erased = new Set<string>();
+      let t = T0 + 21 * 86_400_000;
+      const { seen, total } = await pageAll('product:sku-1', 1, 2, 9, async (page, shown) => {
+        // Between pages: the last of the list becomes the first, someone unseen moves up, someone buys,
+        // a newcomer arrives at detail, one comes up from intro, one not shown yet is erased.
+        const unseen = before.filter((p) => !shown.includes(p) && !erased.has(p)).slice(3);
+        if (unseen.length < 5) return;
+        const moves = [rec(before.at(-1 - page)!, 1, ++t), rec(unseen[0]!, 1, ++t), rec(unseen[1]!, 1, ++t), rec(unseen[2]!, 2, ++t)];
+        moves.push(rec(`mv-new-${page}`, 1, ++t));
+        if (page === 1) moves.push(rec('mv-intro', 1, ++t));
+        await foldAll('clicks.raw/0', moves);
+        const gone = unseen[4]!;
+        erased.add(gone);
+        await store.erase(gone, t + 1);
+      });
+      expect(total).toBe(120);
+      expect(new Set(seen).size).toBe(seen.length);
+      expect(seen).toEqual(before.filter((p) => !erased.has(p)));
+      // Nothing of the erased stays in an index or a listing.
+      const left = await inspect();
+      for (const p of erased) expect(left.indexed).not.toContain(p);
     });
 
     it('erases a person and the visitor ids linked to them from every key and index', async () => {
@@ -450,13 +537,42 @@ export function storeContract(name: string, make: (opts?: FoldOptions) => Promis
         expect((await inspect()).people).toEqual(['p-first']);
       });
 
-      it('takes the erased id out of every saved ranking of their topics', async () => {
-        await foldAll('clicks.raw/0', [rec('rk-a', 1, T0), rec('rk-b', 1, T0 + 1), rec('rk-c', 1, T0 + 2)]);
-        const id = await store.saveRanking('product:sku-1', ['rk-c', 'rk-b', 'rk-a'], 60);
-        await store.erase('rk-b', T0 + 10);
-        // Gone from the list; its place stays, so a pager at offset 2 still finds rk-a there.
-        expect(await store.readRanking('product:sku-1', id, 0, 10)).toEqual({ persons: ['rk-c', 'rk-a'], total: 3 });
-        expect(await store.readRanking('product:sku-1', id, 2, 1)).toEqual({ persons: ['rk-a'], total: 3 });
+      it('takes the erased id out of every open needs listing, moved or not, and a late index update cannot bring it back', async () => {
+        await foldAll('clicks.raw/0', [rec('rk-a', 1, T0), rec('rk-b', 1, T0 + 1), rec('rk-c', 1, T0 + 2), rec('rk-d', 1, T0 + 3)]);
+        const first = await store.needsPage({ topic: 'product:sku-1', from: 1, to: 2, min: 0, limit: 1, ttlSeconds: 60 });
+        expect(first!.entries.map((e) => e.person)).toEqual(['rk-d']);
+        // rk-a moves (the listing keeps its old place), then rk-a and rk-b are erased.
+        await foldAll('clicks.raw/0', [rec('rk-a', 1, T0 + 10)]);
+        // A fold that read rk-b before the erase and updates the index after it.
+        const backend = backendOf(store);
+        const held = gate();
+        const wrote = gate();
+        const index = backend.index.bind(backend);
+        backend.index = async (entries) => {
+          wrote.open();
+          await held.wait;
+          return index(entries);
+        };
+        const late = foldAll('clicks.raw/0', [rec('rk-b', 1, T0 + 11)]);
+        await wrote.wait;
+        await store.erase('rk-a', T0 + 20);
+        await store.erase('rk-b', T0 + 20);
+        held.open();
+        await late;
+        backend.index = index;
+        const rest = await store.needsPage({
+          topic: 'product:sku-1',
+          from: 1,
+          to: 2,
+          min: 0,
+          limit: 10,
+          ttlSeconds: 60,
+          listing: { id: first!.listing!, after: first!.entries[0]! },
+        });
+        expect(rest!.entries.map((e) => e.person)).toEqual(['rk-c']);
+        const left = await inspect();
+        expect(left.indexed).not.toContain('rk-a');
+        expect(left.indexed).not.toContain('rk-b');
       });
 
       it('applies an erasure on record unless it knows one as late or later: a history begun after it stays', async () => {

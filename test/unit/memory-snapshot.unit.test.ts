@@ -77,6 +77,22 @@ describe('the in-memory store snapshot', () => {
   });
 
   it('refuses a snapshot of another format rather than folding onto a wrong state', () => {
-    expect(() => restoreStore(new MemoryHistoryStore(FOLD), ['["store",2]'])).toThrow(/format 2/);
+    expect(() => restoreStore(new MemoryHistoryStore(FOLD), ['["store",3]'])).toThrow(/format 3/);
+  });
+
+  it('builds the stage indexes again from the histories of a format-1 snapshot (its index lines held other scores)', async () => {
+    const store = new MemoryHistoryStore(FOLD);
+    await store.foldBatch('0', [
+      record(0, 'alice', '/products/sku-1'),
+      record(1, 'alice', '/products/sku-1/specs'),
+      record(2, 'bob', '/products/sku-2'),
+      record(3, 'carol', '/products/sku-1'),
+    ]);
+    // Format 1's index lines: person, last activity (not the ranking score).
+    const lines = [...storeLines(store)].map((l) => (l === '["store",2]' ? '["store",1]' : l.startsWith('["i",') ? l.replace(/,\d{10,}/g, ',1') : l));
+    const copy = new MemoryHistoryStore(FOLD);
+    restoreStore(copy, lines);
+    const indexOf = (s: MemoryHistoryStore) => [...s.state().index].map(([t, stages]) => [t, [...stages].map(([st, m]) => [st, [...m].sort()])]).sort();
+    expect(indexOf(copy)).toEqual(indexOf(store));
   });
 });

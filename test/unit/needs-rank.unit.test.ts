@@ -19,8 +19,9 @@ describe('needs ranking (recency × intensity)', () => {
     expect(old.recency).toBeCloseTo(0.5, 10);
     expect(old.score).toBeCloseTo(fresh.score / 2, 10);
     expect(fresh.intensity).toBe(2); // log2(1 + 1 + 2)
-    // An activity "in the future" (client clocks) counts as now, never above.
-    expect(needScore(c('a', -5, [1, 0, 0]), NOW).recency).toBe(1);
+    // An activity "in the future" (client clocks) is not clamped to now: a clamp would make the order
+    // change as time passes, which an index written at fold time cannot follow.
+    expect(needScore(c('a', -5, [1, 0, 0]), NOW).recency).toBeGreaterThan(1);
   });
 
   it('ranks the more recent first at equal intensity, the more intense first at equal recency', () => {
@@ -36,13 +37,19 @@ describe('needs ranking (recency × intensity)', () => {
     expect(ranked[1]!.score).toBeCloseTo(1.74, 1);
   });
 
-  it('is a total order: ties go to the more recent, then to the smaller id; the input is not changed', () => {
+  it('is a total order: ties go to the more intense, then to the larger id (the index order); the input is not changed', () => {
     const input = [c('b', 2, [1, 0, 0]), c('a', 2, [1, 0, 0]), c('z', 0, [0, 0, 0]), c('y', 0, [0, 0, 0])];
     const copy = structuredClone(input);
     const ranked = rankNeeds(input, NOW);
-    expect(ranked.map((r) => r.person)).toEqual(['a', 'b', 'y', 'z']);
+    // No interaction counts as one (a dialogue has had one): z and y, just now, first.
+    expect(ranked.map((r) => r.person)).toEqual(['z', 'y', 'b', 'a']);
     expect(input).toEqual(copy);
-    expect(rankNeeds([...input].reverse(), NOW).map((r) => r.person)).toEqual(['a', 'b', 'y', 'z']);
+    expect(rankNeeds([...input].reverse(), NOW).map((r) => r.person)).toEqual(['z', 'y', 'b', 'a']);
+  });
+
+  it('saturates intensity at 4095 weighted interactions (log2 4096 = 12)', () => {
+    expect(needScore(c('a', 0, [5000, 0, 0]), NOW).intensity).toBe(12);
+    expect(needScore(c('a', 0, [0, 0, 1365]), NOW).intensity).toBe(12);
   });
 
   it('depends only on its input: the same candidates and time give the same order and scores', () => {

@@ -64,7 +64,7 @@ describe('query API OpenAPI document, from contract/query.ts', () => {
     expect(s.Dialogue!.properties!.started).toEqual({ type: 'string', format: 'date-time' });
     expect(s.Topics!.properties!.topics!.items).toEqual(ref('TopicSummary'));
     expect(s.Needs!.properties!.needs!.items).toEqual(ref('Need'));
-    expect(s.Needs!.properties!.truncated!.description).toBe(`The list holds only the ${shapes.MAX_NEEDS} most recently active candidates.`);
+    expect(s.Needs!.properties!.truncated!.description).toBe('Always false: the whole list is ranked, however long (kept for the clients that read it).');
     expect(s.Need!.properties!.stageReachedAt).toEqual({ type: ['string', 'null'], format: 'date-time' });
     expect(s.Transition!.properties!.at).toEqual({ type: 'number', description: 'epoch ms' });
     // Zod's own metadata keys stay out of the document.

@@ -15,7 +15,7 @@ export function eraseRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
       path: '/v1/people/{person}',
       summary: 'Erase a person',
       description:
-        'Removes the person and every visitor id linked to them from every key, index and saved ranking, and records the erasure (Kafka topic ' +
+        'Removes the person and every visitor id linked to them from every key, index and open needs listing, and records the erasure (Kafka topic ' +
         '`history.erasures`): records of these ids received until now are never folded again, also not by a replay; events after it fold as a new ' +
         'history. Recorded also for an id nothing is held of yet (its events may still be on their way), so the answer is 200 either way (`held`). ' +
         'Needs a key from API_KEYS.',

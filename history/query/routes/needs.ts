@@ -1,8 +1,8 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { MAX_NEEDS, Needs } from '../../../contract/query.js';
-import { toCsv } from '../csv.js';
-import { CursorError, queryNeeds, type NeedsPage } from '../needs.js';
+import { csvLine, toCsv } from '../csv.js';
+import { CursorError, needsList, queryNeeds, type NeedRow, type NeedsPage, type NeedsQuery } from '../needs.js';
 import { DURATION, DURATION_HELP, parseDuration } from '../params.js';
 import { bad, errors, knownTopic, notFound, PAGE_MAX, security, topicParam, type QueryRouteContext } from './common.js';
 
@@ -17,10 +17,12 @@ export function needsRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
       path: '/v1/topics/{topic}/needs',
       summary: 'Who to contact: people standing at a stage and not past it',
       description:
-        'People whose dialogue stands at `stage` (or above it but below `notReached`), last active within `activeWithin`, ranked by recency × intensity ' +
-        '(recency halves every 3 days without activity; intensity = log2(1 + interactions, each weighted by its stage’s position: 1, 2, 3 …)). ' +
+        'People whose dialogue stands at `stage` (or above it but below `notReached`), ranked by recency × intensity ' +
+        '(recency halves every 3 days without activity; intensity = log2(1 + interactions, each weighted by its stage’s position: 1, 2, 3 …, counted up to 4095)), ' +
+        'listed while their score is at least that of a single interaction `activeWithin` ago (a single look: last active within `activeWithin`; a more intense dialogue stays up to about 11 days longer). ' +
         'Paged by an opaque `cursor`: the list is fixed by the first page, so pages never repeat or skip a person while histories change (people erased or past the need since are left out). ' +
-        'With `Accept: text/csv` the same list comes as CSV (all of it unless `limit` is given; the next cursor, if any, in the `X-Next-Cursor` header).',
+        'With `Accept: text/csv` the same list comes as CSV, or with `Accept: application/x-ndjson` as one JSON `Need` per line: without `limit` all of it, streamed, ' +
+        'with `limit` one page (the next cursor, if any, in the `X-Next-Cursor` header).',
       tags: ['topics'],
       security,
       middleware: [ctx.auth.read] as const,
@@ -50,7 +52,7 @@ export function needsRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
             .optional()
             .openapi({
               param: { name: 'limit', in: 'query' },
-              description: `People per page; default 50, at most ${PAGE_MAX} (CSV: the whole list, at most ${MAX_NEEDS}).`,
+              description: `People per page; default 50, at most ${PAGE_MAX} (CSV and NDJSON without a limit: the whole list, streamed).`,
               example: 50,
             }),
           cursor: z
@@ -71,6 +73,7 @@ export function needsRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
                 description: 'person,topic,stage,last_activity,stage_reached_at,interactions,channels,score; formula-like cells start with an apostrophe.',
               }),
             },
+            'application/x-ndjson': { schema: z.string().openapi({ description: 'One `Need` object per line.' }) },
           },
         },
         ...errors,
@@ -80,13 +83,14 @@ export function needsRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
     async (c) => {
       const { topic } = c.req.valid('param');
       const q = c.req.valid('query');
-      const csv = wantsCsv(c);
+      const format = exportFormat(c);
       const stage = ladder.indexOf(q.stage);
       const notReached = q.notReached === undefined ? stage + 1 : ladder.indexOf(q.notReached);
       if (stage === ladder.length - 1)
         throw bad('stage', `"${q.stage}" is the last stage: nobody stands below it after reaching it; pick one of ${ladder.slice(0, -1).join(', ')}`);
       if (notReached <= stage) throw bad('notReached', `"${q.notReached}" must come after stage "${q.stage}" on the ladder (${ladder.join(' < ')})`);
-      if (!csv && q.limit !== undefined && q.limit > PAGE_MAX) throw bad('limit', `at most ${PAGE_MAX} per page (the CSV export takes up to ${MAX_NEEDS})`);
+      if (q.limit !== undefined && q.limit > PAGE_MAX)
+        throw bad('limit', `at most ${PAGE_MAX} per page (without a limit, the CSV and NDJSON exports stream the whole list)`);
       let activeWithinMs = store.options.quietMs;
       if (q.activeWithin !== undefined) {
         const d = parseDuration(q.activeWithin);
@@ -94,26 +98,39 @@ export function needsRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
         activeWithinMs = d;
       }
       await knownTopic(ctx, topic);
-      const limit = q.limit ?? (csv ? MAX_NEEDS : 50);
-      let page: NeedsPage;
-      try {
-        page = await queryNeeds(store, ladder, { topic, stage, notReached, activeWithinMs, limit, cursor: q.cursor, now: ctx.now() });
-      } catch (err) {
-        if (err instanceof CursorError) throw bad('cursor', err.message);
-        throw err;
+      const query: NeedsQuery = { topic, stage, notReached, activeWithinMs, limit: q.limit ?? 50, cursor: q.cursor, now: ctx.now() };
+      const cursorErrors = async <T>(read: () => Promise<T>): Promise<T> => {
+        try {
+          return await read();
+        } catch (err) {
+          if (err instanceof CursorError) throw bad('cursor', err.message);
+          throw err;
+        }
+      };
+      if (format && q.limit === undefined) {
+        // The whole list, streamed: the first page is read before answering (its errors are a 400, its total a header).
+        const list = needsList(store, ladder, query);
+        const head = await cursorErrors(() => list.next());
+        const { total, asOf } = head.value as { total: number; asOf: number };
+        const line =
+          format === 'csv'
+            ? (r: NeedRow) => csvLine([r.person, topic, r.stage, r.lastActivity, r.stageReachedAt, r.interactions, r.channels.join(';'), r.score])
+            : (r: NeedRow) => `${JSON.stringify(r)}\n`;
+        return c.body(pullStream(format === 'csv' ? csvLine(CSV_COLUMNS) : '', list as AsyncGenerator<NeedRow>, line), 200, {
+          ...exportHeaders(format, topic, q.stage, asOf),
+          'x-total-count': String(total),
+        });
       }
-      if (csv) {
-        const body = toCsv(
-          CSV_COLUMNS,
-          page.rows.map((r) => [r.person, topic, r.stage, r.lastActivity, r.stageReachedAt, r.interactions, r.channels.join(';'), r.score]),
-        );
-        const day = new Date(page.asOf).toISOString().slice(0, 10);
-        const name = `needs-${topic}-${q.stage}-${day}.csv`.replace(/[^A-Za-z0-9._-]+/g, '_');
-        const headers: Record<string, string> = {
-          'content-type': 'text/csv; charset=utf-8',
-          'content-disposition': `attachment; filename="${name}"`,
-          'x-total-count': String(page.total),
-        };
+      const page: NeedsPage = await cursorErrors(() => queryNeeds(store, ladder, query));
+      if (format) {
+        const body =
+          format === 'csv'
+            ? toCsv(
+                CSV_COLUMNS,
+                page.rows.map((r) => [r.person, topic, r.stage, r.lastActivity, r.stageReachedAt, r.interactions, r.channels.join(';'), r.score]),
+              )
+            : page.rows.map((r) => `${JSON.stringify(r)}\n`).join('');
+        const headers: Record<string, string> = { ...exportHeaders(format, topic, q.stage, page.asOf), 'x-total-count': String(page.total) };
         if (page.nextCursor) headers['x-next-cursor'] = page.nextCursor;
         return c.body(body, 200, headers);
       }
@@ -133,7 +150,53 @@ export function needsRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
   );
 }
 
-/** `Accept: text/csv` (alone or among others) asks for the CSV export. */
-function wantsCsv(c: Context): boolean {
-  return /\btext\/csv\b/i.test(c.req.header('accept') ?? '');
+/** `Accept: text/csv` (alone or among others) asks for the CSV export, `application/x-ndjson` for one JSON row per line. */
+function exportFormat(c: Context): 'csv' | 'ndjson' | null {
+  const accept = c.req.header('accept') ?? '';
+  if (/\btext\/csv\b/i.test(accept)) return 'csv';
+  if (/\bapplication\/x-ndjson\b/i.test(accept)) return 'ndjson';
+  return null;
+}
+
+function exportHeaders(format: 'csv' | 'ndjson', topic: string, stage: string, asOf: number): Record<string, string> {
+  const day = new Date(asOf).toISOString().slice(0, 10);
+  const name = `needs-${topic}-${stage}-${day}.${format === 'csv' ? 'csv' : 'ndjson'}`.replace(/[^A-Za-z0-9._-]+/g, '_');
+  return {
+    'content-type': format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8',
+    'content-disposition': `attachment; filename="${name}"`,
+  };
+}
+
+/**
+ * A body that reads the list only when the client takes more: `pull` is called when the stream's
+ * small queue has room, so a slow client holds the reads back (back-pressure) and memory stays one
+ * page. A client that goes away cancels it, which ends the list. A listing that expires under a very
+ * slow reader ends the body with an error (the client sees a cut transfer, not a short list).
+ */
+function pullStream(head: string, rows: AsyncGenerator<NeedRow>, line: (r: NeedRow) => string): ReadableStream<Uint8Array> {
+  const enc = new TextEncoder();
+  let first = head;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let chunk = first;
+        first = '';
+        // About 64 KiB per enqueue: fewer, larger writes than one per row.
+        while (chunk.length < 65_536) {
+          const next = await rows.next();
+          if (next.done) {
+            if (chunk) controller.enqueue(enc.encode(chunk));
+            controller.close();
+            return;
+          }
+          chunk += line(next.value);
+        }
+        controller.enqueue(enc.encode(chunk));
+      },
+      async cancel() {
+        await rows.return(undefined);
+      },
+    },
+    { highWaterMark: 1 },
+  );
 }
