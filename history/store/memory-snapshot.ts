@@ -90,5 +90,6 @@ export function restoreStore(store: MemoryHistoryStore, lines: readonly string[]
     }
   });
   if (rebuild) store.rebuildIndex();
+  else store.recountHours();
   return { people: s.people.size };
 }

@@ -4,6 +4,7 @@ import { foldBatchWith, type FieldBackend, type FoldOutcome } from '../fold/fold
 import type { Dialogue, FoldOptions } from '../fold/fold.js';
 import { F, OUTBOX_PREFIX, outboxField } from '../fold/codec.js';
 import { sealedFields, type BatchRecord, type IndexEntry, type PersonPlan } from '../fold/person-batch.js';
+import { hourOf, moveCount, sumHours } from './hour-counts.js';
 import { compareRanked, floorOf, lastOf, rankScore } from './rank-key.js';
 import { SortedIndex } from './sorted-index.js';
 import {
@@ -28,6 +29,12 @@ export class MemoryHistoryStore implements HistoryStore {
   private readonly people = new Map<string, Fields>();
   /** topic -> stage index -> person -> index score (rank-key.ts: the needs ranking, holding the last activity) */
   private readonly index = new Map<string, Map<number, SortedIndex>>();
+  /**
+   * topic -> stage index -> hour of last activity -> members (Redis: one `ih:{topic}` per topic, hour-counts.ts),
+   * kept with the index in the same synchronous step; derived from the index (`recountHours`), so a
+   * snapshot does not carry it.
+   */
+  private readonly hours = new Map<string, Map<number, Map<number, number>>>();
   /** Topics that ever had a dialogue (Redis: the `topics` set). */
   private readonly topicSet = new Set<string>();
   /** Open needs listings by topic and id (Redis: `nqs:{topic}` and a `nq:{topic}:id` per listing). */
@@ -126,12 +133,41 @@ export class MemoryHistoryStore implements HistoryStore {
       oldScore = was;
       if (s !== stage) members.delete(e.person);
     }
-    if (oldStage !== stage || oldScore !== score) this.recordMove(e.topic, e.person, oldStage, oldScore, stage);
+    if (oldStage !== stage || oldScore !== score) {
+      this.recordMove(e.topic, e.person, oldStage, oldScore, stage);
+      // The hour comes from the score, as in the Redis script, so both stores count alike.
+      const oldHour = oldStage >= 0 ? hourOf(lastOf(oldScore)) : undefined;
+      const newHour = stage >= 0 ? hourOf(lastOf(score)) : undefined;
+      if (oldStage === stage) moveCount(this.hoursOf(e.topic, stage), oldHour, newHour);
+      else {
+        if (oldStage >= 0) moveCount(this.hoursOf(e.topic, oldStage), oldHour, undefined);
+        if (stage >= 0) moveCount(this.hoursOf(e.topic, stage), undefined, newHour);
+      }
+    }
     if (stage < 0) return;
     this.topicSet.add(e.topic);
     let members = stages.get(stage);
     if (!members) stages.set(stage, (members = new SortedIndex()));
     members.set(e.person, score);
+  }
+
+  private hoursOf(topic: string, stage: number): Map<number, number> {
+    let stages = this.hours.get(topic);
+    if (!stages) this.hours.set(topic, (stages = new Map()));
+    let counters = stages.get(stage);
+    if (!counters) stages.set(stage, (counters = new Map()));
+    return counters;
+  }
+
+  /** The hour counters built again from the stage indexes (after a snapshot is restored). */
+  recountHours(): void {
+    this.hours.clear();
+    for (const [topic, stages] of this.index) {
+      for (const [stage, members] of stages) {
+        const counters = this.hoursOf(topic, stage);
+        for (const [, score] of members.entries()) moveCount(counters, undefined, hourOf(lastOf(score)));
+      }
+    }
   }
 
   /** Keeps, for each open listing of the topic, the place a person had when it opened (see NeedsPageQuery). */
@@ -197,7 +233,14 @@ export class MemoryHistoryStore implements HistoryStore {
     if (at > t) this.tombstones.set(id, at);
     const f = this.people.get(id) ?? null;
     this.people.delete(id);
-    for (const stages of this.index.values()) for (const members of stages.values()) members.delete(id);
+    for (const [topic, stages] of this.index) {
+      for (const [stage, members] of stages) {
+        const score = members.score(id);
+        if (score === undefined) continue;
+        members.delete(id);
+        moveCount(this.hoursOf(topic, stage), hourOf(lastOf(score)), undefined);
+      }
+    }
     // Out of every open listing: the others keep their places (a listing is ordered by score, not position).
     for (const open of this.listings.values()) {
       for (const l of open.values()) {
@@ -217,21 +260,12 @@ export class MemoryHistoryStore implements HistoryStore {
   }
 
   async stageCounts(topics: readonly string[], window: TimeWindow = {}): Promise<number[][]> {
-    const since = window.since ?? -Infinity;
-    const until = window.until ?? Infinity;
     const whole = window.since === undefined && window.until === undefined;
     return topics.map((topic) =>
       this.options.ladder.map((_, s) => {
-        const members = this.index.get(topic)?.get(s);
-        if (!members) return 0;
-        if (whole) return members.size;
-        // The score is K = last + δ(w) >= last: below `since` as K, below it as last too. Above, decoded.
-        let n = 0;
-        for (const m of members.from(undefined, floorOf(since))) {
-          const last = lastOf(m.score);
-          if (last >= since && last <= until) n++;
-        }
-        return n;
+        if (whole) return this.index.get(topic)?.get(s)?.size ?? 0;
+        const counters = this.hours.get(topic)?.get(s);
+        return counters ? sumHours(counters, window) : 0;
       }),
     );
   }
@@ -301,6 +335,7 @@ export class MemoryHistoryStore implements HistoryStore {
   /** The stage indexes built again from the histories (a snapshot of an older format kept other scores). */
   rebuildIndex(): void {
     this.index.clear();
+    this.hours.clear();
     for (const [person, f] of this.people) {
       if (f[F.alias]) continue;
       for (const [field, value] of Object.entries(f)) {

@@ -1,4 +1,5 @@
 import { DIALOGUE_PREFIX, F, OUTBOX_PREFIX } from '../fold/codec.js';
+import { LUA_HOURS } from './hour-counts.js';
 
 /**
  * The Lua scripts of the Redis store, written against the field table of codec.ts (never a field
@@ -141,14 +142,23 @@ return out
 /**
  * Takes an erased id out of one topic's stage indexes and open needs listings, in the topic's slot:
  * leaves the erase marker (so an index update planned before the erase, arriving after it, removes
- * instead of adding) and removes the id from every stage index and from the moves every open listing
- * kept. KEYS: the marker, the ladder's stage indexes, the topic's listings. ARGV: the id, the erase
- * time, marker TTL (s), the prefix of the listings' moves keys (same slot: the topic's hash tag).
+ * instead of adding) and removes the id from every stage index (and its hour from that stage's
+ * counters, hour-counts.ts) and from the moves every open listing kept.
+ * KEYS: the marker, the ladder's stage indexes, the topic's hour counters, its listings. ARGV: the
+ * id, the erase time, marker TTL (s), the prefix of the listings' moves keys (same slot: the topic's
+ * hash tag).
  */
-export const ERASE_FROM_TOPIC = `
+export const ERASE_FROM_TOPIC = `${LUA_HOURS}
 local m = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[2]) > m then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
-for i = 2, #KEYS - 1 do redis.call('ZREM', KEYS[i], ARGV[1]) end
+local n = #KEYS - 3
+for i = 2, n + 1 do
+  local s = redis.call('ZSCORE', KEYS[i], ARGV[1])
+  if s then
+    redis.call('ZREM', KEYS[i], ARGV[1])
+    uncount(KEYS[n + 2], hourField(hourOfScore(s), i - 2, n))
+  end
+end
 for _, spec in ipairs(redis.call('ZRANGE', KEYS[#KEYS], 0, -1)) do
   redis.call('ZREM', ARGV[4] .. string.match(spec, '^[^.]+'), ARGV[1])
 end
@@ -160,17 +170,20 @@ return 1
  * ARGV[3] (the needs ranking, rank-key.ts), out of the others. An erase marker newer than the
  * tombstone the write saw (ARGV[4]) means the person was erased after the write: the entry is removed
  * instead, so no index ever holds an erased id for longer than this step.
+ * In the same step, the topic's hour counters (hour-counts.ts): when the stage or the hour of the last
+ * activity changes, the old stage and hour lose the person and the new ones gain them, so a
+ * windowed count is a sum of counters that always agrees with the indexes.
  * When the entry changes and the topic has open needs listings (`id.from.to`, scored by expiry), each
  * listing whose stages [from, to) held the person, or now hold them, keeps the first score it saw
  * (+inf: they were not in it) in its moves key, in the same step: a listing being paged through keeps
  * everyone at the place they had when it opened (NEEDS_PAGE).
- * KEYS: the marker, the ladder's stage indexes in order, the topic's listings.
+ * KEYS: the marker, the ladder's stage indexes in order, the topic's hour counters, its listings.
  * ARGV: person, stage, score, the tombstone the write saw (0: none), the moves keys' prefix.
  */
-export const INDEX = `
+export const INDEX = `${LUA_HOURS}
 local stage = tonumber(ARGV[2])
 if stage >= 0 and tonumber(redis.call('GET', KEYS[1]) or '0') > tonumber(ARGV[4]) then stage = -1 end
-local n = #KEYS - 2
+local n = #KEYS - 3
 local oldStage, oldScore = -1, false
 for i = 2, n + 1 do
   local s = redis.call('ZSCORE', KEYS[i], ARGV[1])
@@ -178,7 +191,13 @@ for i = 2, n + 1 do
   if i - 2 == stage then redis.call('ZADD', KEYS[i], ARGV[3], ARGV[1]) elseif s then redis.call('ZREM', KEYS[i], ARGV[1]) end
 end
 if oldStage == stage and (stage < 0 or tonumber(oldScore) == tonumber(ARGV[3])) then return stage end
-local open = redis.call('ZRANGE', KEYS[n + 2], 0, -1, 'WITHSCORES')
+local oldField = oldStage >= 0 and hourField(hourOfScore(oldScore), oldStage, n) or false
+local newField = stage >= 0 and hourField(hourOfScore(ARGV[3]), stage, n) or false
+if oldField ~= newField then
+  if oldField then uncount(KEYS[n + 2], oldField) end
+  if newField then redis.call('HINCRBY', KEYS[n + 2], newField, 1) end
+end
+local open = redis.call('ZRANGE', KEYS[#KEYS], 0, -1, 'WITHSCORES')
 for j = 1, #open, 2 do
   local id, from, to = string.match(open[j], '^([^.]+)%.(%d+)%.(%d+)$')
   from, to = tonumber(from), tonumber(to)
@@ -260,5 +279,27 @@ local moved = {}
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], at, at)) do moved[#moved + 1] = m; moved[#moved + 1] = at end
 for _, v in ipairs(redis.call('ZREVRANGEBYSCORE', KEYS[2], '(' .. at, ARGV[3], 'WITHSCORES', 'LIMIT', 0, limit)) do moved[#moved + 1] = v end
 out[#out + 1] = moved
+return out
+`;
+
+/**
+ * A topic's people per stage whose last activity lies in hours [ARGV[1], ARGV[2]] ('': open), summed
+ * from the topic's hour counters (hour-counts.ts: fields hour · stages + stage) in its slot: one
+ * number per stage comes back, not every counter. At most 24 counters a day of history per stage.
+ * KEYS: the topic's hour counters. ARGV: from, to, the number of stages. Returns the sums, in order.
+ */
+export const HOURS_SUM = `
+local lo, hi, stages = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local out = {}
+for s = 1, stages do out[s] = 0 end
+local flat = redis.call('HGETALL', KEYS[1])
+for j = 1, #flat, 2 do
+  local f = tonumber(flat[j])
+  local h = math.floor(f / stages)
+  if (not lo or h >= lo) and (not hi or h <= hi) then
+    local s = f - h * stages + 1
+    out[s] = out[s] + tonumber(flat[j + 1])
+  end
+end
 return out
 `;

@@ -5,8 +5,9 @@ import type { Dialogue, FoldOptions } from '../fold/fold.js';
 import type { BatchRecord, IndexEntry, PersonPlan } from '../fold/person-batch.js';
 import { DEFAULT_RETENTION, tombstoneMs } from '../../lib/retention.js';
 import { DIALOGUE_PREFIX, decodeDialogue, decodeList, F, outboxField, type Fields } from '../fold/codec.js';
-import { compareRanked, floorOf, lastOf, MAX_DELTA_MS, rankScore } from './rank-key.js';
-import { ADMIT, CLEAR_OUTBOX, ERASE_FROM_TOPIC, ERASE_ID, INDEX, LUA_SLICE, MARK, NEEDS_PAGE, SEAL, WRITE_IF_VERSION } from './redis-scripts.js';
+import { hourWindow } from './hour-counts.js';
+import { compareRanked, floorOf, lastOf, rankScore } from './rank-key.js';
+import { ADMIT, CLEAR_OUTBOX, ERASE_FROM_TOPIC, ERASE_ID, HOURS_SUM, INDEX, LUA_SLICE, MARK, NEEDS_PAGE, SEAL, WRITE_IF_VERSION } from './redis-scripts.js';
 import {
   ERASE_MARKER_SECONDS,
   keys,
@@ -74,6 +75,7 @@ export class RedisHistoryStore implements HistoryStore {
   private readonly indexScript: string;
   private readonly eraseFromTopicScript: string;
   private readonly needsPageScript: string;
+  private readonly hoursSumScript: string;
 
   constructor(
     redis: Redis | Cluster,
@@ -93,14 +95,18 @@ export class RedisHistoryStore implements HistoryStore {
       redis.defineCommand('clickfoldAdmit', { numberOfKeys: 1, lua: ADMIT });
       redis.defineCommand('clickfoldEraseId', { numberOfKeys: 5, lua: ERASE_ID });
     }
-    // The erase marker, the ladder's stage indexes, the topic's open listings.
+    // The erase marker, the ladder's stage indexes, the topic's open listings; for the index update and
+    // the erase also the topic's hour counters.
     const topicKeys = 2 + options.ladder.length;
-    this.indexScript = `clickfoldIndexL${topicKeys}`;
-    this.eraseFromTopicScript = `clickfoldEraseFromTopicL${topicKeys}`;
+    const countedKeys = topicKeys + 1;
+    this.indexScript = `clickfoldIndexC${countedKeys}`;
+    this.eraseFromTopicScript = `clickfoldEraseFromTopicC${countedKeys}`;
     this.needsPageScript = `clickfoldNeedsPage${topicKeys}`;
-    if (!(this.indexScript in redis)) redis.defineCommand(this.indexScript, { numberOfKeys: topicKeys, lua: INDEX });
-    if (!(this.eraseFromTopicScript in redis)) redis.defineCommand(this.eraseFromTopicScript, { numberOfKeys: topicKeys, lua: ERASE_FROM_TOPIC });
+    if (!(this.indexScript in redis)) redis.defineCommand(this.indexScript, { numberOfKeys: countedKeys, lua: INDEX });
+    if (!(this.eraseFromTopicScript in redis)) redis.defineCommand(this.eraseFromTopicScript, { numberOfKeys: countedKeys, lua: ERASE_FROM_TOPIC });
     if (!(this.needsPageScript in redis)) redis.defineCommand(this.needsPageScript, { numberOfKeys: topicKeys, lua: NEEDS_PAGE });
+    this.hoursSumScript = 'clickfoldHoursSum';
+    if (!(this.hoursSumScript in redis)) redis.defineCommand(this.hoursSumScript, { numberOfKeys: 1, lua: HOURS_SUM });
     this.redis = redis as Client;
     const k = (p: string) => this.keysOf(p);
     const ttl = String(this.seenTtlSeconds);
@@ -236,6 +242,11 @@ export class RedisHistoryStore implements HistoryStore {
     return this.options.ladder.map((stage) => keys.stageIndex(this.ns, topic, stage));
   }
 
+  /** The keys of the index update and the erase from a topic, in their scripts' order (all in the topic's slot). */
+  private countedKeys(topic: string, person: string): string[] {
+    return [keys.erasedFromTopic(this.ns, topic, person), ...this.stageKeys(topic), keys.topicHours(this.ns, topic), keys.listings(this.ns, topic)];
+  }
+
   /** The prefix of a topic's listings' moves keys: the scripts add the listing id (same slot). */
   private movesPrefix(topic: string): string {
     return keys.listingMoves(this.ns, topic, '');
@@ -250,7 +261,7 @@ export class RedisHistoryStore implements HistoryStore {
     const topics = new Set<string>();
     const index = (p as unknown as Record<string, TopicScript>)[this.indexScript]!;
     for (const e of entries) {
-      const ks = [keys.erasedFromTopic(this.ns, e.topic, e.person), ...this.stageKeys(e.topic), keys.listings(this.ns, e.topic)];
+      const ks = this.countedKeys(e.topic, e.person);
       const score = e.stage >= 0 ? rankScore(e.last, e.counts ?? []) : 0;
       index.call(p, ...ks, e.person, String(e.stage), String(score), String(e.erased ?? 0), this.movesPrefix(e.topic));
       if (e.stage >= 0) topics.add(e.topic);
@@ -343,7 +354,7 @@ export class RedisHistoryStore implements HistoryStore {
     const p = this.pipeline();
     const eraseFromTopic = (p as unknown as Record<string, TopicScript>)[this.eraseFromTopicScript]!;
     for (const { person, topic } of entries) {
-      const ks = [keys.erasedFromTopic(this.ns, topic, person), ...this.stageKeys(topic), keys.listings(this.ns, topic)];
+      const ks = this.countedKeys(topic, person);
       // Out of the moves of open listings too: a listing opened before the erase must not list the id.
       eraseFromTopic.call(p, ...ks, person, String(at), String(ERASE_MARKER_SECONDS), this.movesPrefix(topic));
     }
@@ -359,48 +370,25 @@ export class RedisHistoryStore implements HistoryStore {
   }
 
   /**
-   * Exact counts by last activity from an index ordered by the needs ranking: K = last + δ(w) with
-   * δ in [0, MAX_DELTA_MS], so K in [since + MAX_DELTA_MS, until] is surely inside the window (one
-   * ZCOUNT), and only K in [since, since + MAX_DELTA_MS) or (until, until + MAX_DELTA_MS] is read
-   * and decoded. Without a window: ZCARD.
+   * Without a window: the stage indexes' sizes (ZCARD). With one: per topic, one script in its slot
+   * sums the topic's hour counters in the window's hours (hour-counts.ts, HOURS_SUM), whatever the
+   * number of people; the index, ordered by the needs ranking, is not read.
    */
   async stageCounts(topics: readonly string[], window: TimeWindow = {}): Promise<number[][]> {
     const ladder = this.options.ladder;
-    const whole = window.since === undefined && window.until === undefined;
-    const since = window.since ?? -Infinity;
-    const until = window.until ?? Infinity;
-    const sureLo = floorOf(since + MAX_DELTA_MS);
-    const sureHi = window.until === undefined ? '+inf' : `(${floorOf(until + 1)}`;
-    const scans: [string, string][] = [];
-    if (window.since !== undefined) scans.push([String(floorOf(since)), `(${Math.min(floorOf(since + MAX_DELTA_MS), floorOf(until + 1))}`]);
-    if (window.until !== undefined) scans.push([String(Math.max(floorOf(until + 1), floorOf(since))), `(${floorOf(until + MAX_DELTA_MS + 1)}`]);
-    const p = this.pipeline();
-    for (const topic of topics) {
-      for (const key of this.stageKeys(topic)) {
-        if (whole) {
-          p.zcard(key);
-          continue;
-        }
-        p.zcount(key, String(sureLo), sureHi);
-        for (const [lo, hi] of scans) p.zrangebyscore(key, lo, hi, 'WITHSCORES');
-      }
+    if (window.since === undefined && window.until === undefined) {
+      const p = this.pipeline();
+      for (const topic of topics) for (const key of this.stageKeys(topic)) p.zcard(key);
+      const r = await exec<number>(p);
+      return topics.map((_, t) => ladder.map((_, s) => Number(r[t * ladder.length + s])));
     }
-    const r = await exec<number | string[]>(p);
-    const per = whole ? 1 : 1 + scans.length;
-    return topics.map((_, t) =>
-      ladder.map((_, s) => {
-        const at = (t * ladder.length + s) * per;
-        let n = Number(r[at]);
-        for (let i = 1; i < per; i++) {
-          const flat = r[at + i] as string[];
-          for (let j = 1; j < flat.length; j += 2) {
-            const last = lastOf(Number(flat[j]));
-            if (last >= since && last <= until) n++;
-          }
-        }
-        return n;
-      }),
-    );
+    const hours = hourWindow(window);
+    if (!hours) return topics.map(() => ladder.map(() => 0));
+    const bound = (h: number) => (Number.isFinite(h) ? String(h) : '');
+    const p = this.pipeline();
+    const sum = (p as unknown as Record<string, (...a: string[]) => unknown>)[this.hoursSumScript]!;
+    for (const topic of topics) sum.call(p, keys.topicHours(this.ns, topic), bound(hours.from), bound(hours.to), String(ladder.length));
+    return (await exec<number[]>(p)).map((r) => r.map(Number));
   }
 
   /** By last activity, decoded from the index (K >= last: the read starts at K = since). Reads every member active since then. */

@@ -52,10 +52,9 @@ export interface HistoryStore {
   hasTopic(topic: string): Promise<boolean>;
   /**
    * For each topic, the number of people per stage (ladder order): the members of each stage index,
-   * or with a window only those whose last activity lies in [since, until], ms. The index score is
-   * the needs ranking (rank-key.ts), which holds the last activity but is not ordered by it: the
-   * count is exact, read as a range of the index for the people certainly inside the window and, for
-   * those within MAX_DELTA_MS (about 11 days) of its edges, by decoding each one's score.
+   * or with a window only those whose last activity lies in the whole UTC hours the window touches:
+   * [since's hour start, until's hour end] (hour-counts.ts countedWindow), exact to the hour. Read from
+   * counters per stage and hour kept with the index, at any size; since after until counts nobody.
    */
   stageCounts(topics: readonly string[], window?: TimeWindow): Promise<number[][]>;
   /** Members of one stage index with last activity at or after `since`, most recent first (equal times: reverse id order, as Redis), at most `limit`. */
@@ -169,6 +168,8 @@ export const keys = {
   outbox: (ns: string, person: string) => `${ns}x:{${person}}`,
   /** People at one stage of a topic, scored by the needs ranking (rank-key.ts), which also holds their last activity. */
   stageIndex: (ns: string, topic: string, stage: string) => `${ns}ix:{${topic}}:${stage}`,
+  /** The members of the topic's stage indexes counted by stage and hour of last activity (hour-counts.ts): hour · stages + stage -> count. Kept by the index update. */
+  topicHours: (ns: string, topic: string) => `${ns}ih:{${topic}}`,
   /**
    * An open needs listing: the people who moved since it opened, with the score they had then
    * (+inf: not in the listing's stages then). Expires with the listing.

@@ -121,19 +121,28 @@ describe('collapse: Redis bytes per dialogue against the raw Kafka bytes that bu
     // Only this test's topics: another file may fold into the shared topic meanwhile.
     const ours = new Set(Array.from({ length: 40 }, (_, n) => `product:sku-${n}`));
     for (const k of await redis.keys(`${prefix}ix:*`)) if (ours.has(k.slice(prefix.length + 4, k.lastIndexOf('}')))) indexBytes += await usage(k);
+    // The stages' hour counters (windowed counts) are part of the index's cost.
+    let hoursBytes = 0;
+    for (const k of await redis.keys(`${prefix}ih:*`)) if (ours.has(k.slice(prefix.length + 4, k.lastIndexOf('}')))) hoursBytes += await usage(k);
 
     const perDialogue = {
       rawKafkaBytes: Math.round(rawBytes / dialogues),
       redisHashBytes: Math.round(hashBytes / dialogues),
       stageIndexBytes: Math.round(indexBytes / dialogues),
+      hourCountersBytes: Math.round(hoursBytes / dialogues),
       recentIdsBytes: Math.round(seenBytes / dialogues),
     };
     const ratio = rawBytes / hashBytes;
     console.log(
       `[collapse] ${dialogues} dialogues, ${expectedEvents} events: per dialogue raw ${perDialogue.rawKafkaBytes} B on Kafka -> ` +
-        `${perDialogue.redisHashBytes} B Redis hash (${ratio.toFixed(1)}x); with the stage index ${(rawBytes / (hashBytes + indexBytes)).toFixed(1)}x; ` +
+        `${perDialogue.redisHashBytes} B Redis hash (${ratio.toFixed(1)}x); with the stage index ${(rawBytes / (hashBytes + indexBytes)).toFixed(1)}x, ` +
+        `and its hour counters (${(hoursBytes / dialogues).toFixed(1)} B) ${(rawBytes / (hashBytes + indexBytes + hoursBytes)).toFixed(1)}x; ` +
         `the recent-id key (expires after a day) adds ${perDialogue.recentIdsBytes} B while a person is active`,
     );
     expect(ratio).toBeGreaterThanOrEqual(50);
+    expect(rawBytes / (hashBytes + indexBytes)).toBeGreaterThanOrEqual(50);
+    // The hour counters are one small hash per topic (a listpack of integer fields), not a cost per
+    // dialogue: here 3 dialogues share each topic, so their per-dialogue figure is mostly that key.
+    expect(hoursBytes / ours.size).toBeLessThanOrEqual(128);
   });
 });

@@ -236,13 +236,23 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
       expect(all.overallConversion).toBe(0.25);
       // The last 7 days: dave (10 days ago) is out.
       const week = await json<{ people: number; stages: { reached: number }[]; window: { since: string } }>(`/v1/topics/${T}/funnel?since=7d`);
-      expect(week.window.since).toBe(new Date(NOW - 7 * DAY).toISOString());
+      // Counted by whole UTC hours: the window starts at the hour of 7 days ago.
+      expect(week.window.since).toBe(new Date(Math.floor((NOW - 7 * DAY) / HOUR) * HOUR).toISOString());
       expect(week.stages.map((s) => s.reached)).toEqual([3, 2, 1]);
       // A closed window with ISO bounds: only bob (1 day ago) and carol (3 days ago).
       const closed = await json<{ stages: { atStage: number }[] }>(
         `/v1/topics/${T}/funnel?since=${new Date(NOW - 4 * DAY).toISOString()}&until=${NOW - 12 * HOUR}`,
       );
       expect(closed.stages.map((s) => s.atStage)).toEqual([0, 1, 1]);
+      // The end is widened to the end of its hour; a window in the future counts nobody.
+      const ends = await json<{ window: { until: string } }>(`/v1/topics/${T}/funnel?since=0&until=${NOW - 12 * HOUR}`);
+      expect(ends.window.until).toBe(new Date(Math.floor((NOW - 12 * HOUR) / HOUR) * HOUR + HOUR - 1).toISOString());
+      const future = await json<{ people: number; stages: { atStage: number }[] }>(`/v1/topics/${T}/funnel?since=${NOW + 2 * HOUR}`);
+      expect(future.people).toBe(0);
+      expect(future.stages.map((s) => s.atStage)).toEqual([0, 0, 0]);
+      // Any range answers at once (the counters are summed, not the hours walked): everyone.
+      const huge = await json<{ people: number }>(`/v1/topics/${T}/funnel?since=0&until=999999999999999`);
+      expect(huge.people).toBe(4);
     });
 
     it('explains a bad window (400) and an unknown topic (404)', async () => {

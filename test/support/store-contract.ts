@@ -45,6 +45,7 @@ export function storeContract(name: string, make: (opts?: FoldOptions) => Promis
     let offset = 0;
     let id = 0;
     const T0 = Date.UTC(2026, 5, 1);
+    const H = 3_600_000;
     const rec = (person: string, stage: number, ts: number, extra: Partial<FoldEvent> = {}): BatchRecord => ({
       offset: offset++,
       person,
@@ -238,9 +239,9 @@ export function storeContract(name: string, make: (opts?: FoldOptions) => Promis
       await foldAll('clicks.raw/0', [
         rec('q-a', 0, T0),
         rec('q-b', 0, T0 + 10),
-        rec('q-b', 1, T0 + 20),
-        rec('q-c', 2, T0 + 30),
-        rec('q-d', 1, T0 + 40),
+        rec('q-b', 1, T0 + H + 20),
+        rec('q-c', 2, T0 + 2 * H + 30),
+        rec('q-d', 1, T0 + 3 * H + 40),
         rec('q-d', 0, T0 + 5, { topic: 'product:sku-2' }),
       ]);
       expect(await store.topics()).toEqual(['product:sku-1', 'product:sku-2']);
@@ -251,23 +252,27 @@ export function storeContract(name: string, make: (opts?: FoldOptions) => Promis
         [1, 0, 0],
         [0, 0, 0],
       ]);
-      // The window bounds the last activity (the index score), inclusive at both ends.
-      expect(await store.stageCounts(['product:sku-1'], { since: T0 + 20 })).toEqual([[0, 2, 1]]);
-      expect(await store.stageCounts(['product:sku-1'], { since: T0 + 20, until: T0 + 30 })).toEqual([[0, 1, 1]]);
+      // The window bounds the last activity, inclusive at both ends, widened to the whole UTC hours it touches.
+      expect(await store.stageCounts(['product:sku-1'], { since: T0 + H + 20 })).toEqual([[0, 2, 1]]);
+      expect(await store.stageCounts(['product:sku-1'], { since: T0 + H + 21 })).toEqual([[0, 2, 1]]);
+      expect(await store.stageCounts(['product:sku-1'], { since: T0 + 2 * H })).toEqual([[0, 1, 1]]);
+      expect(await store.stageCounts(['product:sku-1'], { since: T0 + H + 20, until: T0 + 2 * H + 30 })).toEqual([[0, 1, 1]]);
+      expect(await store.stageCounts(['product:sku-1'], { since: T0 + H, until: T0 + 3 * H - 1 })).toEqual([[0, 1, 1]]);
       expect(await store.stageCounts(['product:sku-1'], { until: T0 })).toEqual([[1, 0, 0]]);
+      expect(await store.stageCounts(['product:sku-1'], { until: T0 + H - 1 })).toEqual([[1, 0, 0]]);
 
       expect(await store.stageMembers('product:sku-1', 'detail', 0, 10)).toEqual([
-        { person: 'q-d', last: T0 + 40 },
-        { person: 'q-b', last: T0 + 20 },
+        { person: 'q-d', last: T0 + 3 * H + 40 },
+        { person: 'q-b', last: T0 + H + 20 },
       ]);
-      expect(await store.stageMembers('product:sku-1', 'detail', T0 + 21, 10)).toEqual([{ person: 'q-d', last: T0 + 40 }]);
-      expect(await store.stageMembers('product:sku-1', 'detail', 0, 1)).toEqual([{ person: 'q-d', last: T0 + 40 }]);
+      expect(await store.stageMembers('product:sku-1', 'detail', T0 + H + 21, 10)).toEqual([{ person: 'q-d', last: T0 + 3 * H + 40 }]);
+      expect(await store.stageMembers('product:sku-1', 'detail', 0, 1)).toEqual([{ person: 'q-d', last: T0 + 3 * H + 40 }]);
       expect(await store.stageMembers('product:nope', 'detail', 0, 10)).toEqual([]);
 
       const [b, none, d] = await store.dialogues('product:sku-1', ['q-b', 'nobody', 'q-d']);
-      expect(b).toMatchObject({ stage: 1, start: T0 + 10, last: T0 + 20, first: [T0 + 10, T0 + 20, 0], counts: [1, 1, 0], channels: ['web'] });
+      expect(b).toMatchObject({ stage: 1, start: T0 + 10, last: T0 + H + 20, first: [T0 + 10, T0 + H + 20, 0], counts: [1, 1, 0], channels: ['web'] });
       expect(none).toBeNull();
-      expect(d).toMatchObject({ stage: 1, last: T0 + 40 });
+      expect(d).toMatchObject({ stage: 1, last: T0 + 3 * H + 40 });
       expect(await store.dialogues('product:sku-1', [])).toEqual([]);
 
       // Erasing a person takes them out of every count.
@@ -276,6 +281,71 @@ export function storeContract(name: string, make: (opts?: FoldOptions) => Promis
         [1, 1, 1],
         [0, 0, 0],
       ]);
+    });
+
+    describe('windowed stage counts (hour counters kept with the index)', () => {
+      const TOPIC = 'product:sku-1';
+      /** Deterministic: people with several events each, over 3 days, at any millisecond, some far apart (a new dialogue). */
+      const people = Array.from({ length: 40 }, (_, i) => `w-${i}`);
+      let x = 11;
+      const rnd = () => (x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+      const events = () =>
+        people.flatMap((p) => Array.from({ length: 1 + Math.floor(rnd() * 3) }, () => rec(p, Math.floor(rnd() * 3), T0 + Math.floor(rnd() * 3 * 24 * H))));
+      /** The definition: people per stage whose last activity's UTC hour lies in [since's hour, until's hour]. */
+      const bruteForce = async (w: { since?: number; until?: number }) => {
+        const out = [0, 0, 0];
+        for (const d of await store.dialogues(TOPIC, people)) {
+          if (!d) continue;
+          const h = Math.floor(d.last / H);
+          if (w.since !== undefined && h < Math.floor(w.since / H)) continue;
+          if (w.until !== undefined && h > Math.floor(w.until / H)) continue;
+          out[d.stage]!++;
+        }
+        return out;
+      };
+      const windows = () => [
+        {},
+        { since: T0 + 30 * H + 1234 },
+        { until: T0 + 40 * H + 59 * 60_000 },
+        { since: T0 + 10 * H + 1, until: T0 + 50 * H - 1 },
+        { since: T0 + 24 * H, until: T0 + 24 * H },
+        { since: T0 + 1000 * H },
+        { since: -8.64e15, until: 8.64e15 },
+      ];
+      const expectDefinition = async () => {
+        for (const w of windows()) expect({ w, counts: (await store.stageCounts([TOPIC], w))[0] }).toEqual({ w, counts: await bruteForce(w) });
+      };
+
+      it('equal a brute-force count from the definition, through moves, new dialogues and erasures', async () => {
+        await foldAll('clicks.raw/0', events());
+        await expectDefinition();
+        // Everyone acts again (later hours, higher stages, some a new dialogue after the quiet period).
+        await foldAll('clicks.raw/0', events());
+        await foldAll('clicks.raw/1', [rec('w-1', 0, T0 + 40 * 24 * H), rec('w-2', 2, T0 + 3 * 24 * H + 5)]);
+        await expectDefinition();
+        for (const p of ['w-3', 'w-4', 'w-5']) await store.erase(p, T0 + 100 * 24 * H);
+        await expectDefinition();
+        const [all] = await store.stageCounts([TOPIC]);
+        expect(all).toEqual(await bruteForce({}));
+        expect(all!.reduce((a, b) => a + b, 0)).toBe(people.length - 3);
+      });
+
+      it('drop people who leave the topic (the dialogue cap) from their hour', async () => {
+        ({ store, inspect } = await make({ ...FOLD_OPTIONS, maxDialogues: 1 }));
+        await foldAll('clicks.raw/0', [rec('w-0', 1, T0 + 5 * H), rec('w-1', 2, T0 + 6 * H)]);
+        expect(await store.stageCounts([TOPIC], { since: T0 })).toEqual([[0, 1, 1]]);
+        await foldAll('clicks.raw/0', [rec('w-0', 0, T0 + 7 * H, { topic: 'product:sku-2' })]);
+        expect(await store.stageCounts([TOPIC], { since: T0 })).toEqual([[0, 0, 1]]);
+        expect(await store.stageCounts([TOPIC], { since: -8.64e15, until: 8.64e15 })).toEqual([[0, 0, 1]]);
+      });
+
+      it('answer nobody for a window in the future, one that ends before it starts, or an unknown topic', async () => {
+        await foldAll('clicks.raw/0', [rec('w-0', 1, T0 + 5 * H)]);
+        expect(await store.stageCounts([TOPIC], { since: T0 + 6 * H })).toEqual([[0, 0, 0]]);
+        expect(await store.stageCounts([TOPIC], { since: T0 + 6 * H, until: T0 })).toEqual([[0, 0, 0]]);
+        expect(await store.stageCounts(['product:nope'], { since: 0 })).toEqual([[0, 0, 0]]);
+        expect(await store.stageCounts([TOPIC], { since: T0 + 5 * H + 3_599_999 })).toEqual([[0, 1, 0]]);
+      });
     });
 
     /** A topic's needs list [from, to) scoring at least `min`, read page by page through one listing. */
