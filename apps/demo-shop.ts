@@ -105,6 +105,30 @@ const SPA_BODY = html`<h1>Single-page shop</h1>
 })();
 </script>`;
 
+/**
+ * On-site personalisation: a banner that follows the visitor's stage of this product, from the
+ * snippet's `stages` callback (its add-on, t-stages.js), within a click of it changing.
+ */
+const banner = (p: (typeof PRODUCTS)[number]) => html`<div id="stage-banner" class="card" data-stage-now="none" style="background:#f4f8ff">
+    Welcome! ${p.name} in a minute: see its specs.
+  </div>
+  <script>
+    clickfold.push(['stages', (stages) => {
+      const stage = stages['product:${raw(p.sku)}'];
+      const el = document.getElementById('stage-banner');
+      const text = ${raw(
+        JSON.stringify({
+          intro: `Welcome! ${p.name} in a minute: see its specs.`,
+          detail: `Questions about ${p.name}? Compare sizes, or ask us anything.`,
+          purchase: `Thank you for buying ${p.name}! Here is how to care for it.`,
+        }).replace(/</g, '\u003c'),
+      )}[stage];
+      if (!el || !text) return;
+      el.dataset.stageNow = stage;
+      el.textContent = text;
+    }]);
+  </script>`;
+
 export function createDemoShop(): Hono {
   const app = new Hono();
   const find = (sku: string) => PRODUCTS.find((p) => p.sku === sku);
@@ -129,6 +153,7 @@ export function createDemoShop(): Hono {
       page(
         p.name,
         html`<h1>${p.name}</h1>
+          ${banner(p)}
           <p>${p.blurb}</p>
           <p><a href="/products/${p.sku}/specs">See the full specs</a></p>
           <button data-topic="product:${p.sku}" data-stage="detail" id="compare">Compare sizes</button>`,
@@ -143,6 +168,7 @@ export function createDemoShop(): Hono {
       page(
         `${p.name} specs`,
         html`<h1>${p.name}: specs</h1>
+          ${banner(p)}
           <ul><li>Price: ${p.price} EUR</li><li>Weight: light</li></ul>
           <p><a href="/checkout/${p.sku}">Buy now</a></p>`,
       ),
@@ -156,6 +182,7 @@ export function createDemoShop(): Hono {
       page(
         `Checkout ${p.name}`,
         html`<h1>Checkout: ${p.name}</h1>
+          ${banner(p)}
           <p>Total: ${p.price} EUR</p>
           <button id="pay" data-topic="product:${p.sku}" data-stage="purchase"
             onclick="clickfold.push(['track','Order Completed',{sku:'${raw(p.sku)}'},${p.price}])">Pay</button>`,

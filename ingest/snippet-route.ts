@@ -6,6 +6,8 @@ import { builtFile } from '../lib/paths.js';
 
 /** Where `npm run build` writes the bundled tracker snippet. */
 export const SNIPPET_PATH = builtFile(import.meta.url, 't.js');
+/** ...and its `stages` add-on (tracker-snippet/src/stages.ts). */
+export const STAGES_ADDON_PATH = builtFile(import.meta.url, 't-stages.js');
 
 export interface SnippetRouteOptions {
   /** The built snippet; defaults to dist/t.js. */
@@ -39,7 +41,19 @@ export function acceptedEncodings(header: string | undefined): Set<string> {
  * browser gets a 304. While the snippet is not built yet it answers 404 and tries again next time.
  */
 export function snippetRoute(opts: SnippetRouteOptions = {}): Hono {
-  const path = opts.path ?? SNIPPET_PATH;
+  return builtScriptRoute('/t.js', opts.path ?? SNIPPET_PATH, opts, false);
+}
+
+/**
+ * `GET /t-stages.js`: the snippet's `stages` add-on, which the snippet loads with import() the
+ * first time a page asks for its stages. A module script from another origin needs CORS; anyone
+ * may load it (it is public code), hence `*`.
+ */
+export function stagesAddonRoute(opts: SnippetRouteOptions = {}): Hono {
+  return builtScriptRoute('/t-stages.js', opts.path ?? STAGES_ADDON_PATH, opts, true);
+}
+
+function builtScriptRoute(route: string, path: string, opts: SnippetRouteOptions, module: boolean): Hono {
   const cacheControl = `public, max-age=${opts.maxAgeSeconds ?? 3600}, stale-while-revalidate=86400`;
   let prepared: Promise<Prepared | null> | null = null;
 
@@ -58,7 +72,7 @@ export function snippetRoute(opts: SnippetRouteOptions = {}): Hono {
   };
 
   const app = new Hono();
-  app.get('/t.js', async (c) => {
+  app.get(route, async (c) => {
     prepared ??= prepare();
     const js = await prepared;
     if (!js) {
@@ -79,6 +93,7 @@ export function snippetRoute(opts: SnippetRouteOptions = {}): Hono {
       // Pages that isolate themselves (COEP require-corp) may still load it from another origin.
       'cross-origin-resource-policy': 'cross-origin',
     };
+    if (module) headers['access-control-allow-origin'] = '*';
     // Any of our current tags means the client holds the current snippet (If-None-Match is a weak comparison).
     const current = Object.values(js.etag);
     const ifNoneMatch = c.req.header('if-none-match');

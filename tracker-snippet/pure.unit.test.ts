@@ -1,5 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ClickEvent, ElementContext, Props, UserSig } from '../contract/collect.js';
+import { SNIPPET_VISITOR_ID } from '../contract/visitor.js';
 import { clean, context, cut, parseIds, retryDelay, rid, selector, validId } from './src/pure.js';
 
 // Node has no CSS.escape; a faithful-enough stand-in for the characters used below.
@@ -63,10 +64,20 @@ describe('ids', () => {
     for (const bad of ['a'.repeat(65), 'has space', '', undefined, null, {}, 'ü']) expect(validId(bad)).toBeUndefined();
   });
 
-  it('rid makes distinct ids that fit the contract', () => {
+  it('rid makes distinct ids of 128 random bits that fit the contract, the shape GET /v1/me accepts', () => {
     const ids = new Set(Array.from({ length: 1000 }, rid));
     expect(ids.size).toBe(1000);
-    for (const id of ids) expect(id).toMatch(/^[\w.:@+-]{1,64}$/);
+    for (const id of ids) {
+      expect(id).toMatch(/^[\w.:@+-]{1,64}$/);
+      expect(id).toMatch(SNIPPET_VISITOR_ID);
+      expect(id).toMatch(/^\d{30,40}$/);
+    }
+  });
+
+  it('parseIds keeps a visitor id an older snippet stored (96 bits as digits), which GET /v1/me still accepts', () => {
+    const old = '3141592653589793238462643';
+    expect(parseIds(`${old}|s1|123`)[0]).toBe(old);
+    expect(old).toMatch(SNIPPET_VISITOR_ID);
   });
 
   it('parseIds keeps valid stored ids and replaces malformed ones', () => {
@@ -79,11 +90,11 @@ describe('ids', () => {
     expect(parseIds(`v1|s1|123|u1|${'f'.repeat(500)}`)[4]).toBe('f'.repeat(128));
     expect(UserSig.safeParse(parseIds(`v1|s1|123|u1|${'f'.repeat(500)}`)[4]).success).toBe(true);
     const [visitor, session, last, user] = parseIds('bad id|<script>|x|');
-    expect(visitor).toMatch(/^\d+$/);
+    expect(visitor).toMatch(SNIPPET_VISITOR_ID);
     expect([session, last, user]).toEqual([undefined, 0, undefined]);
     // The opt-out marker is not an id: a visitor who opts back in gets a fresh one.
     expect(parseIds('!')[0]).not.toBe('!');
-    expect(parseIds(null)[0]).toMatch(/^\d+$/);
+    expect(parseIds(null)[0]).toMatch(SNIPPET_VISITOR_ID);
   });
 });
 
@@ -109,16 +120,25 @@ describe('clean', () => {
 });
 
 describe('retryDelay', () => {
+  /** retryDelay with Math.random() answering `random` (its jitter). */
+  const delay = (fails: number, retryAfter: string | null, random: number) => {
+    const spy = vi.spyOn(Math, 'random').mockReturnValue(random);
+    try {
+      return retryDelay(fails, retryAfter);
+    } finally {
+      spy.mockRestore();
+    }
+  };
   it('honours Retry-After in seconds', () => {
-    expect(retryDelay(1, '3', 0)).toBe(3000);
-    expect(retryDelay(5, '1', 0.5)).toBe(1500);
+    expect(delay(1, '3', 0)).toBe(3000);
+    expect(delay(5, '1', 0.5)).toBe(1500);
   });
 
   it('backs off exponentially to a minute without one', () => {
-    expect([1, 2, 3, 4].map((n) => retryDelay(n, null, 0))).toEqual([1000, 2000, 4000, 8000]);
-    expect(retryDelay(20, null, 0)).toBe(60_000);
-    expect(retryDelay(1, 'garbage', 0)).toBe(1000);
-    expect(retryDelay(1, null, 0.999)).toBeLessThan(2000);
+    expect([1, 2, 3, 4].map((n) => delay(n, null, 0))).toEqual([1000, 2000, 4000, 8000]);
+    expect(delay(20, null, 0)).toBe(60_000);
+    expect(delay(1, 'garbage', 0)).toBe(1000);
+    expect(delay(1, null, 0.999)).toBeLessThan(2000);
   });
 });
 

@@ -93,15 +93,16 @@ safe(() => {
     const data = body(flight);
     // A string body goes as text/plain: a CORS-simple request, no preflight. keepalive lets the
     // request outlive the page, within the browser's 64 KiB budget for such requests.
+    // A network failure hands done its error: truthy, so not judged.
     fetch(endpoint, { method: 'POST', body: data, keepalive: data.length < 6e4 }).then(
-      (r) => done(r.status < 500 && r.status != 429, r.headers.get('retry-after')),
-      () => done(false),
+      (r) => done(r.status > 499 || r.status == 429, r.headers.get('retry-after')),
+      done,
     );
   };
 
-  /** Ingest answered (`judged`: 2xx, or a 4xx it will answer the same way again), or it did not. */
-  const done = safe((judged: boolean, retryAfter?: string | null) => {
-    if (judged) fails = 0;
+  /** Ingest judged the events (2xx, or a 4xx it will answer the same way again), or `failed`: it did not answer, or asked for a retry. */
+  const done = safe((failed: unknown, retryAfter?: string | null) => {
+    if (!failed) fails = 0;
     else {
       queue = flight.concat(queue);
       wait = 1;
@@ -139,8 +140,7 @@ safe(() => {
    * sends it again and ingest's dedupe by event id absorbs the rare double.
    */
   const hide = safe(() => {
-    if (consent != 1 || wait || !nav.onLine) return;
-    while (queue.length && nav.sendBeacon(endpoint, body(queue.slice(0, __CHUNK__)))) queue.splice(0, __CHUNK__);
+    if (consent == 1 && !wait && nav.onLine) while (queue.length && nav.sendBeacon(endpoint, body(queue.slice(0, __CHUNK__)))) queue.splice(0, __CHUNK__);
     save();
   });
 
@@ -174,6 +174,12 @@ safe(() => {
         event('identify', { user, sig });
       }
     },
+    // The add-on (t-stages.js, beside this file) is fetched the first time a page asks for its
+    // stages: pages that never do pay nothing. Until it runs, commands wait in `s`; it then
+    // replaces `s` with its own handler and takes what waited.
+    stages: (...a: unknown[]) => {
+      import(new URL('t-stages.js', script.src) as unknown as string).then((m) => m.d(a, opt), safe);
+    },
     consent: (yes: unknown) => {
       if (dnt) return;
       if (yes) {
@@ -193,7 +199,7 @@ safe(() => {
       }
     },
   };
-  const run = safe((cmd: Cmd) => api[cmd[0]]!(...cmd.slice(1)));
+  const run = safe(([c, ...a]: Cmd) => api[c]!(...a));
 
   // Events a previous page could not deliver go first.
   if (consent == 1) {
@@ -220,10 +226,7 @@ safe(() => {
   on('popstate', page);
   on('pagehide', hide);
   on('visibilitychange', () => doc.hidden && hide());
-  on('online', () => {
-    clearTimeout(timer);
-    tick();
-  });
+  on('online', () => (clearTimeout(timer), tick()));
   on('click', (e: Event) => {
     const el = (e.target as Element).closest?.('a,button,[type=submit],[type=button],[role=button],[data-topic],[data-stage]');
     if (!el) return;

@@ -6,17 +6,20 @@
 
 export type Json = Record<string, unknown>;
 
-/** The contract's id rule (contract/collect.ts `id`), with its 64-character bound. */
-const ID = /^[\w.:@+-]{1,64}$/;
-
 /** A bounded string, or undefined for null, undefined and '' (so JSON leaves the key out). */
 export const cut = (x: unknown, max: number): string | undefined => ('' + (x ?? '')).slice(0, max) || undefined;
 
-/** `x` as an id ingest will accept, or undefined. Numbers are fine: `identify(42)`. */
-export const validId = (x: unknown): string | undefined => (ID.test((x = '' + (x ?? ''))) ? (x as string) : undefined);
+/** `x` as an id ingest will accept (contract/collect.ts `id`, with its 64-character bound), or undefined. Numbers are fine: `identify(42)`. */
+export const validId = (x: unknown): string | undefined => (/^[\w.:@+-]{1,64}$/.test((x = '' + (x ?? ''))) ? (x as string) : undefined);
 
-/** 96 random bits as digits. `getRandomValues` works outside secure contexts, unlike randomUUID. */
-export const rid = (): string => crypto.getRandomValues(new Uint32Array(3)).join('');
+/**
+ * 128 random bits as digits (four 32-bit numbers joined, about 38 characters). A visitor id is the
+ * only proof an anonymous visitor has when it reads its own stages (GET /v1/me), so it must be
+ * unguessable. `getRandomValues` works outside secure contexts, unlike randomUUID. Not base64url:
+ * its encoding (btoa of the bytes, then the alphabet swapped) costs 25 bytes gzipped that the
+ * budget does not have. Ids stored by older snippets (96 bits as digits) stay valid.
+ */
+export const rid = (): string => crypto.getRandomValues(new Uint32Array(4)).join('');
 
 /**
  * Flat props as the contract's `Props` accepts them: at most 32 keys of at most 64 characters,
@@ -29,9 +32,8 @@ export const clean = (o: unknown): Json | undefined => {
   let n = 0;
   for (const k in o as Json) {
     const v = (o as Json)[k];
-    const t = typeof v;
-    if (n < 32 && /^(?!constructor$|prototype$).{1,64}$/.test(k) && (v === null || /^(n|bo|st)/.test(t))) {
-      r[k] = t == 'string' ? (v as string).slice(0, 512) : v;
+    if (n < 32 && /^(?!constructor$|prototype$).{1,64}$/.test(k) && (v === null || /^(n|bo|st)/.test(typeof v))) {
+      r[k] = (v as string)?.slice?.(0, 512) ?? v;
       n++;
     }
   }
@@ -44,8 +46,8 @@ export const clean = (o: unknown): Json | undefined => {
  * minute; plus up to a second of jitter, so that a crowd of browsers does not come back in step
  * after an outage.
  */
-export const retryDelay = (fails: number, retryAfter: string | null | undefined, random = Math.random()): number =>
-  (+retryAfter! > 0 ? +retryAfter! * 1e3 : Math.min(500 * 2 ** fails, 6e4)) + random * 1e3;
+export const retryDelay = (fails: number, retryAfter: string | null | undefined): number =>
+  1e3 * ((+retryAfter! > 0 ? +retryAfter! : Math.min(2 ** fails / 2, 60)) + Math.random());
 
 /** One element as a selector step: `tag#id`, else `tag.class1.class2`. */
 const step = (el: Element): string =>
