@@ -20,7 +20,14 @@ import { createDemoShop } from './demo-shop.js';
 import { openBackends, type Backends } from './shared/backends.js';
 import { ingestOptionsFromEnv } from './shared/ingest-options.js';
 import { createWorker } from './shared/worker.js';
+import { visitorOptionsFromEnv } from './shared/visitor.js';
 import { startWebhooksFromEnv } from './shared/webhooks.js';
+
+/**
+ * Records read in one stretch by the all-in-one process's worker before HTTP gets a turn: reading
+ * one (JSON.parse, checks, topic map) is a few µs, so a slice holds the loop for about a ms.
+ */
+export const FOLD_SLICE = 250;
 
 export interface RunningApp {
   port: number;
@@ -55,7 +62,9 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
   const workerMetrics = createWorkerMetrics();
   const webhookMetrics = createWebhookMetrics();
   const feed = new LiveFeed();
-  const worker = createWorker(backends, { topicMap, logger, metrics: workerMetrics, onTransitions: (t) => feed.publish(t) });
+  // The fold shares the event loop with every HTTP answer: reading a batch in slices (FOLD_SLICE
+  // records) keeps a large one (a catch-up after a restart) from holding answers back.
+  const worker = createWorker(backends, { topicMap, logger, metrics: workerMetrics, onTransitions: (t) => feed.publish(t), slice: FOLD_SLICE });
 
   const app = new Hono();
   // One scrape target per process: /metrics carries ingest's, the worker's and the webhooks' metrics (registered
@@ -73,7 +82,13 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
     return c.body(await merged.metrics(), 200, { 'content-type': merged.contentType });
   });
   app.route('/worker', createWorkerHttpApp({ metrics: workerMetrics, readiness: worker.readiness, refresh: worker.refresh }));
-  app.route('/', createIngestApp(ingestOptionsFromEnv(env, { producer: backends.producer, logger, metrics: ingestMetrics, sites })));
+  app.route(
+    '/',
+    createIngestApp({
+      ...ingestOptionsFromEnv(env, { producer: backends.producer, logger, metrics: ingestMetrics, sites }),
+      visitor: visitorOptionsFromEnv(env, backends.store, feed),
+    }),
+  );
   app.route('/', createQueryApp({ store: backends.store, logger, feed, keys: apiKeysFromEnv(env) }));
   app.route('/', createDemoShop());
 

@@ -1,5 +1,6 @@
 import { Hono } from 'hono';
 import { collectDefaultMetrics, Registry } from 'prom-client';
+import { registerLoopDelay } from '../lib/loop-delay.js';
 import { apiKeysFromEnv, checkApiAccess } from '../history/query/auth.js';
 import { createQueryApp } from '../history/query/app.js';
 import { compileTopicMap, foldOptionsOf } from '../history/fold/topic-map.js';
@@ -30,6 +31,7 @@ await runProcess('api', async (env, logger) => {
   const feed = new LiveFeed();
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics });
+  registerLoopDelay(metrics);
   const live = await followTransitions(backends.logPort, feed, logger, env.KAFKA_GROUP_ID);
   const webhooks = await startWebhooksFromEnv(env, { backends, logger, metrics: createWebhookMetrics(metrics) });
 

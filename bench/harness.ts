@@ -15,6 +15,11 @@ import { summarizeProfile, type ProfileSummary } from './profile.js';
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** The bundle of bench/proc.ts and the prepared records. */
 export const CACHE_DIR = join(ROOT, 'node_modules', '.cache', 'clickfold-bench');
+/**
+ * This run's own folder for the bundle and the prepared records: two benches on one machine (two
+ * people measuring different parts) must not bundle over, or clean up, each other's files.
+ */
+export const RUN_DIR = join(CACHE_DIR, `run-${process.pid}`);
 
 export interface Services {
   kafka: KafkaBroker;
@@ -41,8 +46,8 @@ export const roles =
   });
 
 /** Bundles bench/proc.ts so that plain node runs it (no TS loader in the measured processes). */
-export async function bundleProc(): Promise<string> {
-  const outfile = join(CACHE_DIR, 'proc.mjs');
+export async function bundleProc(dir = CACHE_DIR): Promise<string> {
+  const outfile = join(dir, 'proc.mjs');
   await build({
     entryPoints: [join(ROOT, 'bench', 'proc.ts')],
     bundle: true,

@@ -6,7 +6,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { cpus, freemem, loadavg, totalmem } from 'node:os';
-import type { ProcMessage } from './proc.js';
+import type { LoopDelay, ProcMessage } from './proc.js';
 
 export interface Spread {
   min: number;
@@ -151,6 +151,24 @@ export interface Proc {
   result: Promise<unknown>;
   onMessage(f: (m: ProcMessage) => void): void;
   stop(): Promise<unknown>;
+}
+
+/** Starts a phase of a measured process: its event-loop delay histogram begins anew. */
+export function resetLoopDelay(p: Proc): void {
+  p.child.send({ type: 'loop-reset' });
+}
+
+/** The event-loop delay a measured process saw since its last reset (bench/proc.ts `loop`). */
+export function loopDelayOf(p: Proc): Promise<LoopDelay | undefined> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(undefined), 5000);
+    p.onMessage((m) => {
+      if (m.type !== 'loop') return;
+      clearTimeout(timer);
+      resolve(m.loop);
+    });
+    p.child.send({ type: 'loop' });
+  });
 }
 
 export async function startProc(bundle: string, mode: string, args: Record<string, unknown>, execArgv: string[] = []): Promise<Proc> {

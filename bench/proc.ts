@@ -7,7 +7,8 @@
  *   ingest   createIngestApp + KafkaLogProducer on a free port (the ingest process of the real stack)
  *   bare     node:http that reads the body and answers 204 (the floor of HTTP in Node)
  *   hono     a Hono route on @hono/node-server that only parses the JSON body
- *   raw      the kafkajs producer alone, with the project's settings, sending prepared records
+ *   raw      a producer alone (kafkajs, or @platformatic/kafka with `client`), with the project's
+ *            settings, sending prepared records
  *   fold     one worker: KafkaLogConsumer + createBatchHandler + RedisHistoryStore until lag 0
  *   app      the all-in-one app on Kafka + Redis, reporting probe transitions as they happen
  */
@@ -19,6 +20,9 @@ import { Hono } from 'hono';
 import { Redis } from 'ioredis';
 import { CompressionTypes, type Kafka } from 'kafkajs';
 import { startApp } from '../apps/all-in-one-app.js';
+import { visitorSource } from '../apps/shared/visitor.js';
+import { LiveFeed } from '../history/transitions/live-feed.js';
+import { parseTransition } from '../history/transitions/log.js';
 import { createBatchHandler, toFoldEvent } from '../history/worker/batch.js';
 import { MemoryHistoryStore } from '../history/store/memory.js';
 import { RawEvent, TOPICS } from '../contract/raw-event.js';
@@ -28,7 +32,7 @@ import { createIngestApp } from '../ingest/app.js';
 import { parseEnv } from '../lib/config.js';
 import { createKafka, ensureTopics } from '../lib/kafka/client.js';
 import { KafkaLogConsumer, type KafkaConsumerOptions } from '../lib/kafka/consumer.js';
-import { KafkaLogProducer, PRODUCER_CONFIG } from '../lib/kafka/producer.js';
+import { KafkaLogProducer, PRODUCER_CONFIG, type ProducerClient } from '../lib/kafka/producer.js';
 import type { ConsumedBatch } from '../lib/log.js';
 import { createLogger } from '../lib/logger.js';
 import { clientIpResolver, closeServer, listen } from '../lib/serve.js';
@@ -37,7 +41,19 @@ export type ProcMessage =
   | { type: 'ready'; port?: number }
   | { type: 'result'; result: unknown }
   | { type: 'probes'; probes: { person: string; at: number }[] }
+  | { type: 'loop'; loop: LoopDelay }
   | { type: 'error'; message: string };
+
+/** Event-loop delay over a phase, ms (perf_hooks.monitorEventLoopDelay, 5 ms resolution). */
+export interface LoopDelay {
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  max: number;
+  mean: number;
+  samples: number;
+}
 
 const now = () => performance.timeOrigin + performance.now();
 const send = (m: ProcMessage) => process.send?.(m);
@@ -45,11 +61,30 @@ const args = JSON.parse(process.argv[3] ?? '{}') as Record<string, unknown>;
 const str = (k: string) => String(args[k]);
 const num = (k: string) => Number(args[k]);
 const logger = createLogger(`bench-${process.argv[2]}`, process.env.BENCH_LOG_LEVEL ?? 'error');
+/** The producer client of the product's default configuration (KAFKA_PRODUCER), for the worker modes. */
+const DEFAULT_CLIENT = parseEnv({}).KAFKA_PRODUCER;
 
-/** Event-loop delay of this process (ms): how long a ready callback waited for the loop. */
+/**
+ * Event-loop delay of this process (ms): how long a ready callback waited for the loop. The parent
+ * resets it ('loop-reset') at the start of a phase and reads it ('loop') at its end, so each
+ * figure has the histogram of its own phase.
+ */
 const loopDelay = monitorEventLoopDelay({ resolution: 5 });
 loopDelay.enable();
-const loop = () => ({ p50: loopDelay.percentile(50) / 1e6, p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 });
+const ms = (ns: number) => Math.round(ns / 1e4) / 100;
+const loop = () => ({
+  p50: ms(loopDelay.percentile(50)),
+  p90: ms(loopDelay.percentile(90)),
+  p99: ms(loopDelay.percentile(99)),
+  p999: ms(loopDelay.percentile(99.9)),
+  max: ms(loopDelay.max),
+  mean: ms(loopDelay.mean),
+  samples: loopDelay.count,
+});
+process.on('message', (m: { type?: string }) => {
+  if (m?.type === 'loop-reset') loopDelay.reset();
+  else if (m?.type === 'loop') send({ type: 'loop', loop: loop() });
+});
 
 /** Waits for the parent's 'stop', runs `stop`, exits (cleanly, so --cpu-prof writes its profile). */
 function onStop(stop: () => Promise<unknown>) {
@@ -65,12 +100,26 @@ function onStop(stop: () => Promise<unknown>) {
   process.on('disconnect', () => process.exit(0));
 }
 
+/** Ingest without Kafka (`nullLog`): its own CPU per event, the producer's left out. */
+async function ingestNull() {
+  const producer = { send: async () => {}, ready: () => true, close: async () => {} };
+  const app = createIngestApp({ producer, logger, maxBodyBytes: 256 * 1024, retryAfterSeconds: 2, clientIp: clientIpResolver(false) });
+  const { server, port } = await listen(app, 0, '127.0.0.1');
+  onStop(async () => {
+    await closeServer(server);
+    return { eventLoopDelayMs: loop() };
+  });
+  send({ type: 'ready', port });
+}
+
 async function ingest() {
+  if (args.nullLog === true) return ingestNull();
   const kafka = createKafka(str('brokers'), 'bench-ingest', logger);
   await ensureTopics(kafka, num('partitions'), 1);
   // BENCH_COMPRESSION=gzip: produce requests compressed (kafkajs's built-in codec), to compare.
   const compression = process.env.BENCH_COMPRESSION === 'gzip' ? CompressionTypes.GZIP : undefined;
-  const producer = new KafkaLogProducer(kafka, { ackTimeoutMs: 5000, compression });
+  const client = (args.client ?? 'kafkajs') as ProducerClient;
+  const producer = new KafkaLogProducer(kafka, { ackTimeoutMs: 5000, compression, client, brokers: str('brokers'), clientId: 'bench-ingest' });
   await producer.connect();
   // BENCH_TRACE=1: kafkajs's own view of each produce request (queued in kafkajs, on the wire).
   const trace: { duration: number; pending: number; size: number }[] = [];
@@ -81,10 +130,21 @@ async function ingest() {
       if (p.apiName === 'Produce') trace.push({ duration: p.duration, pending: p.pendingDuration, size: p.size });
     });
   }
-  const app = createIngestApp({ producer, logger, maxBodyBytes: 256 * 1024, retryAfterSeconds: 2, clientIp: clientIpResolver(false) });
+  // With `redisUrl`: also the visitor API (GET /v1/me/stream), as apps/ingest.ts serves it with REDIS_URL.
+  const visitor = args.redisUrl ? await visitorApi(kafka) : undefined;
+  const app = createIngestApp({
+    producer,
+    logger,
+    maxBodyBytes: 256 * 1024,
+    retryAfterSeconds: 2,
+    clientIp: clientIpResolver(false),
+    ...(visitor ? { visitor: { source: visitor.source } } : {}),
+  });
   const { server, port } = await listen(app, 0, '127.0.0.1');
   onStop(async () => {
+    visitor?.feed.close();
     await closeServer(server);
+    await visitor?.stop();
     const stats = 'stats' in producer ? (producer as { stats(): unknown }).stats() : undefined;
     await producer.close();
     const pct = (k: 'duration' | 'pending' | 'size', q: number) => trace.map((t) => t[k]).sort((a, b) => a - b)[Math.floor(q * (trace.length - 1))];
@@ -100,6 +160,23 @@ async function ingest() {
     return { producer: stats, kafkajs, eventLoopDelayMs: loop() };
   });
   send({ type: 'ready', port });
+}
+
+/** The visitor API's source for a standalone ingest: the Redis store, and history.transitions through a group of its own. */
+async function visitorApi(kafka: Kafka) {
+  const redis = new Redis(str('redisUrl'), { maxRetriesPerRequest: null, enableAutoPipelining: false });
+  const store = new RedisHistoryStore(redis, foldOptionsOf(compileTopicMap(DEFAULT_TOPIC_MAP)), str('ns'));
+  const feed = new LiveFeed();
+  const consumer = new KafkaLogConsumer(kafka, { group: `bench-ingest-live-${Date.now()}`, topic: TOPICS.transitions, startAt: 'end' });
+  await consumer.run(async (batch) => feed.publish(batch.messages.flatMap((m) => parseTransition(m.value, logger) ?? [])));
+  return {
+    source: visitorSource(store, feed),
+    feed,
+    stop: async () => {
+      await consumer.stop();
+      redis.disconnect();
+    },
+  };
 }
 
 async function bare() {
@@ -163,27 +240,63 @@ async function raw() {
   const kafka = createKafka(str('brokers'), 'bench-raw', logger);
   const topic = str('topic');
   await createTopic(kafka, topic, num('partitions'));
-  const producer = kafka.producer(PRODUCER_CONFIG);
-  await producer.connect();
+  const produce = args.client === 'platformatic' ? await platformaticRaw() : await kafkajsRaw(kafka);
   const size = num('requestSize');
   const concurrency = num('concurrency');
   // Warm the connection and the metadata outside the timed part.
-  await producer.send({ topic: `${topic}.warm`, messages: records.slice(0, 10), acks: -1 });
+  await produce(`${topic}.warm`, records.slice(0, 10));
   let next = 0;
+  const cpu0 = process.cpuUsage();
   const t0 = now();
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (next < records.length) {
         const chunk = records.slice(next, next + size);
         next += size;
-        await producer.send({ topic, messages: chunk, acks: -1, timeout: 30_000 });
+        await produce(topic, chunk);
       }
     }),
   );
   const seconds = (now() - t0) / 1000;
-  await producer.disconnect();
-  send({ type: 'result', result: { events: records.length, seconds, eventsPerSecond: records.length / seconds, cpu: process.cpuUsage() } });
+  const cpu = process.cpuUsage(cpu0);
+  await produce.close();
+  send({ type: 'result', result: { events: records.length, seconds, eventsPerSecond: records.length / seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 } });
   setTimeout(() => process.exit(0), 50);
+}
+
+type RawSend = ((topic: string, messages: { key: string; value: string }[]) => Promise<void>) & { close(): Promise<void> };
+
+/** kafkajs with PRODUCER_CONFIG (what KafkaLogProducer's kafkajs wire uses), acks=-1. */
+async function kafkajsRaw(kafka: Kafka): Promise<RawSend> {
+  const producer = kafka.producer(PRODUCER_CONFIG);
+  await producer.connect();
+  const send = async (topic: string, messages: { key: string; value: string }[]) => {
+    if (messages.length) await producer.send({ topic, messages, acks: -1, timeout: 30_000 });
+  };
+  return Object.assign(send, { close: () => producer.disconnect() });
+}
+
+/** @platformatic/kafka with the settings of lib/kafka/producer-platformatic.ts: idempotent, acks=-1, Java's partitioner. */
+async function platformaticRaw(): Promise<RawSend> {
+  // Loaded here only: the library compiles its validators on import (a second of CPU).
+  const { compatibilityPartitioner, Producer, ProduceAcks, stringSerializers } = await import('@platformatic/kafka');
+  const producer = new Producer({
+    clientId: 'bench-raw',
+    bootstrapBrokers: str('brokers').split(','),
+    idempotent: true,
+    acks: ProduceAcks.ALL,
+    partitioner: compatibilityPartitioner,
+    serializers: stringSerializers,
+    timeout: 30_000,
+    retries: 3,
+    retryDelay: 100,
+    // The warm-up topic is created by its first send, as kafkajs does.
+    autocreateTopics: true,
+  });
+  const send = async (topic: string, messages: { key: string; value: string }[]) => {
+    if (messages.length) await producer.send({ messages: messages.map((m) => ({ topic, key: m.key, value: m.value })) });
+  };
+  return Object.assign(send, { close: () => producer.close() });
 }
 
 /** One worker process folding a pre-filled topic into Redis until every record is committed. */
@@ -195,7 +308,7 @@ async function fold() {
   const topicMap = compileTopicMap(DEFAULT_TOPIC_MAP);
   const redis = new Redis(str('redisUrl'), { maxRetriesPerRequest: null, enableAutoPipelining: false });
   const store = new RedisHistoryStore(redis, foldOptionsOf(topicMap), str('ns'));
-  const producer = new KafkaLogProducer(kafka, { ackTimeoutMs: 5000 });
+  const producer = new KafkaLogProducer(kafka, { ackTimeoutMs: 5000, client: DEFAULT_CLIENT, brokers: str('brokers') });
   await producer.connect();
   const consumerOptions = (args.consumer ?? {}) as Partial<KafkaConsumerOptions>;
   const consumer = new KafkaLogConsumer(kafka, { group: groupId, topic, startAt: 'beginning', ...consumerOptions }, { producer });
@@ -357,7 +470,7 @@ async function worker() {
   const topicMap = compileTopicMap(DEFAULT_TOPIC_MAP);
   const redis = new Redis(str('redisUrl'), { maxRetriesPerRequest: null, enableAutoPipelining: false });
   const store = new RedisHistoryStore(redis, foldOptionsOf(topicMap), str('ns'));
-  const producer = new KafkaLogProducer(kafka, { ackTimeoutMs: 5000 });
+  const producer = new KafkaLogProducer(kafka, { ackTimeoutMs: 5000, client: DEFAULT_CLIENT, brokers: str('brokers') });
   await producer.connect();
   const consumerOptions = (args.consumer ?? {}) as Partial<KafkaConsumerOptions>;
   const consumer = new KafkaLogConsumer(kafka, { group: str('groupId'), topic: TOPICS.raw, startAt: 'end', ...consumerOptions }, { producer });

@@ -4,7 +4,7 @@
  *
  *   npm run bench                       # everything, about 5-6 minutes on 2 cores
  *   npm run bench -- --quick            # shorter runs, for trying changes (figures are rougher)
- *   npm run bench -- --only ingest,raw  # some measurements: latency,context,ingest,raw,fold,redis,snippet
+ *   npm run bench -- --only ingest,raw  # some measurements: latency,callback,context,ingest,raw,fold,redis,snippet
  *   npm run bench -- --profile          # also CPU-profile ingest and the worker (node --cpu-prof)
  *   npm run bench -- --events N --consumer '<KafkaConsumerOptions JSON>' --topology split --click-rate 5000
  *
@@ -22,21 +22,24 @@ import { TOPICS } from '../contract/raw-event.js';
 import { createLogger } from '../lib/logger.js';
 import { KafkaBroker } from '../services/kafka.js';
 import { RedisServer } from '../services/redis.js';
-import { bundleProc, CACHE_DIR, launcher, profiler as cpuProfiler, ROOT, type Harness } from './harness.js';
+import { bundleProc, launcher, profiler as cpuProfiler, ROOT, RUN_DIR, type Harness } from './harness.js';
 import { cpuMeter, machine, sleep } from './lib.js';
+import { measureClickToCallback } from './measure/click-to-callback.js';
 import { measureClickToStage } from './measure/click-to-stage.js';
 import { measureCollapse } from './measure/collapse.js';
-import { measureContext } from './measure/context.js';
+import { ingestCpuRatio, measureContext, measureHonoFloor } from './measure/context.js';
 import { measureFoldBreakdown } from './measure/fold-breakdown.js';
 import { measureFold } from './measure/fold.js';
-import { measureIngest } from './measure/ingest.js';
+import { measureIngest, type IngestResult } from './measure/ingest.js';
 import { ingestRatio, measureRaw } from './measure/raw.js';
 import { measureRedisCeiling } from './measure/redis-ceiling.js';
 import { measureSnippet } from './measure/snippet.js';
+import { measureQueryScale } from './measure/query-scale.js';
 import { formatProfile, type ProfileSummary } from './profile.js';
 import { prepareRecords } from './records.js';
 import { figureList, log, logFigure, round, table, type Figure, type Figures } from './report.js';
 import { FLAGS, settingsOf, USAGE, type Part } from './settings.js';
+import { meets, targetText, TARGETS } from './targets.js';
 
 async function main(): Promise<void> {
   const { values: flags } = parseArgs({ options: FLAGS });
@@ -79,7 +82,7 @@ async function main(): Promise<void> {
   const cleanup = async () => {
     await procs?.stopAll();
     await Promise.allSettled([kafka?.destroy(), redisServer?.destroy()]);
-    rmSync(join(CACHE_DIR, 'records.tsv'), { force: true });
+    rmSync(RUN_DIR, { recursive: true, force: true });
   };
   const interrupted = () => {
     log('interrupted, stopping…');
@@ -92,27 +95,60 @@ async function main(): Promise<void> {
     [kafka, redisServer] = await Promise.all([KafkaBroker.start({ heap: ['-Xmx1g', '-Xms1g'] }), RedisServer.start()]);
     log(`Kafka ${kafka.brokers} and Redis ${redisServer.url} up in ${Date.now() - t0} ms`);
     const admin = createKafka(kafka.brokers, 'bench-admin', createLogger('bench', 'silent'));
-    await ensureTopics(admin, s.partitions, 1);
+    // A broker fresh from start may not host the new partitions yet: retried, as recreateTopics does.
+    await retrying(() => ensureTopics(admin, s.partitions, 1));
 
-    mkdirSync(CACHE_DIR, { recursive: true });
-    procs = launcher(await bundleProc());
+    mkdirSync(RUN_DIR, { recursive: true });
+    procs = launcher(await bundleProc(RUN_DIR));
     const h: Harness = { services: { kafka, redis: redisServer }, start: procs.start };
-    const prepared = await prepareRecords(s.events, CACHE_DIR);
+    const prepared = await prepareRecords(s.events, RUN_DIR);
     details.records = prepared;
     log(
       `prepared ${prepared.records.toLocaleString('en-US')} records from the scenario (${round(prepared.avgRecordBytes)} B per record key+value, ${round(prepared.avgRequestBytes)} B per request body, ${prepared.people} people)`,
     );
 
-    if (want('context')) take(await measureContext(h, s));
-    let ingestRate = NaN;
+    // The Hono route's CPU is the first half of ingest's floor: measured with ingest even without `context`.
+    let honoCpu = NaN;
+    if (want('context')) {
+      const context = await measureContext(h, s);
+      take(context);
+      honoCpu = context.honoCpuPerEvent;
+    } else if (want('ingest')) {
+      const hono = await measureHonoFloor(h, s);
+      take(hono);
+      honoCpu = hono.honoCpuPerEvent;
+    }
+    // Ingest with each producer client (KAFKA_PRODUCER), side by side.
+    const ingests: IngestResult[] = [];
     if (want('ingest')) {
-      const ingest = await measureIngest(h, s, profiler);
-      take(ingest);
-      ingestRate = ingest.eventsPerSecond;
+      for (const client of s.producers) {
+        const ingest = await measureIngest(h, s, profiler, client);
+        take(ingest);
+        ingests.push(ingest);
+      }
     }
     const raw = want('raw') || want('fold') ? await measureRaw(h, s, prepared) : undefined;
-    if (raw) take(raw);
-    if (raw && Number.isFinite(ingestRate)) take({ figures: { ratio: ingestRatio(ingestRate, raw.best).figure } });
+    if (raw) take({ figures: { raw: raw.figures } });
+    // Ingest against its floors, each with the raw producer of its own client.
+    for (const ingest of ingests) {
+      const floor = raw?.byClient[ingest.client];
+      if (!floor) continue;
+      take({ figures: { ratio: ingestRatio(ingest.eventsPerSecond, floor.best, ingest.client).figure } });
+      const cpuRatio = ingestCpuRatio(ingest.cpuPerEvent, honoCpu, floor.cpuPerEvent);
+      take({
+        figures: {
+          cpuRatio: {
+            key: ingest.client === 'kafkajs' ? 'ingest.cpuRatio' : `ingest.${ingest.client}.cpuRatio`,
+            what: `ingest CPU per event / (Hono parse + raw ${ingest.client} producer per event), same run`,
+            unit: 'x',
+            value: round(cpuRatio, 2),
+            target: targetText(TARGETS.ingestCpuRatio),
+            ok: meets(TARGETS.ingestCpuRatio, cpuRatio),
+            note: `${round(ingest.cpuPerEvent, 1)} / (${round(honoCpu, 1)} + ${round(floor.cpuPerEvent, 1)}) µs per event`,
+          },
+        },
+      });
+    }
     if (want('fold') && raw) {
       const fold = await measureFold(h, s, raw.topics, prepared, profiler);
       take(fold);
@@ -135,15 +171,32 @@ async function main(): Promise<void> {
         }
       }
     }
+    // Click to the page's own stages callback (the visitor API's stream), each topology once.
+    if (want('callback')) {
+      for (const topology of s.topologies) {
+        if (topology === 'all-in-one') await recreateTopics(admin, s.partitions);
+        const r = await measureClickToCallback(h, s, topology);
+        take({ figures: r.figures, details: r.details });
+      }
+    }
     if (want('redis')) take(await measureRedisCeiling(h.services, s));
     if (want('snippet')) take(measureSnippet(join(ROOT, 'dist', 't.js')));
+    if (want('query')) take(await measureQueryScale(h.services, s));
 
     const after = machine();
     const result = {
       started: started.toISOString(),
       seconds: Math.round((Date.now() - started.getTime()) / 1000),
       machine: { ...m, loadavgAfter: after.loadavg, othersBeforePct: before.others },
-      options: { quick: s.quick, events: s.events, runs: s.runs, connections: s.connections, partitions: s.partitions, ingestSeconds: s.ingestSeconds },
+      options: {
+        quick: s.quick,
+        events: s.events,
+        runs: s.runs,
+        connections: s.connections,
+        partitions: s.partitions,
+        ingestSeconds: s.ingestSeconds,
+        producers: s.producers,
+      },
       figures,
       details,
       profiles,
@@ -175,6 +228,18 @@ function transactionCost(tx: Figure, plain: Figure): Figure {
     unit: 'x',
     value: round(median(tx) / median(plain), 2),
   };
+}
+
+/** `f`, retried for a few seconds (a fresh broker answers UNKNOWN_TOPIC_OR_PARTITION for a moment). */
+async function retrying(f: () => Promise<void>): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await f();
+    } catch (err) {
+      if (attempt === 20) throw err;
+      await sleep(250);
+    }
+  }
 }
 
 /** Deletes the project's topics and creates them again, empty. */

@@ -2,6 +2,7 @@
  * The flags of `npm run bench` and the settings they give (durations, runs, sizes). bench/run.ts
  * parses the command line with FLAGS (node:util parseArgs) and hands the values to `settingsOf`.
  */
+import type { ProducerClient } from '../lib/kafka/producer.js';
 import { CLICK_RATE_EVENTS_PER_SECOND } from './targets.js';
 
 export const FLAGS = {
@@ -15,10 +16,13 @@ export const FLAGS = {
   topology: { type: 'string' },
   /** Click-to-stage load in events/s (default 5,000, the target's). */
   'click-rate': { type: 'string' },
+  /** The producer clients to measure ingest and the raw producer with: kafkajs, platformatic, or both (default). */
+  producer: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-export const USAGE = 'usage: npm run bench [-- --quick] [--profile] [--only latency,context,ingest,raw,fold,redis,snippet] [--events N]';
+export const USAGE =
+  'usage: npm run bench [-- --quick] [--profile] [--only latency,callback,context,ingest,raw,fold,redis,snippet,query] [--events N] [--producer kafkajs|platformatic|both]';
 
 /** The values parseArgs gives for FLAGS. */
 export interface Flags {
@@ -29,11 +33,12 @@ export interface Flags {
   consumer?: string;
   topology?: string;
   'click-rate'?: string;
+  producer?: string;
   help?: boolean;
 }
 
 /** The measurements --only selects (collapse and the fold's breakdown come with `fold`). */
-export const PARTS = ['latency', 'context', 'ingest', 'raw', 'fold', 'redis', 'snippet'] as const;
+export const PARTS = ['latency', 'callback', 'context', 'ingest', 'raw', 'fold', 'redis', 'snippet', 'query'] as const;
 export type Part = (typeof PARTS)[number];
 
 export type Topology = 'all-in-one' | 'split';
@@ -65,8 +70,12 @@ export interface Settings {
   send10Records: number;
   /** Requests of each redis-benchmark test. */
   redisBenchmarkRequests: number;
+  /** Query at scale: people on one topic (bench/measure/query-scale.ts). */
+  queryPeople: number;
   /** --consumer, parsed: KafkaConsumerOptions for the fold's and the split stack's worker. */
   consumer: Record<string, unknown> | undefined;
+  /** KAFKA_PRODUCER's clients that ingest and the raw producer are measured with: kafkajs first, then platformatic (the default). */
+  producers: ProducerClient[];
   /** BENCH_NULL_PRODUCER=1: the fold's worker does not publish transitions (what publishing costs). */
   nullProducer: boolean;
 }
@@ -94,7 +103,16 @@ export function settingsOf(flags: Flags, env: NodeJS.ProcessEnv = {}): Settings 
     topologies: [...(flags.topology !== 'split' ? (['all-in-one'] as const) : []), ...(flags.topology !== 'all-in-one' ? (['split'] as const) : [])],
     send10Records: quick ? 20_000 : 50_000,
     redisBenchmarkRequests: quick ? 100_000 : 300_000,
+    queryPeople: quick ? 200_000 : 1_000_000,
     consumer: flags.consumer ? (JSON.parse(flags.consumer) as Record<string, unknown>) : undefined,
     nullProducer: env.BENCH_NULL_PRODUCER === '1',
+    producers: producersOf(flags.producer),
   };
+}
+
+/** --producer kafkajs | platformatic | both (default: both, kafkajs first). */
+export function producersOf(flag: string | undefined): ProducerClient[] {
+  if (flag === undefined || flag === 'both') return ['kafkajs', 'platformatic'];
+  if (flag === 'kafkajs' || flag === 'platformatic') return [flag];
+  throw new Error(`--producer: kafkajs, platformatic or both, not "${flag}"`);
 }

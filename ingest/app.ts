@@ -11,7 +11,8 @@ import { createIngestMetrics, metricsHandler, type IngestMetrics } from './metri
 import { segmentRoutes } from './segment.js';
 import { createSink } from './sink.js';
 import { compileSites, DEMO_SITES, type SiteRegistry } from './sites.js';
-import { snippetRoute } from './snippet-route.js';
+import { visitorRoutes, type VisitorSource } from './me.js';
+import { snippetRoute, stagesAddonRoute } from './snippet-route.js';
 
 export interface IngestOptions {
   producer: LogProducer;
@@ -34,6 +35,11 @@ export interface IngestOptions {
   /** Metrics on a registry of their own; default: a fresh one per app. */
   metrics?: IngestMetrics;
   now?: () => number;
+  /**
+   * The history, for the visitor's own stages (`GET /v1/me`, `/v1/me/stream`: ingest/me.ts);
+   * without it those routes answer 404 (a process without a store).
+   */
+  visitor?: { source: VisitorSource; streamsPerPerson?: number; streamsPerProcess?: number };
 }
 
 /**
@@ -66,6 +72,8 @@ export function createIngestApp(opts: IngestOptions): Hono {
   app.get('/metrics', metricsHandler(metrics));
 
   app.route('/', snippetRoute());
+  app.route('/', stagesAddonRoute());
+  if (opts.visitor) app.route('/', visitorRoutes({ sites: deps.sites, clientIp: deps.clientIp, ...opts.visitor }));
 
   app.route('/', collectRoute(deps, { metrics, maxBodyBytes: opts.maxBodyBytes }));
   app.route('/', segmentRoutes(deps, { metrics, batchMaxBodyBytes: opts.batchMaxBodyBytes ?? SEGMENT_LIMITS.batchBytes }));

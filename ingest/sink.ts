@@ -89,8 +89,13 @@ export function createSink(opts: SinkOptions): Sink {
   let failuresSinceLog = 0;
   let lastFailureLog = -Infinity;
 
+  // Children by label, made once: prom-client hashes a label object on every call otherwise.
+  const timers = new Map<string, ReturnType<typeof metrics.produceSeconds.labels>>();
+  const acceptedBy = new Map<string, ReturnType<typeof metrics.accepted.labels>>();
   const timedSend = async (topic: string, messages: LogMessage[]) => {
-    const end = metrics.produceSeconds.startTimer({ topic });
+    let timer = timers.get(topic);
+    if (!timer) timers.set(topic, (timer = metrics.produceSeconds.labels(topic)));
+    const end = timer.startTimer();
     await producer.send(topic, messages);
     end();
   };
@@ -142,7 +147,9 @@ export function createSink(opts: SinkOptions): Sink {
           headers: { 'retry-after': String(opts.retryAfterSeconds) },
         });
       }
-      metrics.accepted.inc({ route: ref.route }, messages.length);
+      let accepted = acceptedBy.get(ref.route);
+      if (!accepted) acceptedBy.set(ref.route, (accepted = metrics.accepted.labels(ref.route)));
+      accepted.inc(messages.length);
     },
 
     reject(ref, status, reason, message, extra = {}) {

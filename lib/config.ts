@@ -52,6 +52,16 @@ export const Env = z.object({
   KAFKA_INVALID_RETENTION_DAYS: retentionDays(7),
   KAFKA_TRANSITIONS_RETENTION_DAYS: retentionDays(7),
   KAFKA_PARKED_RETENTION_DAYS: retentionDays(14),
+  /**
+   * The client of the process's producers (ingest's records, the worker's transitions and dead
+   * letters): `platformatic` (the default: @platformatic/kafka 1.x, the last line that runs on
+   * Node 20) or `kafkajs`, the client the design names. Both send the same idempotent, acks=-1
+   * records under the same queue (lib/kafka/producer.ts), keyed to the same partitions (Java's
+   * murmur2); `npm run bench` measures both side by side, and platformatic spends about half the
+   * CPU per record. Consumers, and WORKER_TRANSACTIONS' transactional producers, are kafkajs
+   * whatever this says: the platformatic client carries no transactions here.
+   */
+  KAFKA_PRODUCER: z.enum(['kafkajs', 'platformatic'], { error: 'kafkajs or platformatic (transactions always use kafkajs)' }).default('platformatic'),
   /** A worker silent this long loses its partitions to the others (the broker allows 6 s to 30 min). */
   KAFKA_SESSION_TIMEOUT_MS: z.coerce.number().int().min(6000).max(1_800_000).default(30_000),
   /**
@@ -118,6 +128,10 @@ export const Env = z.object({
    * their connections (event streams and idle keep-alive connections are closed at once).
    */
   INGEST_SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(120_000).default(10_000),
+  /** Open `GET /v1/me/stream` streams per person (a visitor's tabs); past it 429 (ingest/me.ts). */
+  INGEST_ME_STREAMS_PER_VISITOR: z.coerce.number().int().min(1).max(1000).default(8),
+  /** Open `GET /v1/me/stream` streams per process; past it 429. */
+  INGEST_ME_STREAMS_MAX: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
   /**
    * The embedded mode's folder (`npm start` without Kafka and Redis), which keeps the log and the
    * snapshots of the histories across restarts, relative to the working directory. Unset: `npm

@@ -56,7 +56,7 @@ export async function openLog(env: Env, logger: Logger, opts: { clientId?: strin
     clientId: opts.clientId ?? env.KAFKA_CLIENT_ID,
     logger,
     topics: { partitions: env.KAFKA_PARTITIONS, replicationFactor: env.KAFKA_REPLICATION_FACTOR, retention: retentionOf(env) },
-    producer: { ackTimeoutMs: env.INGEST_ACK_TIMEOUT_MS },
+    producer: { ackTimeoutMs: env.INGEST_ACK_TIMEOUT_MS, client: env.KAFKA_PRODUCER },
     consumers: { sessionTimeoutMs: env.KAFKA_SESSION_TIMEOUT_MS, transactionTimeoutMs: env.WORKER_TRANSACTION_TIMEOUT_MS },
   });
 }

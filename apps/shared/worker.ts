@@ -23,7 +23,19 @@ export interface Worker {
 
 export function createWorker(
   backends: Backends,
-  deps: { topicMap: TopicMap; logger: Logger; metrics: WorkerMetrics; onTransitions?: (t: Transition[]) => void },
+  deps: {
+    topicMap: TopicMap;
+    logger: Logger;
+    metrics: WorkerMetrics;
+    onTransitions?: (t: Transition[]) => void;
+    /**
+     * In a process that also answers HTTP (`npm start`): a turn of the event loop after every this
+     * many records read, so that a large batch (a catch-up) does not hold answers back for the
+     * whole of its reading. Batches are not cut into smaller commits: with WORKER_TRANSACTIONS each
+     * would be a transaction of its own, which slowed the fold behind a lag (bench, all-in-one).
+     */
+    slice?: number;
+  },
 ): Worker {
   const { topicMap, logger, metrics } = deps;
   backends.redis?.onError((kind) => metrics.redisErrors.inc({ kind }));
@@ -37,7 +49,15 @@ export function createWorker(
     readiness: () => workerReadiness({ consumer, redis: backends.redis, stopping: () => stopping }),
     refresh: async () => lag?.poll(),
     start: async () => {
-      const handler = createBatchHandler({ store: backends.store, topicMap, producer: backends.producer, logger, metrics, onTransitions: deps.onTransitions });
+      const handler = createBatchHandler({
+        store: backends.store,
+        topicMap,
+        producer: backends.producer,
+        logger,
+        metrics,
+        onTransitions: deps.onTransitions,
+        yieldEvery: deps.slice,
+      });
       await Promise.all([erasures.run(followErasures(backends.store, logger)), consumer.run(observeBatches(handler, metrics, backends.redis))]);
       lag = pollLag(consumer, metrics, { logger });
     },

@@ -17,13 +17,27 @@ export type ContextFigures = {
   honoCpu: Figure;
 };
 
-export async function measureContext(h: Harness, o: ContextOptions): Promise<{ figures: ContextFigures }> {
+export async function measureContext(h: Harness, o: ContextOptions): Promise<{ figures: ContextFigures; honoCpuPerEvent: number }> {
   const bare = await measureServer(h, o, 'bare');
   const hono = await measureServer(h, o, 'hono');
-  return { figures: { bare: bare.throughput, bareCpu: bare.cpu, hono: hono.throughput, honoCpu: hono.cpu } };
+  return { figures: { bare: bare.throughput, bareCpu: bare.cpu, hono: hono.throughput, honoCpu: hono.cpu }, honoCpuPerEvent: hono.cpuPerEvent };
 }
 
-async function measureServer(h: Harness, o: ContextOptions, mode: 'bare' | 'hono'): Promise<{ throughput: Figure; cpu: Figure }> {
+/** Only the Hono route (the floor of ingest's CPU ratio), when the rest of the context is not asked for. */
+export async function measureHonoFloor(h: Harness, o: ContextOptions): Promise<{ figures: Pick<ContextFigures, 'honoCpu'>; honoCpuPerEvent: number }> {
+  const hono = await measureServer(h, o, 'hono');
+  return { figures: { honoCpu: hono.cpu }, honoCpuPerEvent: hono.cpuPerEvent };
+}
+
+/**
+ * Ingest's CPU per event over its floor, same run: the Hono route that only parses the JSON plus
+ * the raw producer (the same client) per event.
+ */
+export function ingestCpuRatio(ingestUs: number, honoUs: number, rawUs: number): number {
+  return ingestUs / (honoUs + rawUs);
+}
+
+async function measureServer(h: Harness, o: ContextOptions, mode: 'bare' | 'hono'): Promise<{ throughput: Figure; cpu: Figure; cpuPerEvent: number }> {
   const p = await h.start(mode, {});
   await cannon(p.port!, o.connections, 2, 7); // warm-up
   const rates: number[] = [];
@@ -35,7 +49,9 @@ async function measureServer(h: Harness, o: ContextOptions, mode: 'bare' | 'hono
     rates.push(((r['2xx'] ?? 0) * 10) / r.duration);
   }
   await p.stop();
+  const cpuSpread = spread(rates.map((r, i) => cpuPerEvent(cpus[i]!, 'server', r)));
   return {
+    cpuPerEvent: cpuSpread.median,
     throughput: {
       key: `context.${mode}`,
       what: mode === 'bare' ? 'bare node:http (read body, 204), events/s' : 'Hono route that only parses the JSON, events/s',
@@ -47,7 +63,7 @@ async function measureServer(h: Harness, o: ContextOptions, mode: 'bare' | 'hono
       key: `context.${mode}.cpu`,
       what: `${mode === 'bare' ? 'bare node:http' : 'Hono + JSON.parse'}: server CPU per event`,
       unit: 'µs/event',
-      value: spread(rates.map((r, i) => cpuPerEvent(cpus[i]!, 'server', r))),
+      value: cpuSpread,
     },
   };
 }

@@ -8,11 +8,12 @@ import { spread } from '../lib.js';
 import type { Prepared } from '../records.js';
 import { round, type Figure } from '../report.js';
 import type { Settings } from '../settings.js';
+import { meets, targetText, TARGETS } from '../targets.js';
 
 export type FoldBreakdownOptions = Pick<Settings, 'consumer'>;
 
 export interface FoldBreakdownResult {
-  figures: { steps: Figure[]; consumerOnly: Figure };
+  figures: { steps: Figure[]; consumerOnly: Figure; cpuRatio: Figure };
   details: { foldBreakdown: { microsecondsPerEvent: Record<string, number>; consumerOnlyEventsPerSecond: number } };
 }
 
@@ -40,6 +41,10 @@ export async function measureFoldBreakdown(
   const steps = (await parts.result) as Record<string, number>;
   await parts.stop();
   const fullCpu = foldRuns.map((r) => (r.cpuSeconds / prepared.records) * 1e6);
+  const consumerUs = (consumerOnly.cpuSeconds / prepared.records) * 1e6;
+  const handlerUs = steps[REDIS_HANDLER] ?? NaN;
+  const wholeUs = spread(fullCpu).median;
+  const ratio = foldCpuRatio(wholeUs, consumerUs, handlerUs);
   const breakdown: Record<string, number> = {
     'KafkaLogConsumer alone (fetch, decode, commit; no-op handler)': (consumerOnly.cpuSeconds / prepared.records) * 1e6,
     ...steps,
@@ -59,7 +64,24 @@ export async function measureFoldBreakdown(
         unit: 'events/s',
         value: round(consumerOnly.eventsPerSecond),
       },
+      cpuRatio: {
+        key: 'fold.cpuRatio',
+        what: 'worker CPU per event / (consumer alone + batch handler on Redis), same records',
+        unit: 'x',
+        value: round(ratio, 2),
+        target: targetText(TARGETS.foldCpuRatio),
+        ok: meets(TARGETS.foldCpuRatio, ratio),
+        note: `${round(wholeUs, 1)} / (${round(consumerUs, 1)} + ${round(handlerUs, 1)}) µs per event`,
+      },
     },
     details: { foldBreakdown: { microsecondsPerEvent: breakdown, consumerOnlyEventsPerSecond: consumerOnly.eventsPerSecond } },
   };
+}
+
+/** The `parts` step that is the handler's floor (bench/proc.ts). */
+const REDIS_HANDLER = 'whole batch handler on Redis (RedisHistoryStore), no Kafka';
+
+/** The whole worker's CPU per event over its floor: the consumer alone plus the handler on Redis. */
+export function foldCpuRatio(wholeUs: number, consumerUs: number, handlerUs: number): number {
+  return wholeUs / (consumerUs + handlerUs);
 }

@@ -6,7 +6,9 @@
 import { CONTENT_TYPE, createScenario } from '../../load/scenario.js';
 import { cannon, responses } from '../cannon.js';
 import { roles, type Harness, type Profiler } from '../harness.js';
-import { cpuMeter, pacedLoad, spread, type CpuReport, type PacedResult } from '../lib.js';
+import type { ProducerClient } from '../../lib/kafka/producer.js';
+import { cpuMeter, loopDelayOf, pacedLoad, resetLoopDelay, spread, type CpuReport, type PacedResult } from '../lib.js';
+import type { LoopDelay } from '../proc.js';
 import type { ProfileSummary } from '../profile.js';
 import { cpuNote, cpuPerEvent, middle, type Figure } from '../report.js';
 import type { Settings } from '../settings.js';
@@ -15,22 +17,34 @@ import { meets, targetText, TARGETS } from '../targets.js';
 export type IngestOptions = Pick<Settings, 'runs' | 'ingestSeconds' | 'halfLoadSeconds' | 'connections' | 'pacedConnections' | 'partitions'>;
 
 export interface IngestResult {
+  client: ProducerClient;
   /** Median throughput, events/s (acknowledged). */
   eventsPerSecond: number;
+  /** Median CPU of the ingest process per event at full load, µs. */
+  cpuPerEvent: number;
   figures: {
     throughput: Figure;
     cpu: Figure;
     halfLoadAutocannon: Figure;
     halfLoadP50: Figure;
     halfLoadP99: Figure;
+    loopDelay: Figure;
   };
-  details: { halfLoadPaced: PacedResult[]; ingestProducer: unknown };
+  details: Record<string, { halfLoadPaced: PacedResult[]; producer: unknown; cpu: CpuReport[]; eventLoopDelayMs: Record<string, LoopDelay | undefined> }>;
   profile?: ProfileSummary;
 }
 
-export async function measureIngest(h: Harness, o: IngestOptions, profiler?: Profiler): Promise<IngestResult> {
-  const p = await h.start('ingest', { brokers: h.services.kafka.brokers, partitions: o.partitions }, profiler?.args('ingest') ?? []);
+/**
+ * `client`: the producer's (KAFKA_PRODUCER). Figure keys are `ingest.*` for kafkajs (the default)
+ * and `ingest.<client>.*` for the other, so that both are measured side by side.
+ */
+export async function measureIngest(h: Harness, o: IngestOptions, profiler?: Profiler, client: ProducerClient = 'kafkajs'): Promise<IngestResult> {
+  const k = client === 'kafkajs' ? 'ingest' : `ingest.${client}`;
+  const on = client === 'kafkajs' ? '' : ` (${client} producer)`;
+  const p = await h.start('ingest', { brokers: h.services.kafka.brokers, partitions: o.partitions, client }, profiler?.args(`ingest-${client}`) ?? []);
   await cannon(p.port!, o.connections, 3, 1); // warm-up: JIT, Kafka connections, metadata
+  const loops: Record<string, LoopDelay | undefined> = {};
+  resetLoopDelay(p);
   const rates: number[] = [];
   const cpus: CpuReport[] = [];
   const non202: number[] = [];
@@ -41,40 +55,45 @@ export async function measureIngest(h: Harness, o: IngestOptions, profiler?: Pro
     rates.push((responses(r, '202') * 10) / r.duration);
     non202.push(r.requests.total - responses(r, '202') + r.errors);
   }
+  loops.fullLoad = await loopDelayOf(p);
   const max = spread(rates);
   const throughput: Figure = {
-    key: 'ingest.throughput',
-    what: `ingest into Kafka, acknowledged (202 x 10), ${o.connections} connections`,
+    key: `${k}.throughput`,
+    what: `ingest${on} into Kafka, acknowledged (202 x 10), ${o.connections} connections`,
     unit: 'events/s',
     value: max,
     target: targetText(TARGETS.ingest),
     ok: meets(TARGETS.ingest, max.median),
     note: `${cpuNote(middle(cpus))}; not 202: ${non202.join('/')}`,
   };
+  const cpuSpread = spread(rates.map((r, i) => cpuPerEvent(cpus[i]!, 'ingest', r)));
   const cpu: Figure = {
-    key: 'ingest.cpu',
-    what: 'ingest: its process CPU per event at full load',
+    key: `${k}.cpu`,
+    what: `ingest${on}: its process CPU per event at full load`,
     unit: 'µs/event',
-    value: spread(rates.map((r, i) => cpuPerEvent(cpus[i]!, 'ingest', r))),
+    value: cpuSpread,
   };
 
   // Latency at half the load just measured: autocannon's overallRate, and an open-loop paced
   // generator (autocannon's rate limit sends each connection's quota at the start of every second).
   const half = Math.round(max.median / 10 / 2);
+  resetLoopDelay(p);
   const acMeter = cpuMeter(roles(h.services, { ingest: p }));
   const ac = await cannon(p.port!, o.connections, o.halfLoadSeconds, 20, { overallRate: half, connections: 50 });
   const acCpu = acMeter.stop();
   const halfLoadAutocannon: Figure = {
-    key: 'ingest.halfLoad.autocannon',
-    what: `ingest latency at half load (${half} req/s = ${(half * 10).toLocaleString('en-US')} events/s), autocannon overallRate, p50 / p99`,
+    key: `${k}.halfLoad.autocannon`,
+    what: `ingest${on} latency at half load (${half} req/s = ${(half * 10).toLocaleString('en-US')} events/s), autocannon overallRate, p50 / p99`,
     unit: 'ms',
     value: `${ac.latency.p50} / ${ac.latency.p99}`,
     target: targetText(TARGETS.ingestP99, 'p99 '),
     ok: meets(TARGETS.ingestP99, ac.latency.p99),
     note: `bursty: each connection sends its per-second quota at once; ${cpuNote(acCpu)}`,
   };
+  loops.halfLoadAutocannon = await loopDelayOf(p);
   const p50s: number[] = [];
   const p99s: number[] = [];
+  resetLoopDelay(p);
   const pacedCpu: CpuReport[] = [];
   const scenario = createScenario({ seed: 30 });
   const pacedRuns: PacedResult[] = [];
@@ -96,26 +115,39 @@ export async function measureIngest(h: Harness, o: IngestOptions, profiler?: Pro
     p99s.push(r.latency.p99);
     pacedRuns.push(r);
   }
+  loops.halfLoadPaced = await loopDelayOf(p);
   const p99 = spread(p99s);
   const result = (await p.stop()) as { producer?: unknown } | undefined;
+  const lp = loops.halfLoadPaced;
   return {
+    client,
     eventsPerSecond: max.median,
+    cpuPerEvent: cpuSpread.median,
     figures: {
       throughput,
       cpu,
       halfLoadAutocannon,
-      halfLoadP50: { key: 'ingest.halfLoad.p50', what: `ingest latency at half load, paced open loop, p50`, unit: 'ms', value: spread(p50s) },
+      halfLoadP50: { key: `${k}.halfLoad.p50`, what: `ingest${on} latency at half load, paced open loop, p50`, unit: 'ms', value: spread(p50s) },
       halfLoadP99: {
-        key: 'ingest.halfLoad.p99',
-        what: `ingest latency at half load, paced open loop, p99`,
+        key: `${k}.halfLoad.p99`,
+        what: `ingest${on} latency at half load, paced open loop, p99`,
         unit: 'ms',
         value: p99,
         target: targetText(TARGETS.ingestP99),
         ok: meets(TARGETS.ingestP99, p99.median),
         note: cpuNote(middle(pacedCpu)),
       },
+      loopDelay: {
+        key: `${k}.halfLoad.loopDelay`,
+        what: `ingest${on} event-loop delay at half load, paced, p50 / p99 / max`,
+        unit: 'ms',
+        value: lp ? `${lp.p50} / ${lp.p99} / ${lp.max}` : 'n/a',
+        note: `full load: ${fmtLoop(loops.fullLoad)}; autocannon half load: ${fmtLoop(loops.halfLoadAutocannon)}`,
+      },
     },
-    details: { halfLoadPaced: pacedRuns, ingestProducer: result?.producer },
-    profile: profiler?.latest('ingest'),
+    details: { [k]: { halfLoadPaced: pacedRuns, producer: result?.producer, cpu: cpus, eventLoopDelayMs: loops } },
+    profile: profiler?.latest(`ingest-${client}`),
   };
 }
+
+const fmtLoop = (l: LoopDelay | undefined) => (l ? `p50 ${l.p50}, p99 ${l.p99}, max ${l.max} ms` : 'n/a');

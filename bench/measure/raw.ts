@@ -1,9 +1,10 @@
 /**
- * The floor of ingest: the kafkajs producer alone (`bench/proc.ts raw`), with the project's
- * settings, sending the prepared records (the same records, keys and settings ingest produces).
+ * The floor of ingest: a producer alone (`bench/proc.ts raw`), kafkajs and @platformatic/kafka
+ * side by side (KAFKA_PRODUCER's two clients), each with the project's settings, sending the prepared records (the same records, keys and settings ingest produces).
  * `send10`: what ingest does without batching, one 10-record send per HTTP request, many at once;
  * `batch`: the producer's best, large sends back to back. The `batch` topics are what the fold
- * measurement then consumes.
+ * measurement then consumes (kafkajs's, the default client's). Figure keys: `raw.*` for kafkajs,
+ * `raw.platformatic.*` for the other.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { roles, type Harness } from '../harness.js';
@@ -12,25 +13,50 @@ import type { Prepared } from '../records.js';
 import { cpuNote, cpuPerEvent, middle, round, type Figure } from '../report.js';
 import type { Settings } from '../settings.js';
 import { meets, targetText, TARGETS } from '../targets.js';
+import type { ProducerClient } from '../../lib/kafka/producer.js';
 
-export type RawOptions = Pick<Settings, 'runs' | 'connections' | 'partitions' | 'send10Records'>;
+export type RawOptions = Pick<Settings, 'runs' | 'connections' | 'partitions' | 'send10Records' | 'producers'>;
 
 export interface RawResult {
-  /** The better of the two modes' medians, events/s. */
-  best: number;
-  /** The topics the `batch` runs filled, one per run. */
+  /** Per client: the better of the two modes' medians, events/s, and the `batch` mode's CPU per event (µs). */
+  byClient: Partial<Record<ProducerClient, { best: number; cpuPerEvent: number }>>;
+  /** The topics kafkajs's `batch` runs filled (else the other client's), one per run. */
   topics: string[];
-  figures: { send10: Figure; batch: Figure; batchCpu: Figure };
+  figures: Figure[];
 }
 
 export async function measureRaw(h: Harness, o: RawOptions, records: Pick<Prepared, 'file' | 'records'>): Promise<RawResult> {
+  const byClient: RawResult['byClient'] = {};
+  const figures: Figure[] = [];
+  let topics: string[] = [];
+  for (const client of o.producers) {
+    const r = await measureClient(h, o, records, client);
+    byClient[client] = { best: r.best, cpuPerEvent: r.cpuPerEvent };
+    figures.push(r.figures.send10, r.figures.batch, r.figures.batchCpu);
+    if (topics.length === 0 || client === 'kafkajs') topics = r.topics;
+  }
+  return { byClient, topics, figures };
+}
+
+async function measureClient(
+  h: Harness,
+  o: RawOptions,
+  records: Pick<Prepared, 'file' | 'records'>,
+  client: ProducerClient,
+): Promise<{ best: number; cpuPerEvent: number; topics: string[]; figures: { send10: Figure; batch: Figure; batchCpu: Figure } }> {
+  const prefix = client === 'kafkajs' ? 'raw' : `raw.${client}`;
+  // @platformatic/kafka's idempotent producer numbers a request's records from the last sequence
+  // acknowledged, so it must never have two sends in flight (they would share sequence numbers):
+  // its modes send one at a time, the way KafkaLogProducer drives it.
+  const oneAtATime = client === 'platformatic';
   const modes = [
     // What ingest does without batching: one 10-record send per HTTP request, many at once.
-    { name: 'send10', requestSize: 10, concurrency: o.connections, limit: Math.min(records.records, o.send10Records) },
+    { name: 'send10', requestSize: 10, concurrency: oneAtATime ? 1 : o.connections, limit: Math.min(records.records, o.send10Records) },
     // The producer's best: large sends back to back (two at once, so one is built while the other flies).
-    { name: 'batch', requestSize: 2000, concurrency: 2, limit: records.records },
+    { name: 'batch', requestSize: 2000, concurrency: oneAtATime ? 1 : 2, limit: records.records },
   ] as const;
-  const figures: Partial<RawResult['figures']> = {};
+  const figures: Partial<{ send10: Figure; batch: Figure; batchCpu: Figure }> = {};
+  let cpuPerEventMedian = NaN;
   const best: Record<string, Spread> = {};
   const topics: string[] = [];
   for (const m of modes) {
@@ -42,7 +68,7 @@ export async function measureRaw(h: Harness, o: RawOptions, records: Pick<Prepar
     const rates: number[] = [];
     const cpus: CpuReport[] = [];
     for (let i = 0; i < o.runs; i++) {
-      const topic = `bench.raw.${m.name}.${Date.now()}`;
+      const topic = `bench.raw.${client}.${m.name}.${Date.now()}`;
       let p: Proc | undefined;
       const meter = cpuMeter(roles(h.services, { producer: undefined }, () => ({ producer: p })));
       p = await h.start('raw', {
@@ -52,6 +78,7 @@ export async function measureRaw(h: Harness, o: RawOptions, records: Pick<Prepar
         records: file,
         requestSize: m.requestSize,
         concurrency: m.concurrency,
+        client,
       });
       const r = (await p.result) as { eventsPerSecond: number };
       cpus.push(meter.stop());
@@ -61,32 +88,42 @@ export async function measureRaw(h: Harness, o: RawOptions, records: Pick<Prepar
     }
     best[m.name] = spread(rates);
     figures[m.name] = {
-      key: `raw.${m.name}`,
+      key: `${prefix}.${m.name}`,
       what:
-        m.name === 'send10' ? `raw kafkajs producer, 10 records per send, ${m.concurrency} at once` : `raw kafkajs producer, ${m.requestSize} records per send`,
+        m.name === 'send10'
+          ? `raw ${client} producer, 10 records per send, ${m.concurrency} at once`
+          : `raw ${client} producer, ${m.requestSize} records per send`,
       unit: 'events/s',
       value: best[m.name]!,
       note: cpuNote(middle(cpus)),
     };
-    if (m.name === 'batch')
+    if (m.name === 'batch') {
+      const cpu = spread(rates.map((r, i) => cpuPerEvent(cpus[i]!, 'producer', r)));
+      cpuPerEventMedian = cpu.median;
       figures.batchCpu = {
-        key: 'raw.cpu',
-        what: `raw kafkajs producer (${m.requestSize} per send): its process CPU per event`,
+        key: `${prefix}.cpu`,
+        what: `raw ${client} producer (${m.requestSize} per send): its process CPU per event`,
         unit: 'µs/event',
-        value: spread(rates.map((r, i) => cpuPerEvent(cpus[i]!, 'producer', r))),
+        value: cpu,
       };
+    }
   }
-  return { best: Math.max(best.batch!.median, best.send10!.median), topics, figures: figures as RawResult['figures'] };
+  return {
+    best: Math.max(best.batch!.median, best.send10!.median),
+    cpuPerEvent: cpuPerEventMedian,
+    topics,
+    figures: figures as { send10: Figure; batch: Figure; batchCpu: Figure },
+  };
 }
 
-/** Ingest's throughput over the raw producer's best, same records, same run. */
-export function ingestRatio(ingestEventsPerSecond: number, rawBest: number): { ratio: number; figure: Figure } {
+/** Ingest's throughput over the raw producer's best (the same client's), same records, same run. */
+export function ingestRatio(ingestEventsPerSecond: number, rawBest: number, client: ProducerClient = 'kafkajs'): { ratio: number; figure: Figure } {
   const ratio = ingestEventsPerSecond / rawBest;
   return {
     ratio,
     figure: {
-      key: 'ingest.ratio',
-      what: 'ingest / raw producer (best raw mode), same records, same run',
+      key: client === 'kafkajs' ? 'ingest.ratio' : `ingest.${client}.ratio`,
+      what: `ingest / raw producer (best raw mode), ${client}, same records, same run`,
       unit: 'x',
       value: round(ratio, 2),
       target: targetText(TARGETS.ratio),

@@ -27,7 +27,15 @@ export interface WorkerDeps {
   onTransitions?: (transitions: Transition[]) => void;
   logger: Logger;
   metrics?: WorkerMetrics | undefined;
+  /**
+   * Gives the event loop a turn after every this many records read (a process that also answers
+   * HTTP: `npm start`); unset, a batch is read in one go (the standalone worker).
+   */
+  yieldEvery?: number | undefined;
 }
+
+/** A turn of the event loop: I/O callbacks (HTTP requests, Kafka acknowledgements) run, then this resolves. */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** What a step made of one record: go on with a value, drop it (counted), or refuse it (dead-lettered). */
 type Step<T> = { ok: T } | { drop: 'unmatched' } | { refuse: Refusal };
@@ -124,7 +132,12 @@ export function createBatchHandler(deps: WorkerDeps): BatchHandler {
     let unmatched = 0;
     let hintsIgnored = 0;
 
+    let sinceTurn = 0;
     for (const m of batch.messages) {
+      if (deps.yieldEvery !== undefined && ++sinceTurn > deps.yieldEvery) {
+        sinceTurn = 1;
+        await nextTurn();
+      }
       let step: ReturnType<typeof prepare>;
       try {
         step = prepare(m, topicMap);

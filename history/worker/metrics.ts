@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { registerLoopDelay } from '../../lib/loop-delay.js';
 import { LogUnavailableError, type BatchHandler, type LogConsumer } from '../../lib/log.js';
 import type { Logger } from '../../lib/logger.js';
 import { redisErrorKind, type RedisWatch } from '../../lib/redis.js';
@@ -29,7 +30,11 @@ export interface WorkerMetrics {
 
 export function createWorkerMetrics(opts: { process?: boolean } = {}): WorkerMetrics {
   const registry = new Registry();
-  if (opts.process) collectDefaultMetrics({ register: registry });
+  if (opts.process) {
+    collectDefaultMetrics({ register: registry });
+    // The tail's cause: how long the loop was blocked (lib/loop-delay.ts), in buckets.
+    registerLoopDelay(registry);
+  }
   const registers = [registry];
   return {
     registry,

@@ -1,5 +1,5 @@
 import type { Kafka } from 'kafkajs';
-import type { ConsumerOptions, Log, StartAt } from '../log.js';
+import { LogUnavailableError, type ConsumerOptions, type Log, type LogProducer, type StartAt } from '../log.js';
 import type { Logger } from '../logger.js';
 import type { TopicRetention } from '../retention.js';
 import { LazyAdmin, offsetsAt } from './admin.js';
@@ -22,11 +22,13 @@ export interface KafkaLogOptions {
 
 /**
  * The log port on Kafka: one kafkajs client per process, one micro-batching producer
- * (KafkaLogProducer), consumer-group members (KafkaLogConsumer), and one admin client shared by
+ * (KafkaLogProducer, on kafkajs or on @platformatic/kafka: `producer.client`), consumer-group members (KafkaLogConsumer), and one admin client shared by
  * the offsets, the consumers' lag and their group set-up.
  */
 export class KafkaLog implements Log {
   private readonly sharedProducer: KafkaLogProducer;
+  /** The consumers' producer (transitions, dead letters), opened on first use; see `publisher`. */
+  private publishing: { producer: KafkaLogProducer; connected: Promise<void> | null } | undefined;
   private readonly admin: LazyAdmin;
   private readonly consumers = new Set<KafkaLogConsumer>();
 
@@ -51,10 +53,38 @@ export class KafkaLog implements Log {
     const c = new KafkaLogConsumer(
       this.kafka,
       { logger: this.opts.logger, ...this.opts.consumers, ...opts },
-      { admin: this.admin, producer: this.sharedProducer },
+      { admin: this.admin, producer: this.publisher() },
     );
     this.consumers.add(c);
     return c;
+  }
+
+  /**
+   * What consumers publish with their commits goes through a producer of its own, not the one
+   * ingest answers on: each producer has one request in flight (idempotence), so in a process
+   * that runs both (`npm start`) the worker's transitions would otherwise wait behind ingest's
+   * records and ingest's answers behind the transitions, on every click's way to its stage.
+   * Connected on the first send, so a process without consumers that publish opens nothing.
+   */
+  private publisher(): LogProducer {
+    const get = () => {
+      this.publishing ??= { producer: new KafkaLogProducer(this.kafka, this.opts.producer), connected: null };
+      const p = this.publishing;
+      p.connected ??= p.producer.connect().catch((err: unknown) => {
+        p.connected = null; // the next send tries again
+        throw new LogUnavailableError(`could not connect the producer: ${(err as Error).message}`, { cause: err });
+      });
+      return p;
+    };
+    return {
+      send: async (topic, messages) => {
+        const p = get();
+        await p.connected;
+        await p.producer.send(topic, messages);
+      },
+      ready: () => this.publishing?.producer.ready() ?? this.sharedProducer.ready(),
+      close: async () => {},
+    };
   }
 
   async offsets(topic: string, at: StartAt): Promise<Map<number, string>> {
@@ -65,7 +95,7 @@ export class KafkaLog implements Log {
     await Promise.allSettled([...this.consumers].map((c) => c.stop()));
     this.consumers.clear();
     try {
-      await this.sharedProducer.close();
+      await Promise.all([this.sharedProducer.close(), this.publishing?.producer.close()]);
     } finally {
       await this.admin.close();
     }
@@ -76,7 +106,8 @@ export class KafkaLog implements Log {
 export async function openKafkaLog(opts: KafkaLogOptions): Promise<KafkaLog> {
   const kafka = createKafka(opts.brokers, opts.clientId, opts.logger);
   if (opts.topics) await ensureTopics(kafka, opts.topics.partitions, opts.topics.replicationFactor, opts.topics.retention, opts.logger);
-  const log = new KafkaLog(kafka, opts);
+  // The platformatic producer opens its own connections: it needs the brokers and the client id.
+  const log = new KafkaLog(kafka, { ...opts, producer: { brokers: opts.brokers, clientId: opts.clientId, ...opts.producer } });
   await log.connect();
   return log;
 }

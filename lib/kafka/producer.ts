@@ -1,5 +1,26 @@
 import { Partitioners, type CompressionTypes, type ICustomPartitioner, type Kafka, type Producer, type ProducerConfig } from 'kafkajs';
-import { LogUnavailableError, type LogMessage, type LogProducer } from '../log.js';
+import { platformaticWire } from './producer-platformatic.js';
+import { LogUnavailableError, type LogMessage, type LogProducer, type TopicMessages } from '../log.js';
+
+/** The Kafka client a producer sends with (KAFKA_PRODUCER): @platformatic/kafka 1.x (the configuration's default) or kafkajs. */
+export type ProducerClient = 'kafkajs' | 'platformatic';
+
+/**
+ * One client's produce path, below the micro-batching queue: KafkaLogProducer builds the requests
+ * (one at a time, in order) and keeps every caller's promise; a wire only puts one request on the
+ * wire (idempotent, acks=-1, keys hashed as Java's client does) and says whether it is connected.
+ */
+export interface ProduceWire {
+  connect(): Promise<void>;
+  /** Resolves once every in-sync replica has the records of this one request. */
+  send(topicMessages: TopicMessages[], timeoutMs: number): Promise<void>;
+  disconnect(): Promise<void>;
+  /** Set by the wire when its connection comes and goes (for /readyz). */
+  onConnected(listener: (connected: boolean) => void): void;
+}
+
+/** Makes a fresh wire (a new producer id): at start, and after a fatal idempotence error. */
+export type WireFactory = () => ProduceWire;
 
 export interface KafkaProducerOptions {
   /** Longest a send may wait for the acknowledgement before the caller is told the log is unavailable. */
@@ -18,8 +39,20 @@ export interface KafkaProducerOptions {
    * while Kafka is slow or away). Default 200,000.
    */
   maxQueuedMessages?: number;
-  /** Codec for produce requests (kafkajs has GZIP built in). Default none. */
+  /** Codec for produce requests (kafkajs has GZIP built in; kafkajs only). Default none. */
   compression?: CompressionTypes;
+  /**
+   * The client under the queue. Default here kafkajs (KAFKA_PRODUCER's default, which the
+   * processes pass, is platformatic). `platformatic` needs `brokers` (it opens its own
+   * connections) and never carries transactions: those stay on kafkajs (lib/kafka/transactions.ts).
+   */
+  client?: ProducerClient;
+  /** Comma-separated host:port list, for `client: 'platformatic'`. */
+  brokers?: string;
+  /** The client id of a `platformatic` producer. Default `clickfold`. */
+  clientId?: string;
+  /** A wire of the caller's (tests): replaces `client`. */
+  wire?: WireFactory;
 }
 
 /**
@@ -121,17 +154,38 @@ class Recent {
 const FATAL_IDEMPOTENCE = new Set(['OUT_OF_ORDER_SEQUENCE_NUMBER', 'UNKNOWN_PRODUCER_ID', 'INVALID_PRODUCER_EPOCH', 'INVALID_PRODUCER_ID_MAPPING']);
 
 /** Whether `err`, or an error it wraps (kafkajs wraps retried ones), is one of those. */
-export function isFatalIdempotenceError(err: unknown): boolean {
-  let e = err as { type?: unknown; cause?: unknown; originalError?: unknown } | null | undefined;
-  for (let depth = 0; e && depth < 5; depth++) {
-    if (typeof e.type === 'string' && FATAL_IDEMPOTENCE.has(e.type)) return true;
-    e = (e.cause ?? e.originalError) as typeof e;
-  }
-  return false;
+export function isFatalIdempotenceError(err: unknown, depth = 0): boolean {
+  // kafkajs names the broker's error in `type`, @platformatic/kafka in `apiId`, and aggregates the
+  // errors of a request sent to several brokers (or retried) in `errors`.
+  const e = err as { type?: unknown; apiId?: unknown; cause?: unknown; originalError?: unknown; errors?: unknown } | null | undefined;
+  if (!e || depth >= 5) return false;
+  if (typeof e.type === 'string' && FATAL_IDEMPOTENCE.has(e.type)) return true;
+  if (typeof e.apiId === 'string' && FATAL_IDEMPOTENCE.has(e.apiId)) return true;
+  if (Array.isArray(e.errors) && e.errors.some((x) => isFatalIdempotenceError(x, depth + 1))) return true;
+  return isFatalIdempotenceError(e.cause ?? e.originalError, depth + 1);
+}
+
+/** The kafkajs wire: a producer with PRODUCER_CONFIG, one `sendBatch` per request. */
+export function kafkajsWire(kafka: Kafka, compression?: CompressionTypes): WireFactory {
+  return () => {
+    const producer: Producer = kafka.producer(PRODUCER_CONFIG);
+    return {
+      connect: () => producer.connect(),
+      disconnect: () => producer.disconnect(),
+      async send(topicMessages, timeoutMs) {
+        await producer.sendBatch({ topicMessages, acks: -1, timeout: timeoutMs, compression });
+      },
+      onConnected(listener) {
+        producer.on(producer.events.CONNECT, () => listener(true));
+        producer.on(producer.events.DISCONNECT, () => listener(false));
+      },
+    };
+  };
 }
 
 export class KafkaLogProducer implements LogProducer {
-  private producer: Producer;
+  private producer: ProduceWire;
+  private readonly makeWire: WireFactory;
   /** A replacement producer being connected after a fatal idempotence error, if any. */
   private replacing: Promise<void> | null = null;
   private connected = false;
@@ -148,26 +202,33 @@ export class KafkaLogProducer implements LogProducer {
   private readonly queuedMs = new Recent();
 
   constructor(
-    private readonly kafka: Kafka,
+    kafka: Kafka,
     private readonly opts: KafkaProducerOptions,
   ) {
+    this.makeWire = opts.wire ?? (opts.client === 'platformatic' ? platformaticWire(opts) : kafkajsWire(kafka, opts.compression));
     this.producer = this.create();
     this.lingerMs = opts.lingerMs ?? 0;
     this.maxBatchBytes = opts.maxBatchBytes ?? 900_000;
     this.maxQueuedMessages = opts.maxQueuedMessages ?? 200_000;
   }
 
-  async connect(): Promise<void> {
-    await this.producer.connect();
+  /** Which client carries the requests (for the bench's and the metrics' labels). */
+  get client(): ProducerClient {
+    return this.opts.client ?? 'kafkajs';
   }
 
-  private create(): Producer {
-    const producer = this.kafka.producer(PRODUCER_CONFIG);
-    producer.on(producer.events.CONNECT, () => (this.connected = true));
-    producer.on(producer.events.DISCONNECT, () => {
-      if (producer === this.producer) this.connected = false;
+  async connect(): Promise<void> {
+    await this.producer.connect();
+    // A wire may connect lazily without an event (platformatic connects on its first request).
+    this.connected = true;
+  }
+
+  private create(): ProduceWire {
+    const wire = this.makeWire();
+    wire.onConnected((up) => {
+      if (wire === this.producer || up) this.connected = up;
     });
-    return producer;
+    return wire;
   }
 
   /**
@@ -185,6 +246,7 @@ export class KafkaLogProducer implements LogProducer {
       for (let pause = 100; ; pause = Math.min(pause * 2, 2000)) {
         try {
           await this.producer.connect();
+          this.connected = true;
           return;
         } catch {
           await new Promise((r) => setTimeout(r, pause));
@@ -300,12 +362,10 @@ export class KafkaLogProducer implements LogProducer {
       }
     };
     this.inFlight = this.producer
-      .sendBatch({
-        topicMessages: [...byTopic].map(([topic, msgs]) => ({ topic, messages: msgs })),
-        acks: -1,
-        timeout: this.opts.ackTimeoutMs,
-        compression: this.opts.compression,
-      })
+      .send(
+        [...byTopic].map(([topic, msgs]) => ({ topic, messages: msgs })),
+        this.opts.ackTimeoutMs,
+      )
       .then(
         () => {
           this.requestMs.add(performance.now() - leftAt);
@@ -313,7 +373,8 @@ export class KafkaLogProducer implements LogProducer {
         },
         async (err: Error) => {
           settle(new LogUnavailableError(`Kafka did not take the events: ${err.message}`, { cause: err }));
-          if (isFatalIdempotenceError(err)) await this.replace();
+          // platformatic: after any failure (lib/kafka/producer-platformatic.ts says why).
+          if (isFatalIdempotenceError(err) || this.client === 'platformatic') await this.replace();
         },
       )
       .finally(() => {

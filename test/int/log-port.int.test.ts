@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel } from 'kafkajs';
 import { afterAll } from 'vitest';
 import { openKafkaLog } from '../../lib/kafka/log.js';
+import type { ProducerClient } from '../../lib/kafka/producer.js';
 import { createLogger } from '../../lib/logger.js';
 import { logContract } from '../support/log-contract.js';
 import { kafkaBrokers } from '../support/services.js';
@@ -13,7 +14,8 @@ afterAll(async () => {
   if (connected) await admin.disconnect();
 });
 
-async function make() {
+/** `client`: the producer's (KAFKA_PRODUCER); consumers are kafkajs either way. */
+async function make(client: ProducerClient = 'kafkajs') {
   connected ??= admin.connect();
   await connected;
   const topic = `log-port-${randomUUID().slice(0, 8)}`;
@@ -26,12 +28,14 @@ async function make() {
     brokers: kafkaBrokers(),
     clientId: 'log-port-test',
     logger: createLogger('test', 'silent'),
-    producer: { ackTimeoutMs: 5000 },
+    producer: { ackTimeoutMs: 5000, client },
     consumers: { sessionTimeoutMs: 10_000 },
   });
   return { log, topic, out, cleanup: () => admin.deleteTopics({ topics: [topic, out] }).catch(() => {}) };
 }
 
-logContract('Kafka', make, { waitMs: 30_000 });
+logContract('Kafka', () => make(), { waitMs: 30_000 });
 // The worker's consumer: publishAndCommit in one transaction per batch.
-logContract('Kafka, transactional', make, { waitMs: 30_000, consumer: { transactional: true } });
+logContract('Kafka, transactional', () => make(), { waitMs: 30_000, consumer: { transactional: true } });
+// The same suite with @platformatic/kafka producing (KAFKA_PRODUCER=platformatic): sends and publishAndCommit go through it.
+logContract('Kafka, platformatic producer', () => make('platformatic'), { waitMs: 30_000 });

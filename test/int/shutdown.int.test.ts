@@ -80,6 +80,15 @@ const cases: Case[] = [
     slow: slowCollect('v-shutdown-ingest'),
   },
   {
+    // With Redis it also serves the visitor API (reads Redis, follows history.transitions).
+    name: 'ingest with Redis',
+    script: 'apps/ingest.ts',
+    env: () => real(),
+    ready: /ingest is listening/,
+    streams: [],
+    slow: slowCollect('v-shutdown-ingest-redis'),
+  },
+  {
     name: 'npm run worker (its probes)',
     script: 'apps/worker.ts',
     env: () => ({ ...real(), WORKER_PORT: '0' }),

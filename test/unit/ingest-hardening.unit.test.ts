@@ -229,3 +229,33 @@ describe('operations', () => {
     expect(generated.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
   });
 });
+
+describe('body depth (ingest/body.ts)', () => {
+  const app = createIngestApp({
+    producer: new PartitionedLog(1).producer(),
+    logger: createLogger('test', 'silent'),
+    maxBodyBytes: 256 * 1024,
+    retryAfterSeconds: 2,
+  });
+  const post = (body: string) => app.request('/v1/collect', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+  const nested = (levels: number) => {
+    let v: unknown = 1;
+    for (let i = 1; i < levels; i++) v = i % 2 ? [v] : { a: v };
+    return v;
+  };
+  const codeOf = async (r: Response) => ((await r.json()) as { error?: { code?: string } }).error?.code;
+
+  it('takes 16 levels, refuses 17 and 100,000 (as too_deep, before any validation)', async () => {
+    // The envelope's own levels count: body, events, event, props, then the nested value.
+    const at = (levels: number) =>
+      JSON.stringify({
+        site: 'demo',
+        visitor: 'v-1',
+        session: 's',
+        events: [{ id: 'e', type: 'track', name: 'n', ts: Date.now(), props: { x: nested(levels - 3) } }],
+      });
+    expect(await codeOf(await post(at(16)))).not.toBe('too_deep');
+    expect(await codeOf(await post(at(17)))).toBe('too_deep');
+    expect(await codeOf(await post(`${'['.repeat(100_000)}${']'.repeat(100_000)}`))).toBe('too_deep');
+  });
+});

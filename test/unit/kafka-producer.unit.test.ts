@@ -1,7 +1,9 @@
 import type { Kafka, ProducerBatch } from 'kafkajs';
 import { Partitioners } from 'kafkajs';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { KafkaLogProducer, memoizedDefaultPartitioner } from '../../lib/kafka/producer.js';
+import { compatibilityPartitioner } from '@platformatic/kafka';
+import { memoized } from '../../lib/kafka/producer-platformatic.js';
+import { isFatalIdempotenceError, KafkaLogProducer, memoizedDefaultPartitioner, type ProduceWire } from '../../lib/kafka/producer.js';
 import { LogUnavailableError } from '../../lib/log.js';
 
 /** A kafkajs producer stand-in: each sendBatch waits until the test acknowledges or fails it. */
@@ -228,5 +230,75 @@ describe('memoizedDefaultPartitioner', () => {
         expect(memo(args)).toBe(expected);
       }
     }
+  });
+});
+
+describe('@platformatic/kafka compatibilityPartitioner (KAFKA_PRODUCER=platformatic)', () => {
+  it('puts every key on the partition kafkajs’s DefaultPartitioner (Java murmur2) puts it', () => {
+    for (const n of [1, 3, 6, 12]) {
+      const partitionMetadata = Array.from({ length: n }, (_, partitionId) => ({ partitionId, leader: 1, replicas: [1], isr: [1], partitionErrorCode: 0 }));
+      const plain = Partitioners.DefaultPartitioner();
+      const memo = memoized(compatibilityPartitioner);
+      for (let i = 0; i < 2000; i++) {
+        const key = i % 2 ? `v-${i * 7919}` : `26184214286908871261509675${i}`;
+        const expected = plain({ topic: 'clicks.raw', partitionMetadata, message: { key, value: 'x' } });
+        // The library takes the result modulo the partition count (producer.js #performSend).
+        expect(compatibilityPartitioner({ topic: 'clicks.raw', key: Buffer.from(key) }, Buffer.from(key)) % n).toBe(expected);
+        // What the platformatic wire uses: the same answers, remembered by key.
+        expect(memo({ topic: 'clicks.raw', key }, Buffer.from(key)) % n).toBe(expected);
+        expect(memo({ topic: 'clicks.raw', key }, Buffer.from(key)) % n).toBe(expected);
+      }
+    }
+  });
+});
+
+describe('isFatalIdempotenceError', () => {
+  it('knows the fatal errors as kafkajs and @platformatic/kafka report them, wrapped or aggregated', () => {
+    expect(isFatalIdempotenceError({ type: 'OUT_OF_ORDER_SEQUENCE_NUMBER' })).toBe(true);
+    expect(isFatalIdempotenceError({ cause: { originalError: { type: 'UNKNOWN_PRODUCER_ID' } } })).toBe(true);
+    expect(isFatalIdempotenceError({ apiId: 'INVALID_PRODUCER_EPOCH' })).toBe(true);
+    expect(isFatalIdempotenceError({ errors: [{ apiId: 'NOT_LEADER_OR_FOLLOWER' }, { errors: [{ apiId: 'OUT_OF_ORDER_SEQUENCE_NUMBER' }] }] })).toBe(true);
+    expect(isFatalIdempotenceError({ apiId: 'NOT_LEADER_OR_FOLLOWER', errors: [{ type: 'REQUEST_TIMED_OUT' }] })).toBe(false);
+    expect(isFatalIdempotenceError(new Error('socket hang up'))).toBe(false);
+  });
+});
+
+describe('KafkaLogProducer on a wire of its own', () => {
+  it('sends through the wire, and takes a new one (a new producer id) after a platformatic request failed', async () => {
+    const wires: { sent: string[][]; fail: boolean; closed: boolean }[] = [];
+    const factory = (): ProduceWire => {
+      const w = { sent: [] as string[][], fail: wires.length === 0, closed: false };
+      wires.push(w);
+      return {
+        connect: async () => {},
+        disconnect: async () => {
+          w.closed = true;
+        },
+        onConnected: () => {},
+        send: async (topicMessages) => {
+          if (w.fail) throw new Error('request timed out');
+          w.sent.push(topicMessages.flatMap((t) => t.messages.map((m) => m.value)));
+        },
+      };
+    };
+    const p = new KafkaLogProducer({} as Kafka, { ackTimeoutMs: 60_000, client: 'platformatic', wire: factory });
+    await p.connect();
+    await expect(p.send('clicks.raw', msgs('a', 2))).rejects.toBeInstanceOf(LogUnavailableError);
+    await turn();
+    await p.send('clicks.raw', msgs('b', 2));
+    expect(wires).toHaveLength(2);
+    expect(wires[0]!.closed).toBe(true);
+    expect(wires[1]!.sent).toEqual([['b-0', 'b-1']]);
+    expect(p.stats().replaced).toBe(1);
+    await p.close();
+  });
+});
+
+describe('KAFKA_PRODUCER (lib/config.ts)', () => {
+  it('is platformatic unless it says kafkajs; anything else is refused with the choices', async () => {
+    const { parseEnv } = await import('../../lib/config.js');
+    expect(parseEnv({}).KAFKA_PRODUCER).toBe('platformatic');
+    expect(parseEnv({ KAFKA_PRODUCER: 'kafkajs' }).KAFKA_PRODUCER).toBe('kafkajs');
+    expect(() => parseEnv({ KAFKA_PRODUCER: 'rdkafka' })).toThrow(/KAFKA_PRODUCER: kafkajs or platformatic \(transactions always use kafkajs\)/);
   });
 });

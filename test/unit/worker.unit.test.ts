@@ -54,4 +54,47 @@ describe('the worker batch step', () => {
     expect(dead[2]!.detail).toMatch(/ts:/);
     expect(dead[3]!.detail).toMatch(/props/);
   });
+
+  it('in slices (yieldEvery, as in `npm start`) gives the loop turns while reading and folds the same', async () => {
+    const topicMap = compileTopicMap(DEFAULT_TOPIC_MAP);
+    const logger = createLogger('test', 'silent');
+    const record = (i: number) =>
+      JSON.stringify({
+        v: 1,
+        id: `e${i}`,
+        site: 'demo',
+        person: `p${i % 7}`,
+        channel: 'web',
+        type: 'page',
+        ts: 1_700_000_000_000 + i,
+        rt: 1_700_000_000_000,
+        url: `/products/sku-${i % 5}${i % 3 ? '/specs' : ''}`,
+      });
+    const batch = {
+      topic: TOPICS.raw,
+      partition: 0,
+      messages: Array.from({ length: 40 }, (_, i) => ({ offset: String(i), key: `p${i % 7}`, value: record(i), timestamp: 0 })),
+    };
+    const fold = async (yieldEvery?: number) => {
+      const log = new PartitionedLog(1);
+      const store = new MemoryHistoryStore(FOLD_OPTIONS);
+      let turns = 0;
+      // Counts the turns of the loop the handler left while it ran (an HTTP answer would be one).
+      let ticking = true;
+      const tick = () => {
+        if (!ticking) return;
+        turns++;
+        setImmediate(tick);
+      };
+      setImmediate(tick);
+      await createBatchHandler({ store, topicMap, producer: log.producer(), logger, yieldEvery })(batch);
+      ticking = false;
+      const people = await Promise.all(Array.from({ length: 7 }, (_, i) => store.getPerson(`p${i}`)));
+      return { turns, people: people.map((p) => p?.dialogues.map((d) => [d.topic, d.stage, d.counts])) };
+    };
+    const whole = await fold();
+    const sliced = await fold(8);
+    expect(sliced.people).toEqual(whole.people);
+    expect(sliced.turns).toBeGreaterThanOrEqual(whole.turns + 40 / 8 - 1);
+  });
 });
