@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { AudienceDefinition } from '../../contract/audience.js';
 import type { RfmScores } from '../../contract/query.js';
 import { AudienceError, compileAudience, isMember, nextChangeAt, type PersonFacts } from '../../history/audiences/membership.js';
+import { prng } from '../support/prng.js';
 
 const LADDER = ['intro', 'detail', 'purchase'];
 const DAY = 86_400_000;
@@ -26,18 +27,6 @@ const facts = (dialogues: Record<string, D>, opts: { rfm?: RfmScores | null; sta
 
 const parse = (v: unknown) => AudienceDefinition.parse(v);
 const compile = (v: unknown) => compileAudience(parse(v), ctx);
-
-/** A small deterministic generator (mulberry32), so a failing population can be replayed. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function population(seed: number, n: number) {
   const r = prng(seed);

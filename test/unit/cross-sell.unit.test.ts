@@ -1,16 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { countFollower, type Followers, pairsOfPurchase, suggest } from '../../history/crm/cross-sell.js';
-
-function prng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../support/prng.js';
 
 /** Counts a stream of people's purchase sequences as the fold would, one purchase at a time. */
 function countStream(sequences: string[][], capacity: number) {

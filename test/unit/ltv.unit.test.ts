@@ -11,18 +11,7 @@ import {
   type GammaGamma,
   type Purchaser,
 } from '../../history/crm/ltv.js';
-
-/** mulberry32: a seeded population can be replayed when a fit goes wrong. */
-function prng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../support/prng.js';
 
 /** Gamma(shape, rate) by Marsaglia & Tsang. */
 function gammaSample(u: () => number, shape: number, rate: number): number {
