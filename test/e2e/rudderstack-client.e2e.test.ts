@@ -42,7 +42,7 @@ describe('RudderStack Node SDK → ingest → Kafka → worker → dialogues (re
     const errors = (await Promise.all(delivered)).filter((e) => e !== undefined);
     expect({ errors, failures }).toEqual({ errors: [], failures: [] });
 
-    const view = await purchased(app.url, user, `product:${sku}`);
+    const view = await purchased(app.url, user, `product:${sku}`, { intro: 1, detail: 1, purchase: 1 });
     expect(view.dialogues.find((d) => d.topic === `product:${sku}`)).toMatchObject({ stage: 'purchase', counts: { intro: 1, detail: 1, purchase: 1 } });
     expect(view.dialogues.find((d) => d.topic === `product:${sku}`)!.channels.sort()).toEqual(['email', 'server']);
     expect(view.rfm).toMatchObject({ purchases: 1, totalValue: 129 });

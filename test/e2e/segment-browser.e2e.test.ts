@@ -121,7 +121,7 @@ describe('analytics.js (@segment/analytics-next) in Chromium → ingest → dial
     await call(page, `analytics.track('Order Completed', { order_id: 'o-1', revenue: 129, currency: 'EUR', products: [{ product_id: '${sku}' }] })`);
     await sent('/v1/t', 2);
 
-    const view = await purchased(app.url, user, `product:${sku}`);
+    const view = await purchased(app.url, user, `product:${sku}`, { intro: 1, detail: 1, purchase: 1 });
     const dialogue = view.dialogues.find((d) => d.topic === `product:${sku}`)!;
     // The page view counts as the snippet's would (intro), the e-mail click at detail, the order at purchase.
     expect(dialogue).toMatchObject({ stage: 'purchase', counts: { intro: 1, detail: 1, purchase: 1 } });

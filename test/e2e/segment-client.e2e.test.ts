@@ -100,7 +100,7 @@ describe('Segment client → ingest → Kafka → worker → dialogues (real bac
     expect(statuses.length).toBeGreaterThan(0);
     expect(statuses.every((s) => s === 200)).toBe(true);
 
-    const view = await purchased(app.url, user, `product:${sku}`);
+    const view = await purchased(app.url, user, `product:${sku}`, { intro: 1, detail: 1, purchase: 1 });
     expect(view.dialogues.find((d) => d.topic === `product:${sku}`)).toMatchObject({ stage: 'purchase', counts: { intro: 1, detail: 1, purchase: 1 } });
     expect(view.dialogues.find((d) => d.topic === `product:${sku}`)!.channels.sort()).toEqual(['email', 'server']);
     expect(view.rfm).toMatchObject({ purchases: 1, totalValue: 129 });

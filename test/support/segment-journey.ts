@@ -26,17 +26,30 @@ export interface PersonView {
   rfm: { purchases: number; totalValue: number } | null;
 }
 
-/** Polls the query API until `person`'s dialogue about `topic` is at `purchase` and the RFM inputs are in. */
-export async function purchased(appUrl: string, person: string, topic: string, timeoutMs = 30_000): Promise<PersonView> {
+/**
+ * Polls the query API until `person`'s dialogue about `topic` is at `purchase`, the RFM inputs are in
+ * and, when given, each stage has been counted at least as often as `counts` says. The anonymous
+ * page view is keyed by the visitor, so it lands on its own partition and may be folded after the
+ * user's order (and then merged into the user): the journey is whole only once every step is counted.
+ */
+export async function purchased(
+  appUrl: string,
+  person: string,
+  topic: string,
+  counts: Record<string, number> = {},
+  timeoutMs = 30_000,
+): Promise<PersonView> {
   return eventually(
     async () => {
       const r = await fetch(`${appUrl}/v1/people/${encodeURIComponent(person)}`);
       if (r.status !== 200) return undefined;
       const view = (await r.json()) as PersonView;
-      return view.dialogues.some((d) => d.topic === topic && d.stage === 'purchase') && view.rfm ? view : undefined;
+      const d = view.dialogues.find((x) => x.topic === topic && x.stage === 'purchase');
+      const whole = d && Object.entries(counts).every(([stage, n]) => (d.counts[stage] ?? 0) >= n);
+      return whole && view.rfm ? view : undefined;
     },
     timeoutMs,
-    `${person}'s ${topic} at purchase`,
+    `${person}'s ${topic} at purchase${Object.keys(counts).length ? ` with ${JSON.stringify(counts)} counted` : ''}`,
   );
 }
 
