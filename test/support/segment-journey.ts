@@ -32,13 +32,7 @@ export interface PersonView {
  * page view is keyed by the visitor, so it lands on its own partition and may be folded after the
  * user's order (and then merged into the user): the journey is whole only once every step is counted.
  */
-export async function purchased(
-  appUrl: string,
-  person: string,
-  topic: string,
-  counts: Record<string, number> = {},
-  timeoutMs = 30_000,
-): Promise<PersonView> {
+export async function purchased(appUrl: string, person: string, topic: string, counts: Record<string, number> = {}, timeoutMs = 30_000): Promise<PersonView> {
   return eventually(
     async () => {
       const r = await fetch(`${appUrl}/v1/people/${encodeURIComponent(person)}`);
