@@ -20,6 +20,8 @@ import { createDemoShop } from './demo-shop.js';
 import { openBackends, type Backends } from './shared/backends.js';
 import { ingestOptionsFromEnv } from './shared/ingest-options.js';
 import { createWorker } from './shared/worker.js';
+import { openAudienceRegistry } from '../history/automation/registry.js';
+import { compileStallRules } from '../history/stalls/rules.js';
 import { visitorOptionsFromEnv } from './shared/visitor.js';
 import { startWebhooksFromEnv } from './shared/webhooks.js';
 
@@ -46,6 +48,8 @@ export interface AppOptions {
   onTransitions?: (t: Transition[]) => void;
   /** The embedded mode's folder when DATA_DIR is unset: `npm start` keeps its data; tests and the bench stay in memory. */
   defaultDataDir?: string;
+  /** The sweeper's round, ms (default 1000). */
+  sweepEveryMs?: number;
 }
 
 /**
@@ -64,7 +68,28 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
   const feed = new LiveFeed();
   // The fold shares the event loop with every HTTP answer: reading a batch in slices (FOLD_SLICE
   // records) keeps a large one (a catch-up after a restart) from holding answers back.
-  const worker = createWorker(backends, { topicMap, logger, metrics: workerMetrics, onTransitions: (t) => feed.publish(t), slice: FOLD_SLICE });
+  // One registry for the worker and the API: a definition PUT here is in force when the answer goes out.
+  const stallRules = compileStallRules(topicMap.stalls, topicMap.ladder, topicMap.quietMs).rules;
+  const registry = await openAudienceRegistry({
+    store: backends.store,
+    stallRules,
+    producer: backends.producer,
+    logger,
+    file: env.AUDIENCES_FILE,
+    ...backends.audiences,
+  }).catch(async (err: unknown) => {
+    await backends.close();
+    throw err;
+  });
+  const worker = createWorker(backends, {
+    topicMap,
+    logger,
+    metrics: workerMetrics,
+    onTransitions: (t) => feed.publish(t),
+    slice: FOLD_SLICE,
+    registry,
+    sweepEveryMs: opts.sweepEveryMs,
+  });
 
   const app = new Hono();
   // One scrape target per process: /metrics carries ingest's, the worker's and the webhooks' metrics (registered
@@ -89,12 +114,12 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
       visitor: visitorOptionsFromEnv(env, backends.store, feed),
     }),
   );
-  app.route('/', createQueryApp({ store: backends.store, logger, feed, keys: apiKeysFromEnv(env) }));
+  app.route('/', createQueryApp({ store: backends.store, logger, feed, keys: apiKeysFromEnv(env), registry, stallRules }));
   app.route('/', createDemoShop());
 
   if (opts.onTransitions) {
     const listener = opts.onTransitions;
-    feed.subscribe({}, (t) => listener([t]));
+    feed.subscribe({ kinds: ['stage'] }, (t) => listener([t]));
   }
   let server: ServerType | undefined;
   let webhooks: RunningWebhooks | undefined;
@@ -118,6 +143,7 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
         await closeServer(listening.server, { graceMs: env.INGEST_SHUTDOWN_GRACE_MS, logger });
         await worker.stop();
         await webhooks?.stop();
+        await registry.close();
         await backends.close();
       },
     };
@@ -126,6 +152,7 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
     if (server) await closeServer(server);
     await webhooks?.stop().catch(() => {});
     await worker.stop().catch(() => {});
+    await registry.close().catch(() => {});
     await backends.close().catch(() => {});
     throw err;
   }

@@ -13,6 +13,8 @@ import { closeServer, listen } from '../lib/serve.js';
 import { openBackends } from './shared/backends.js';
 import { runProcess } from './shared/process.js';
 import { startWebhooksFromEnv } from './shared/webhooks.js';
+import { openAudienceRegistry } from '../history/automation/registry.js';
+import { compileStallRules } from '../history/stalls/rules.js';
 
 /**
  * The query API and dashboard as a process of their own (the real stack): `npx tsx apps/api.ts`.
@@ -35,10 +37,22 @@ await runProcess('api', async (env, logger) => {
   const live = await followTransitions(backends.logPort, feed, logger, env.KAFKA_GROUP_ID);
   const webhooks = await startWebhooksFromEnv(env, { backends, logger, metrics: createWebhookMetrics(metrics) });
 
+  const stallRules = compileStallRules(topicMap.stalls, topicMap.ladder, topicMap.quietMs).rules;
+  // The API writes definitions and runs their backfills; the workers apply them (each watches the registry).
+  const registry = await openAudienceRegistry({
+    store: backends.store,
+    stallRules,
+    producer: backends.producer,
+    logger,
+    file: env.AUDIENCES_FILE,
+    ...backends.audiences,
+  });
+  // Not folding here, but the store's erase takes people out of the stalled sets of the rules in force.
+  const watch = await registry.watch(backends.store, stallRules);
   const app = new Hono();
   app.get('/healthz', (c) => c.json({ ok: true }));
   app.get('/metrics', async (c) => c.body(await metrics.metrics(), 200, { 'content-type': metrics.contentType }));
-  app.route('/', createQueryApp({ store: backends.store, logger, feed, keys: apiKeysFromEnv(env) }));
+  app.route('/', createQueryApp({ store: backends.store, logger, feed, keys: apiKeysFromEnv(env), registry, stallRules }));
   const { server, port } = await listen(app, env.PORT, env.HOST);
   const url = `http://${env.HOST}:${port}`;
   logger.info({ port, url, dashboard: `${url}/dashboard`, webhooks: env.WEBHOOK_URLS.length }, 'query API is listening');
@@ -48,6 +62,8 @@ await runProcess('api', async (env, logger) => {
     await closeServer(server, { graceMs: env.INGEST_SHUTDOWN_GRACE_MS, logger });
     await live.stop();
     await webhooks.stop();
+    await watch.stop();
+    await registry.close();
     await backends.close();
   };
 });

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { compileTopicMap, type Classifiable, type TopicMap } from '../history/fold/topic-map.js';
 import { loadTopicMap } from '../history/fold/topic-map-file.js';
+import { formatDuration } from '../contract/duration.js';
 
 /**
  * `npm run topic-map -- [--map FILE] [--site SITE] [--channel CH] URL-or-JSON...`
@@ -43,6 +44,7 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   console.log(`ladder: ${map.ladder.join(' < ')}`);
+  for (const r of map.stalls) console.log(`stall rule ${r.name}: quiet at ${r.stage} for ${formatDuration(r.after)}${r.topics ? ` (topics ${r.topics})` : ''}`);
   for (const input of positionals) {
     try {
       console.log(describe(map, input, { site: values.site, channel: values.channel ?? 'web' }));

@@ -7,6 +7,8 @@ import { closeServer, listen } from '../lib/serve.js';
 import { openBackends } from './shared/backends.js';
 import { runProcess } from './shared/process.js';
 import { createWorker } from './shared/worker.js';
+import { openAudienceRegistry } from '../history/automation/registry.js';
+import { compileStallRules } from '../history/stalls/rules.js';
 
 /**
  * The history worker as a process of its own (the real stack): one member of the consumer group on
@@ -20,7 +22,16 @@ await runProcess('worker', async (env, logger) => {
   // Refuses a Redis whose eviction policy could drop histories (lib/redis.ts checkEvictionPolicy).
   const backends = await openBackends(env, foldOptionsOf(topicMap), logger);
   const metrics = createWorkerMetrics({ process: true });
-  const worker = createWorker(backends, { topicMap, logger, metrics });
+  const stallRules = compileStallRules(topicMap.stalls, topicMap.ladder, topicMap.quietMs).rules;
+  const registry = await openAudienceRegistry({
+    store: backends.store,
+    stallRules,
+    producer: backends.producer,
+    logger,
+    file: env.AUDIENCES_FILE,
+    ...backends.audiences,
+  });
+  const worker = createWorker(backends, { topicMap, logger, metrics, registry });
 
   // Probes first, so that /healthz answers and /readyz says "not running" while the group is joined.
   const { server, port } = await listen(createWorkerHttpApp({ metrics, readiness: worker.readiness, refresh: worker.refresh }), env.WORKER_PORT, env.HOST);
@@ -35,6 +46,7 @@ await runProcess('worker', async (env, logger) => {
       closeServer(server, { graceMs: env.INGEST_SHUTDOWN_GRACE_MS, logger }),
       (async () => {
         await worker.stop();
+        await registry.close();
         await backends.close();
       })(),
     ]);

@@ -325,3 +325,6 @@ export async function pacedLoad(opts: {
     maxScheduleLagMs: r2(maxLag),
   };
 }
+
+/** The audience of the app's `--audience` runs (click to `entered`): buyers of any product. */
+export const BENCH_AUDIENCE = 'bench-buyers';

@@ -12,7 +12,11 @@
  *   fold     one worker: KafkaLogConsumer + createBatchHandler + RedisHistoryStore until lag 0
  *   app      the all-in-one app on Kafka + Redis, reporting probe transitions as they happen
  */
-import { readFileSync } from 'node:fs';
+import { isTransition } from '../contract/transition.js';
+import { BENCH_AUDIENCE } from './lib.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { serve } from '@hono/node-server';
@@ -439,12 +443,25 @@ async function app() {
     WORKER_TRANSACTIONS: String(args.transactions === true),
   });
   let pending: { person: string; at: number }[] = [];
+  // --audience: probes are timed to their `entered` event of an audience their purchase puts them in.
+  const audience = args.audience === true;
+  if (audience) {
+    const file = join(tmpdir(), `clickfold-bench-audiences-${process.pid}.json`);
+    writeFileSync(file, JSON.stringify({ audiences: { [BENCH_AUDIENCE]: { topic: 'product:*', exactly: 'purchase' } } }));
+    env.AUDIENCES_FILE = file;
+  }
   const running = await startApp(env, DEFAULT_TOPIC_MAP, logger, {
     onTransitions: (ts) => {
+      if (audience) return;
       const at = now();
-      for (const t of ts) if (t.to === 'purchase' && t.person.startsWith('probe-')) pending.push({ person: t.person, at });
+      for (const t of ts) if (isTransition(t) && t.to === 'purchase' && t.person.startsWith('probe-')) pending.push({ person: t.person, at });
     },
   });
+  if (audience) {
+    running.feed.subscribe({ kinds: ['entered'], audience: BENCH_AUDIENCE }, (e) => {
+      if (e.person.startsWith('probe-')) pending.push({ person: e.person, at: now() });
+    });
+  }
   const flush = setInterval(() => {
     if (pending.length) {
       send({ type: 'probes', probes: pending });
@@ -482,7 +499,7 @@ async function worker() {
     logger,
     onTransitions: (ts) => {
       const at = now();
-      for (const t of ts) if (t.to === 'purchase' && t.person.startsWith('probe-')) pending.push({ person: t.person, at });
+      for (const t of ts) if (isTransition(t) && t.to === 'purchase' && t.person.startsWith('probe-')) pending.push({ person: t.person, at });
     },
   });
   await consumer.run(handler);

@@ -4,7 +4,7 @@
  *
  *   npm run bench                       # everything, about 5-6 minutes on 2 cores
  *   npm run bench -- --quick            # shorter runs, for trying changes (figures are rougher)
- *   npm run bench -- --only ingest,raw  # some measurements: latency,callback,context,ingest,raw,fold,redis,snippet
+ *   npm run bench -- --only ingest,raw  # some measurements: latency,audience,callback,context,ingest,raw,fold,redis,snippet
  *   npm run bench -- --profile          # also CPU-profile ingest and the worker (node --cpu-prof)
  *   npm run bench -- --events N --consumer '<KafkaConsumerOptions JSON>' --topology split --click-rate 5000
  *
@@ -170,6 +170,12 @@ async function main(): Promise<void> {
           take({ figures: r.figures, details: { [r.key]: r.details } });
         }
       }
+    }
+    // Click to `entered`: the same probes, timed to the audience event their purchase causes.
+    if (want('audience')) {
+      await recreateTopics(admin, s.partitions);
+      const r = await measureClickToStage(h, s, 'all-in-one', false, true);
+      take({ figures: r.figures, details: { [r.key]: r.details } });
     }
     // Click to the page's own stages callback (the visitor API's stream), each topology once.
     if (want('callback')) {

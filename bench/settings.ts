@@ -38,7 +38,7 @@ export interface Flags {
 }
 
 /** The measurements --only selects (collapse and the fold's breakdown come with `fold`). */
-export const PARTS = ['latency', 'callback', 'context', 'ingest', 'raw', 'fold', 'redis', 'snippet', 'query'] as const;
+export const PARTS = ['latency', 'audience', 'callback', 'context', 'ingest', 'raw', 'fold', 'redis', 'snippet', 'query'] as const;
 export type Part = (typeof PARTS)[number];
 
 export type Topology = 'all-in-one' | 'split';

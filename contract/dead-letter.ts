@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Transition } from './transition.js';
+import { HistoryEvent } from './transition.js';
 
 /**
  * One record on `clicks.invalid`: something a stage refused, with the reason, so that nothing a
@@ -37,7 +37,7 @@ export const DeadLetter = z.object({
    */
   delivery: z.string().optional(),
   response: z.string().max(2048).optional(),
-  transitions: z.array(Transition).optional(),
+  transitions: z.array(HistoryEvent).optional(),
   /** When the stage refused it, epoch ms (ingest: receive time). */
   rt: z.number().optional(),
   /** An excerpt of what was refused (at most a few KB; write keys redacted). */

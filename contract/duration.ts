@@ -29,3 +29,9 @@ export const Duration = z
     ctx.addIssue({ code: 'custom', message: ms.error });
     return z.NEVER;
   });
+
+/** A duration in ms as configuration writes it, in the largest unit that divides it (180000 -> 3m). */
+export function formatDuration(ms: number): string {
+  for (const [unit, size] of [...Object.entries(UNIT_MS)].reverse()) if (ms % size === 0) return `${ms / size}${unit}`;
+  return `${ms / 1000}s`;
+}

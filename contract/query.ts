@@ -191,3 +191,81 @@ export type Needs = z.infer<typeof Needs>;
 /** One `transition` event of the live stream: the contract's Transition, documented. */
 export const StreamTransition = Transition.extend({ at: z.number().meta({ description: 'epoch ms' }) }).meta({ id: 'Transition' });
 export type StreamTransition = z.infer<typeof StreamTransition>;
+
+// --- stalls and audiences ----------------------------------------------------------------------
+
+/** A stall rule of the topic map, as `GET /v1/stalls` lists it. */
+export const StallRuleInfo = z
+  .object({
+    name: z.string(),
+    stage: z.string(),
+    after: z.string().meta({ description: 'How long a dialogue stands at `stage` with no activity before it counts as stalled (30s, 15m, 12h, 3d).' }),
+    afterMs: z.number().int(),
+    topics: z.string().meta({ description: 'Which topics the rule watches: exact, `prefix*`, or `*`.' }),
+  })
+  .meta({ id: 'StallRule' });
+export type StallRuleInfo = z.infer<typeof StallRuleInfo>;
+
+export const StallRules = z.object({ rules: z.array(StallRuleInfo) }).meta({ id: 'StallRules' });
+export type StallRules = z.infer<typeof StallRules>;
+
+export const StalledEntry = z
+  .object({
+    person: z.string(),
+    stage: z.string(),
+    since: dateTime().meta({ description: 'The last activity: quiet since then.' }),
+    at: dateTime().meta({ description: 'When it counted as stalled: since + the rule’s wait.' }),
+  })
+  .meta({ id: 'StalledEntry' });
+export type StalledEntry = z.infer<typeof StalledEntry>;
+
+export const Stalled = z
+  .object({
+    topic: z.string(),
+    rule: z.string(),
+    total: z.number().int().meta({ description: 'Dialogues of the topic stalled by the rule now (new activity takes a dialogue out).' }),
+    nextCursor: z.string().nullable(),
+    stalled: z.array(StalledEntry).meta({ description: 'Most recently stalled first.' }),
+  })
+  .meta({ id: 'Stalled' });
+export type Stalled = z.infer<typeof Stalled>;
+
+export const AudienceBackfill = z
+  .object({
+    state: z.enum(['running', 'done', 'failed']),
+    total: z.number().int().meta({ description: 'People to evaluate (everyone in the stage indexes of the topics the definition can match).' }),
+    done: z.number().int(),
+    startedAt: dateTime(),
+    finishedAt: dateTime().nullable(),
+  })
+  .meta({ id: 'AudienceBackfill' });
+export type AudienceBackfill = z.infer<typeof AudienceBackfill>;
+
+export const Audience = z
+  .object({
+    name: z.string(),
+    definition: z.unknown().meta({ description: 'The conditions (grammar: contract/audience.ts, README “Audiences”).' }),
+    version: z.number().int().meta({ description: 'Bumped by every PUT of the definition.' }),
+    source: z.enum(['file', 'api']),
+    updatedAt: dateTime(),
+    members: z.number().int().meta({ description: 'People in the audience now.' }),
+    backfill: AudienceBackfill.nullable(),
+  })
+  .meta({ id: 'Audience' });
+export type Audience = z.infer<typeof Audience>;
+
+export const Audiences = z.object({ audiences: z.array(Audience) }).meta({ id: 'Audiences' });
+export type Audiences = z.infer<typeof Audiences>;
+
+export const AudienceMember = z.object({ person: z.string(), enteredAt: dateTime() }).meta({ id: 'AudienceMember' });
+export type AudienceMember = z.infer<typeof AudienceMember>;
+
+export const AudienceMembers = z
+  .object({
+    audience: z.string(),
+    total: z.number().int(),
+    nextCursor: z.string().nullable(),
+    members: z.array(AudienceMember).meta({ description: 'Most recent entries first.' }),
+  })
+  .meta({ id: 'AudienceMembers' });
+export type AudienceMembers = z.infer<typeof AudienceMembers>;

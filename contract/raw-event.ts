@@ -41,7 +41,11 @@ export const RawEvent = z.object({
   user: PersonId.optional(),
   session: text(RAW_LIMITS.idLength).optional(),
   channel: Channel,
-  type: z.enum(['page', 'click', 'track', 'identify']),
+  /**
+   * `tick`: written by the history worker's sweeper (and an audience backfill), never by ingest:
+   * re-evaluate this person's stalls and audiences at `rt` (history/automation/tick.ts).
+   */
+  type: z.enum(['page', 'click', 'track', 'identify', 'tick']),
   name: text(RAW_LIMITS.nameLength).optional(),
   /** Event time (client time, clamped by ingest to a bounded skew from `rt`), epoch ms. */
   ts: z.number().finite(),

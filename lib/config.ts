@@ -112,6 +112,11 @@ export const Env = z.object({
   INGEST_DEAD_LETTERS_PER_SECOND: z.coerce.number().min(0).max(100_000).default(200),
   /** A JSON topic-map file; unset: the demo shop's map. */
   TOPIC_MAP: optionalString,
+  /**
+   * A JSON file of audiences (`{"audiences": {"name": definition}}`, contract/audience.ts), loaded at
+   * start; they are read-only through the API. Unset: audiences come from the API only.
+   */
+  AUDIENCES_FILE: optionalString,
   /** A JSON sites file (origins, write keys, limits, bot policy); unset: the demo site only. */
   INGEST_SITES: optionalString,
   /** Secret for e-mail click-link signatures (HMAC-SHA256); unset: only allow-listed redirect hosts. */
@@ -152,7 +157,10 @@ export const Env = z.object({
   API_KEYS: keyList,
   /** Query API keys that may only read (no erase), comma-separated. */
   API_READ_KEYS: keyList,
-  /** Comma-separated http(s) URLs that receive every transition (history/webhooks.ts). */
+  /**
+   * Comma-separated http(s) URLs (history/transitions/webhooks.ts); each receives stage transitions, or
+   * the kinds it names after `#kinds=` (`stage`, `stalled`, `entered`, `exited`, joined by `+`).
+   */
   WEBHOOK_URLS: optionalString
     .transform((s) =>
       s

@@ -1,3 +1,5 @@
+import { join } from 'node:path';
+import type { Cluster, Redis } from 'ioredis';
 import { TOPICS } from '../../contract/raw-event.js';
 import type { FoldOptions } from '../../history/fold/fold.js';
 import type { HistoryStore } from '../../history/store/store.js';
@@ -41,6 +43,11 @@ export interface Backends {
   store: HistoryStore;
   /** The real stack's Redis connection and out-of-memory state, for /readyz and the metrics. */
   redis?: RedisWatch;
+  /**
+   * Where audience definitions live (history/automation/registry.ts): Redis under REDIS_PREFIX (they
+   * are configuration, kept across a replay's switch of namespace), or a file in the data directory.
+   */
+  audiences: { redis?: { client: Redis | Cluster; ns: string }; path?: string | undefined };
   /** Stops every consumer still running, closes the producer and the store. */
   close(): Promise<void>;
 }
@@ -83,6 +90,7 @@ export async function openBackends(env: Env, fold: FoldOptions, logger: Logger, 
       rawConsumer: raw(log, env.KAFKA_GROUP_ID),
       erasureConsumer: erasures(log, env.KAFKA_GROUP_ID),
       store: withErasureLog(store, log.producer()),
+      audiences: { path: dataDir ? join(dataDir, 'audiences.json') : undefined },
       // The durable log takes its last snapshot of the store as it closes.
       close: () => log.close(),
     };
@@ -112,6 +120,7 @@ export async function openBackends(env: Env, fold: FoldOptions, logger: Logger, 
       erasureConsumer: erasures(opened, groupId),
       store: withErasureLog(store, opened.producer()),
       redis: watch,
+      audiences: { redis: { client: redis, ns: env.REDIS_PREFIX } },
       close: async () => {
         await opened.close();
         await store.close();

@@ -16,7 +16,7 @@ export function visitorSource(store: HistoryStore, feed: LiveFeed): VisitorSourc
       const p = await store.getPerson(id);
       return p && { person: p.person, dialogues: p.dialogues.map((d) => ({ topic: d.topic, stage: d.stage, started: Date.parse(d.started) })) };
     },
-    follow: (fn, onClose) => feed.subscribe({}, fn, onClose),
+    follow: (fn, onClose) => feed.subscribe({ kinds: ['stage'] }, fn, onClose),
   };
 }
 

@@ -1,4 +1,8 @@
-import type { Transition } from '../../contract/transition.js';
+import type { HistoryEvent } from '../../contract/transition.js';
+import { createAutomation } from '../../history/automation/evaluate.js';
+import { startSweeper, type Sweeper } from '../../history/automation/sweeper.js';
+import type { AudienceRegistry, AutomationWatch } from '../../history/automation/registry.js';
+import { compileStallRules } from '../../history/stalls/rules.js';
 import type { TopicMap } from '../../history/fold/topic-map.js';
 import { followErasures } from '../../history/store/erasure-log.js';
 import { createBatchHandler } from '../../history/worker/batch.js';
@@ -27,7 +31,11 @@ export function createWorker(
     topicMap: TopicMap;
     logger: Logger;
     metrics: WorkerMetrics;
-    onTransitions?: (t: Transition[]) => void;
+    onTransitions?: (t: HistoryEvent[]) => void;
+    /** The sweeper's round, ms (tests shorten it). */
+    sweepEveryMs?: number;
+    /** Audience definitions, applied to the store as they change (with the stall rules). */
+    registry?: AudienceRegistry;
     /**
      * In a process that also answers HTTP (`npm start`): a turn of the event loop after every this
      * many records read, so that a large batch (a catch-up) does not hold answers back for the
@@ -44,11 +52,20 @@ export function createWorker(
   const erasures = backends.erasureConsumer();
   let stopping = false;
   let lag: { stop(): void; poll(): Promise<void> } | undefined;
+  let sweeper: Sweeper | undefined;
+  let watch: AutomationWatch | undefined;
+  // The topic map's stall rules (checked against the ladder when the map was parsed). Audiences join
+  // them through the registry, which calls setAutomation again whenever a definition changes.
+  const stallRules = compileStallRules(topicMap.stalls, topicMap.ladder, topicMap.quietMs).rules;
+  if (!deps.registry && stallRules.length > 0) {
+    backends.store.setAutomation(createAutomation({ ladder: topicMap.ladder, quietMs: topicMap.quietMs, stallRules, audiences: [] }));
+  }
   return {
     consumer,
     readiness: () => workerReadiness({ consumer, redis: backends.redis, stopping: () => stopping }),
     refresh: async () => lag?.poll(),
     start: async () => {
+      if (deps.registry) watch = await deps.registry.watch(backends.store, stallRules);
       const handler = createBatchHandler({
         store: backends.store,
         topicMap,
@@ -60,11 +77,14 @@ export function createWorker(
       });
       await Promise.all([erasures.run(followErasures(backends.store, logger)), consumer.run(observeBatches(handler, metrics, backends.redis))]);
       lag = pollLag(consumer, metrics, { logger });
+      sweeper = startSweeper({ store: backends.store, producer: backends.producer, logger, everyMs: deps.sweepEveryMs });
     },
     stop: async () => {
       stopping = true;
       lag?.stop();
+      await sweeper?.stop();
       await Promise.all([consumer.stop(), erasures.stop()]);
+      await watch?.stop();
     },
   };
 }

@@ -11,7 +11,7 @@
 import { Agent, request } from 'node:http';
 import { CONTENT_TYPE, createScenario, probeBatch } from '../../load/scenario.js';
 import { roles, type Harness } from '../harness.js';
-import { cpuMeter, loopDelayOf, now, pacedLoad, percentile, resetLoopDelay, sleep, spread, type CpuReport, type Proc } from '../lib.js';
+import { BENCH_AUDIENCE, cpuMeter, loopDelayOf, now, pacedLoad, percentile, resetLoopDelay, sleep, spread, type CpuReport, type Proc } from '../lib.js';
 import type { LoopDelay } from '../proc.js';
 import { cpuNote, log, middle, round, type Figure } from '../report.js';
 import type { Settings, Topology } from '../settings.js';
@@ -45,7 +45,14 @@ export interface ClickToStageResult {
  * (WORKER_TRANSACTIONS=true; figure keys end in `Tx`), for what they cost; by default the plain
  * path, the product's default.
  */
-export async function measureClickToStage(h: Harness, o: ClickToStageOptions, topology: Topology, transactions = false): Promise<ClickToStageResult> {
+export async function measureClickToStage(
+  h: Harness,
+  o: ClickToStageOptions,
+  topology: Topology,
+  transactions = false,
+  /** All-in-one only: time probes to their `entered` event of an audience of buyers (`clickToEntered`), polling its members list. */
+  audience = false,
+): Promise<ClickToStageResult> {
   const { kafka, redis } = h.services;
   const started: Proc[] = [];
   let p: Proc;
@@ -57,6 +64,7 @@ export async function measureClickToStage(h: Harness, o: ClickToStageOptions, to
       ns: 'lat:',
       partitions: o.partitions,
       transactions,
+      audience,
     });
     started.push(p);
   } else {
@@ -83,13 +91,16 @@ export async function measureClickToStage(h: Harness, o: ClickToStageOptions, to
   const polled: number[] = [];
   const poll = (person: string, t0: number) => {
     const until = t0 + 5000;
+    // The person's stage, or (audience) the audience's members, most recent entries first.
+    const path = audience ? `/v1/audiences/${BENCH_AUDIENCE}/members?limit=1000` : `/v1/people/${person}`;
+    const found = (body: string) => (audience ? body.includes(`"person":"${person}"`) : body.includes('"stage":"purchase"'));
     const once = () =>
-      request({ agent: pollAgent, host: '127.0.0.1', port: p.port, path: `/v1/people/${person}` }, (res) => {
+      request({ agent: pollAgent, host: '127.0.0.1', port: p.port, path }, (res) => {
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (c: string) => (body += c));
         res.on('end', () => {
-          if (res.statusCode === 200 && body.includes('"stage":"purchase"')) polled.push(now() - t0);
+          if (res.statusCode === 200 && found(body)) polled.push(now() - t0);
           else if (now() < until) setTimeout(once, 1);
         });
       })
@@ -158,27 +169,29 @@ export async function measureClickToStage(h: Harness, o: ClickToStageOptions, to
   const stopped = [];
   for (const s of started) stopped.push(await s.stop());
   pollAgent.destroy();
-  const key = `${topology === 'all-in-one' ? 'clickToStage' : 'clickToStageSplit'}${transactions ? 'Tx' : ''}`;
+  const key = audience ? 'clickToEntered' : `${topology === 'all-in-one' ? 'clickToStage' : 'clickToStageSplit'}${transactions ? 'Tx' : ''}`;
   const how = transactions ? ', in transactions' : '';
   const p99 = spread(p99s.map((x) => round(x, 1)));
-  const target = topology === 'all-in-one' ? TARGETS.clickP99 : TARGETS.clickP99Split;
+  const target = audience ? TARGETS.enteredP99 : topology === 'all-in-one' ? TARGETS.clickP99 : TARGETS.clickP99Split;
+  const what = audience ? `click to \`entered\` (audience ${BENCH_AUDIENCE}), ${topology}${how}` : `click to queryable stage, ${topology}${how}`;
+  const poller = audience ? `GET /v1/audiences/${BENCH_AUDIENCE}/members` : 'GET /v1/people';
   return {
     key,
     figures: {
       p50: {
         key: `${key}.p50`,
-        what: `click to queryable stage, ${topology}${how}, at ${(o.clickRate * 10).toLocaleString('en-US')} events/s, p50 (POST sent -> onTransitions)`,
+        what: `${what}, at ${(o.clickRate * 10).toLocaleString('en-US')} events/s, p50 (POST sent -> ${audience ? 'the entered event on the live feed' : 'onTransitions'})`,
         unit: 'ms',
         value: spread(p50s.map((x) => round(x, 1))),
       },
       p99: {
         key: `${key}.p99`,
-        what: `click to queryable stage, ${topology}${how}, p99 (${all.length} probes in ${o.runs} windows, ${missing} missing)`,
+        what: `${what}, p99 (${all.length} probes in ${o.runs} windows, ${missing} missing)`,
         unit: 'ms',
         value: p99,
         target: targetText(target),
         ok: meets(target, p99.median) && missing === 0,
-        note: `pooled p50 ${round(percentile(all, 50), 1)}, p99 ${round(percentile(all, 99), 1)}, max ${round(all[all.length - 1] ?? NaN, 1)}; ${polled.length ? `by polling GET /v1/people (${polled.length} probes): p50 ${round(percentile(polled, 50), 1)}, p99 ${round(percentile(polled, 99), 1)}; ` : ''}POST p99 ${round(ingestP99, 1)}; event-loop delay p99 / max ${loops.map((l) => (l ? `${l.p99} / ${l.max}` : 'n/a')).join(', ')} ms; ${cpuNote(middle(cpus))}`,
+        note: `pooled p50 ${round(percentile(all, 50), 1)}, p99 ${round(percentile(all, 99), 1)}, max ${round(all[all.length - 1] ?? NaN, 1)}; ${polled.length ? `by polling ${poller} (${polled.length} probes): p50 ${round(percentile(polled, 50), 1)}, p99 ${round(percentile(polled, 99), 1)}; ` : ''}POST p99 ${round(ingestP99, 1)}; event-loop delay p99 / max ${loops.map((l) => (l ? `${l.p99} / ${l.max}` : 'n/a')).join(', ')} ms; ${cpuNote(middle(cpus))}`,
       },
     },
     details: {

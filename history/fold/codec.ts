@@ -30,12 +30,17 @@ export const F = {
    * skipped, and every write compares it as it compares the version.
    */
   erased: 'e',
+  /** Audiences the person is in: name:entered-at (base 36),... (history/automation/evaluate.ts). */
+  audiences: 'a',
 } as const;
 
 /** An id's tombstone from its fields: when it was last erased, or 0. */
 export const erasedAt = (f: Fields | null | undefined): number => Number(f?.[F.erased] ?? 0) || 0;
 
-/** `d:<topic>`: a dialogue, stage|start|last-start|first-start per stage|counts per stage|channels. */
+/**
+ * `d:<topic>`: a dialogue, stage|start|last-start|first-start per stage|counts per stage|channels,
+ * and |since-start:rule,rule while stall rules have fired for its current quiet spell.
+ */
 export const DIALOGUE_PREFIX = 'd:';
 
 /** `x:<partition>`: transitions written but not yet published by that partition's worker (Redis: a hash of its own). */
@@ -53,13 +58,15 @@ const un36 = (s: string) => (s === '' ? 0 : parseInt(s, 36));
 
 export function encodeDialogue(d: Dialogue): string {
   const firsts = d.first.map((f) => (f === 0 ? '' : b36(f - d.start))).join(',');
-  return `${d.stage}|${b36(d.start)}|${b36(d.last - d.start)}|${firsts}|${d.counts.join(',')}|${d.channels.join(',')}`;
+  const base = `${d.stage}|${b36(d.start)}|${b36(d.last - d.start)}|${firsts}|${d.counts.join(',')}|${d.channels.join(',')}`;
+  // A marker of an earlier spell means nothing any more: it is not written.
+  return d.fired && d.fired.since === d.last && d.fired.rules.length > 0 ? `${base}|${b36(d.fired.since - d.start)}:${d.fired.rules.join(',')}` : base;
 }
 
 export function decodeDialogue(s: string): Dialogue {
-  const [stage = '0', start36 = '', last36 = '', firsts = '', counts = '', channels = ''] = s.split('|');
+  const [stage = '0', start36 = '', last36 = '', firsts = '', counts = '', channels = '', fired] = s.split('|');
   const start = un36(start36);
-  return {
+  const d: Dialogue = {
     stage: Number(stage),
     start,
     last: start + un36(last36),
@@ -67,6 +74,29 @@ export function decodeDialogue(s: string): Dialogue {
     counts: counts.split(',').map(Number),
     channels: channels === '' ? [] : channels.split(','),
   };
+  if (fired) {
+    const colon = fired.indexOf(':');
+    d.fired = { since: start + un36(fired.slice(0, colon)), rules: fired.slice(colon + 1).split(',') };
+  }
+  return d;
+}
+
+/** Audience memberships (F.audiences): name -> when entered. */
+export function decodeMemberships(s: string | undefined): Map<string, number> {
+  const m = new Map<string, number>();
+  if (!s) return m;
+  for (const part of s.split(',')) {
+    const colon = part.lastIndexOf(':');
+    if (colon > 0) m.set(part.slice(0, colon), un36(part.slice(colon + 1)));
+  }
+  return m;
+}
+
+export function encodeMemberships(m: ReadonlyMap<string, number>): string {
+  return [...m]
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    .map(([name, at]) => `${name}:${b36(at)}`)
+    .join(',');
 }
 
 export function encodeRfm(r: Rfm): string {

@@ -1,8 +1,9 @@
-import type { Transition } from '../../contract/transition.js';
+import type { HistoryEvent } from '../../contract/transition.js';
+import type { Automation } from './automation.js';
 import type { Fields } from './codec.js';
 import type { FoldOptions } from './fold.js';
 import { erasedAt, F, outboxField } from './codec.js';
-import { byPerson, linksOf, planPerson, receivedAt, type BatchRecord, type IndexEntry, type PersonPlan } from './person-batch.js';
+import { byPerson, linksOf, planPerson, receivedAt, type AutomationWrite, type BatchRecord, type IndexEntry, type PersonPlan } from './person-batch.js';
 
 /** A record the fold did not take: refused by a cap, or its person's history could not be folded. */
 export interface FoldRefusal {
@@ -32,15 +33,17 @@ export interface FieldBackend {
    * visitor was erased since it was read (its tombstone changed): an erased id gets no pointer back.
    */
   seal(pairs: { person: string; visitor: string; expectErased: number }[]): Promise<void>;
-  /** Idempotent stage-index upserts and removals. */
+  /** Idempotent stage-index upserts and removals (with the topics' stalled sets). */
   index(entries: IndexEntry[]): Promise<void>;
+  /** Audience member sets and the sweeper's queue, after the index (person-batch.ts AutomationWrite). */
+  automate(writes: AutomationWrite[]): Promise<void>;
   /** Deletes the partition's outbox if it still holds exactly `value` (a later write keeps its own). */
   clearOutbox(items: { person: string; value: string }[], partition: string): Promise<void>;
 }
 
 export interface FoldOutcome {
-  /** Transitions to publish (new ones, and any a crash left in an outbox). */
-  transitions: Transition[];
+  /** Transitions, stalls and audience changes to publish (new ones, and any a crash left in an outbox). */
+  transitions: HistoryEvent[];
   /** Records not folded, for the worker to dead-letter; the others of the batch went on. */
   refused: FoldRefusal[];
   /** Records skipped for good because an id they belong to was erased after ingest received them. */
@@ -61,9 +64,12 @@ export async function foldBatchWith(
   records: readonly BatchRecord[],
   opts: FoldOptions,
   publishedBelow?: number,
+  automation: Automation | null = null,
+  clock: () => number = Date.now,
 ): Promise<FoldOutcome> {
-  const transitions: Transition[] = [];
+  const transitions: HistoryEvent[] = [];
   const index: IndexEntry[] = [];
+  const autoWrites: AutomationWrite[] = [];
   const seals: { person: string; visitor: string; expectErased: number }[] = [];
   const outboxes: { person: string; value: string }[] = [];
   const refused: FoldRefusal[] = [];
@@ -129,7 +135,7 @@ export async function foldBatchWith(
     const plans: PersonPlan[] = [];
     people.forEach((p, i) => {
       try {
-        plans.push(planPerson(p, current[i] ?? null, pending.get(p)!, partition, opts, linkFields, publishedBelow));
+        plans.push(planPerson(p, current[i] ?? null, pending.get(p)!, partition, opts, linkFields, publishedBelow, automation, clock()));
       } catch (err) {
         // Pure code failing on one person's stored history or records (a bug, or a history written
         // by something else): that person's records are refused, everyone else's batch goes on.
@@ -157,6 +163,7 @@ export async function foldBatchWith(
       }
       transitions.push(...plan.transitions);
       index.push(...plan.index);
+      autoWrites.push(...plan.automation);
       refused.push(...plan.refused);
       erased += plan.erased.length;
       for (const s of plan.seal) seals.push({ person: plan.person, visitor: s.visitor, expectErased: s.erased });
@@ -169,6 +176,7 @@ export async function foldBatchWith(
 
   if (seals.length > 0) await backend.seal(seals);
   if (index.length > 0) await backend.index(index);
+  if (autoWrites.length > 0) await backend.automate(autoWrites);
   return {
     transitions,
     refused,

@@ -17,6 +17,12 @@ export interface Dialogue {
   /** Interactions per stage. */
   counts: number[];
   channels: string[];
+  /**
+   * Stall rules fired for the quiet spell that began at `since` (history/automation/evaluate.ts).
+   * Valid only while `since` is still the last activity: new activity re-arms every rule, with no
+   * write of its own.
+   */
+  fired?: { since: number; rules: string[] } | undefined;
 }
 
 export interface Rfm {
@@ -212,6 +218,9 @@ export function mergeInto(person: string, target: PersonState, source: PersonSta
         counts: t.counts.map((c, i) => c + (s.counts[i] ?? 0)),
         channels: [...new Set([...t.channels, ...s.channels])],
       };
+      // What fired for the merged dialogue's quiet spell (either side's) stays fired: not again.
+      const fired = [t, s].flatMap((x) => (x.fired && x.fired.since === merged.last ? x.fired.rules : []));
+      if (fired.length > 0) merged.fired = { since: merged.last, rules: [...new Set(fired)] };
       if (merged.stage > t.stage) {
         transitions.push({
           id: transitionId(person, topic, t.start, opts.ladder[merged.stage]!),

@@ -1,13 +1,16 @@
-import type { Transition } from '../../contract/transition.js';
+import type { HistoryEvent } from '../../contract/transition.js';
+import type { Automation } from './automation.js';
 import {
   DIALOGUE_PREFIX,
   erasedAt,
   F,
   outboxField,
   decodeList,
+  decodeMemberships,
   decodeOffsets,
   decodeState,
   encodeDialogue,
+  encodeMemberships,
   encodeOffsets,
   encodeRfm,
   encodeSeen,
@@ -35,6 +38,8 @@ export interface BatchRecord {
    * received at or before it. Absent (tests, old records): the event's own time.
    */
   rt?: number | undefined;
+  /** A tick (history/automation/tick.ts): no event, only "re-evaluate stalls and audiences at `rt`". */
+  tick?: boolean | undefined;
 }
 
 /** The time an erasure is compared with: ingest's receive time, else the event's. */
@@ -54,6 +59,29 @@ export interface IndexEntry {
    * after it leaves a marker the index update sees: the entry is then removed, not added.
    */
   erased?: number;
+  /** Stall rules fired for the dialogue's current quiet spell, with when it stalled: in the topic's stalled sets. */
+  stalled?: { rule: string; at: number }[];
+  /** Rules fired for the spell before, which new activity re-armed: out of the stalled sets. */
+  unstalled?: string[];
+}
+
+/**
+ * What the automation changes outside the person's hash, applied idempotently after the write with
+ * the index: audience member sets, and the sweeper's queue.
+ */
+export interface AutomationWrite {
+  person: string;
+  /** The person's tombstone the write saw (0: none): an erase since then keeps them out of the sets. */
+  erased: number;
+  join: { audience: string; at: number }[];
+  leave: string[];
+  /** When the person's stalls or audiences may next change with no event (null: nothing pending). */
+  due: number | null;
+  /**
+   * A tick's write sets the queue to `due` (the sweeper took the entry it came from); any other
+   * write only brings an entry forward, so that writes landing out of order never delay a change.
+   */
+  exact: boolean;
 }
 
 export interface PersonPlan {
@@ -66,12 +94,14 @@ export interface PersonPlan {
   set: Fields;
   /** Fields to remove: dialogues dropped to keep the person within the cap. */
   del: string[];
-  /** New transitions plus any left unpublished by a crash (the outbox), to publish after the write. */
-  transitions: Transition[];
+  /** New transitions, stalls and audience changes plus any left unpublished by a crash (the outbox), to publish after the write. */
+  transitions: HistoryEvent[];
   /** Index entries for every topic the batch touched, applied idempotently after the write. */
   index: IndexEntry[];
   /** Visitors merged into this person: each is left pointing at the person, its history removed. */
   seal: { visitor: string; topics: string[]; version: number; erased: number }[];
+  /** Audience sets and the sweeper's queue (absent without automation). */
+  automation: AutomationWrite[];
   applied: number;
   /** Records refused by a cap: not folded; the worker dead-letters them with the reason. */
   refused: Refusal[];
@@ -96,6 +126,8 @@ export function planPerson(
   opts: FoldOptions,
   linkedFields: ReadonlyMap<string, Fields> = new Map(),
   publishedBelow?: number,
+  automation: Automation | null = null,
+  clock: number = Number.POSITIVE_INFINITY,
 ): PersonPlan {
   const current = fields ?? {};
   const version = current[F.version] ? Number(current[F.version]) : 0;
@@ -107,13 +139,13 @@ export function planPerson(
   // publication of its transitions: an outbox left by them was published, the crash came between
   // the commit and the clearing. Publishing it again would be a duplicate.
   const staleOutbox = !!outboxText && publishedBelow !== undefined && appliedUpTo < publishedBelow;
-  const outbox: Transition[] = outboxText && !staleOutbox ? (JSON.parse(outboxText) as Transition[]) : [];
+  const outbox: HistoryEvent[] = outboxText && !staleOutbox ? (JSON.parse(outboxText) as HistoryEvent[]) : [];
 
   // Records at or below the applied offset were folded before a crash or a rebalance: skip them.
   const fresh = records.filter((r) => r.offset > appliedUpTo);
   const prev = decodeState(current);
   let state: PersonState = prev;
-  const transitions: Transition[] = [];
+  const transitions: HistoryEvent[] = [];
   const changed = new Set<string>();
   const dropped = new Set<string>();
   const refused: Refusal[] = [];
@@ -123,7 +155,7 @@ export function planPerson(
   let newlyLinked = false;
   let pending: FoldEvent[] = [];
 
-  const take = (r: { transitions: Transition[]; changed: Set<string>; dropped: Set<string> }) => {
+  const take = (r: { transitions: HistoryEvent[]; changed: Set<string>; dropped: Set<string> }) => {
     transitions.push(...r.transitions);
     r.changed.forEach((t) => {
       changed.add(t);
@@ -169,14 +201,65 @@ export function planPerson(
   }
   flush();
 
+  // Stalls and audiences, at the latest receive time of the records (never later than the clock: a
+  // record from the log cannot fire a stall before its time).
+  const autoWrites: AutomationWrite[] = [];
+  const stalledNow = new Map<string, { rule: string; at: number }[]>();
+  const memberships = decodeMemberships(current[F.audiences]);
+  let membershipsNow = memberships;
+  if (automation && records.length > 0) {
+    const now = Math.min(clock, Math.max(...records.map(receivedAt)));
+    const out = automation.evaluate({ person, state, memberships, now });
+    const join: AutomationWrite['join'] = [];
+    const leave: string[] = [];
+    if (fresh.length > 0) {
+      state = out.state;
+      for (const t of out.marked) changed.add(t);
+      transitions.push(...out.events);
+      membershipsNow = out.memberships;
+      for (const [name, at] of membershipsNow) if (!memberships.has(name)) join.push({ audience: name, at });
+      for (const name of memberships.keys()) if (!membershipsNow.has(name)) leave.push(name);
+    } else {
+      // A redelivery: the write landed before, what came after it may not have; put the sets right again.
+      for (const [name, at] of memberships) join.push({ audience: name, at });
+      for (const name of automation.audiences) if (!memberships.has(name)) leave.push(name);
+    }
+    autoWrites.push({ person, erased: erasedAt(fields), join, leave, due: out.due, exact: records.some((r) => r.tick) });
+    const afterMs = new Map(automation.stallRules.map((r) => [r.name, r.afterMs]));
+    for (const [topic, d] of state.dialogues) {
+      if (d.fired && d.fired.since === d.last && d.fired.rules.length > 0) {
+        stalledNow.set(
+          topic,
+          d.fired.rules.flatMap((rule) => (afterMs.has(rule) ? [{ rule, at: d.last + afterMs.get(rule)! }] : [])),
+        );
+      }
+    }
+    // A visitor merged here leaves its audiences: its id is a pointer now, the person holds the history.
+    for (const r of fresh) {
+      if (!r.link || r.link === person || !linked.has(r.link)) continue;
+      const vm = decodeMemberships(linkedFields.get(r.link)?.[F.audiences]);
+      if (vm.size === 0) continue;
+      for (const name of vm.keys()) {
+        transitions.push({ kind: 'exited', id: `${r.link}|audience:${name}|${now.toString(36)}|exited`, audience: name, person: r.link, at: now });
+      }
+      autoWrites.push({ person: r.link, erased: 0, join: [], leave: [...vm.keys()], due: null, exact: false });
+    }
+  }
+
   const set: Fields = {};
   // Only dialogues the person had before need removing; one made and dropped in this batch never was written.
   const del = [...dropped].filter((t) => prev.dialogues.has(t)).map((t) => DIALOGUE_PREFIX + t);
-  if (fresh.length > 0) {
+  // A tick that changed nothing writes nothing: ticks need no guard against redelivery (what they
+  // fire is marked), and an id with no history (erased, or never seen) must not get a hash for it.
+  const membershipsText = encodeMemberships(membershipsNow);
+  const membershipsChanged = membershipsText !== (current[F.audiences] ?? '');
+  const idle = fresh.every((r) => r.tick) && changed.size === 0 && dropped.size === 0 && transitions.length === 0 && !membershipsChanged;
+  if (fresh.length > 0 && !idle) {
     for (const topic of changed) set[DIALOGUE_PREFIX + topic] = encodeDialogue(state.dialogues.get(topic)!);
     if (state.seen.length !== prev.seen.length || state.seen.at(-1) !== prev.seen.at(-1)) set[F.seen] = encodeSeen(state.seen);
     if (state.rfm && (!prev.rfm || state.rfm.count !== prev.rfm.count)) set[F.rfm] = encodeRfm(state.rfm);
     if (newlyLinked) set[F.linked] = [...linked].join(',');
+    if (membershipsChanged) set[F.audiences] = membershipsText;
     // Refused records count as handled: a redelivery skips them like the folded ones.
     offsets.set(partition, fresh[fresh.length - 1]!.offset);
     set[F.offsets] = encodeOffsets(offsets);
@@ -186,7 +269,7 @@ export function planPerson(
   // The outbox is written with the state, so a crash before publishing loses no transition.
   if (transitions.length > 0) set[outboxField(partition)] = JSON.stringify(toPublish);
   // A stale one goes with this write (empty means removed): a later redelivery must not take it for new.
-  else if (staleOutbox && fresh.length > 0) set[outboxField(partition)] = '';
+  else if (staleOutbox && fresh.length > 0 && !idle) set[outboxField(partition)] = '';
 
   const touched = new Set<string>(records.flatMap((r) => (r.event ? [r.event.topic] : [])));
   for (const t of changed) touched.add(t);
@@ -194,7 +277,16 @@ export function planPerson(
   const tomb = erasedAt(fields);
   for (const topic of touched) {
     const d = state.dialogues.get(topic);
-    if (d) index.push({ person, topic, stage: d.stage, last: d.last, counts: d.counts, erased: tomb });
+    if (!d) continue;
+    const entry: IndexEntry = { person, topic, stage: d.stage, last: d.last, counts: d.counts, erased: tomb };
+    if (automation) {
+      const now = stalledNow.get(topic) ?? [];
+      const before = prev.dialogues.get(topic);
+      const gone = before?.fired && before.fired.since === before.last ? before.fired.rules.filter((r) => !now.some((x) => x.rule === r)) : [];
+      if (now.length > 0) entry.stalled = now;
+      if (gone.length > 0) entry.unstalled = gone;
+    }
+    index.push(entry);
   }
   for (const topic of dropped) index.push({ person, topic, stage: -1, last: 0 });
 
@@ -208,7 +300,20 @@ export function planPerson(
   });
   for (const s of seal) for (const topic of s.topics) index.push({ person: s.visitor, topic, stage: -1, last: 0 });
 
-  return { person, expectVersion: version, expectErased: tomb, set, del, transitions: toPublish, index, seal, applied, refused, erased };
+  return {
+    person,
+    expectVersion: version,
+    expectErased: tomb,
+    set,
+    del,
+    transitions: toPublish,
+    index,
+    seal,
+    automation: autoWrites,
+    applied,
+    refused,
+    erased,
+  };
 }
 
 /** Groups a batch by person, keeping each person's records in log order. */

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MAX_STALL_RULES, StallRule, type ParsedStallRule } from '../../contract/stall-rule.js';
 import type { FoldOptions } from './fold.js';
 import { DEFAULT_SEEN_SIZE } from '../store/store.js';
 
@@ -86,6 +87,8 @@ export const TopicMapConfig = z
     /** More topics a hint may name: exact topics, or `prefix:*` for any topic with that prefix. */
     hintTopics: z.array(z.string().min(1).max(TOPIC_MAX_LENGTH)).max(1000).default([]),
     rules: z.array(Rule).max(1000).default([]),
+    /** Stall rules (contract/stall-rule.ts): a dialogue quiet at a stage for a while fires once. */
+    stalls: z.array(StallRule).max(MAX_STALL_RULES).default([]),
     limits: Limits.default(DEFAULT_LIMITS),
     /** Rules per site, tried before the shared ones; the ladder is shared by every site and channel. */
     sites: z
@@ -111,6 +114,18 @@ export const TopicMapConfig = z
         }
       });
     check(m.rules, ['rules']);
+    const names = new Set<string>();
+    m.stalls.forEach((r, i) => {
+      if (names.has(r.name)) ctx.addIssue({ code: 'custom', path: ['stalls', i, 'name'], message: `"${r.name}" is named twice` });
+      names.add(r.name);
+      if (!m.ladder.includes(r.stage)) {
+        ctx.addIssue({ code: 'custom', path: ['stalls', i, 'stage'], message: `"${r.stage}" is not on the ladder (${m.ladder.join(' < ')})` });
+      }
+      // A dialogue quiet for the quiet period has ended: a rule that waits as long would never fire.
+      if (r.after >= m.quietDays * 86_400_000) {
+        ctx.addIssue({ code: 'custom', path: ['stalls', i, 'after'], message: 'must be shorter than quietDays, which ends a dialogue' });
+      }
+    });
     for (const [site, s] of Object.entries(m.sites)) check(s.rules, ['sites', site, 'rules']);
   });
 export type TopicMapConfig = z.infer<typeof TopicMapConfig>;
@@ -166,6 +181,8 @@ interface CompiledRule {
 export interface TopicMap {
   readonly ladder: readonly string[];
   readonly quietMs: number;
+  /** The stall rules, as configured (history/stalls/rules.ts compiles them). */
+  readonly stalls: readonly ParsedStallRule[];
   /** The caps of `site` (the map's, with the site's own overrides). */
   limits(site: string | undefined): Limits;
   classifyEvent(e: Classifiable): Verdict;
@@ -382,6 +399,7 @@ export function compileTopicMap(config: TopicMapConfig): TopicMap {
   return {
     ladder,
     quietMs: config.quietDays * 86_400_000,
+    stalls: config.stalls,
     limits: (site) => siteOf(site).limits,
     classifyEvent,
     classify(e) {

@@ -8,14 +8,16 @@ import { normaliseTopic } from './topic-map.js';
 export interface TopicPattern {
   /** The exact topic, or null for a prefix pattern. */
   exact: string | null;
+  /** The pattern as written. */
+  source: string;
   matches(topic: string): boolean;
 }
 
 export function topicPattern(pattern: string): TopicPattern {
   if (pattern.endsWith('*')) {
     const prefix = normaliseTopic(pattern.slice(0, -1));
-    return { exact: null, matches: (t) => t.startsWith(prefix) };
+    return { exact: null, source: pattern, matches: (t) => t.startsWith(prefix) };
   }
   const exact = normaliseTopic(pattern);
-  return { exact, matches: (t) => t === exact };
+  return { exact, source: pattern, matches: (t) => t === exact };
 }

@@ -12,6 +12,9 @@ import { needsRoutes } from './routes/needs.js';
 import { peopleRoutes } from './routes/people.js';
 import { topicsRoutes } from './routes/topics.js';
 import { transitionsRoutes } from './routes/transitions.js';
+import type { AudienceRegistry } from '../automation/registry.js';
+import type { CompiledStallRule } from '../stalls/rules.js';
+import { automationRoutes } from './routes/audiences.js';
 
 export interface QueryApiOptions {
   store: HistoryStore;
@@ -23,6 +26,10 @@ export interface QueryApiOptions {
   /** Serve the dashboard at /dashboard (default true). */
   dashboard?: boolean;
   now?: () => number;
+  /** Audience definitions; without, the audience routes answer 503. */
+  registry?: AudienceRegistry | undefined;
+  /** The topic map's compiled stall rules (GET /v1/stalls, the stalled lists). */
+  stallRules?: readonly CompiledStallRule[] | undefined;
 }
 
 /**
@@ -59,6 +66,7 @@ export function createQueryApp(opts: QueryApiOptions): OpenAPIHono {
   funnelsRoutes(app, ctx);
   needsRoutes(app, ctx);
   transitionsRoutes(app, ctx);
+  automationRoutes(app, ctx, { registry: opts.registry, stallRules: opts.stallRules });
 
   app.doc31('/v1/openapi.json', (c) => ({
     openapi: '3.1.0',

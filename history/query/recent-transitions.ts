@@ -8,6 +8,8 @@ import { transitionId } from '../fold/fold.js';
  * gives every transition of the current dialogues with the same id the worker published
  * (`transitionId`); what it cannot give back is the channel of each step (the dialogue keeps the
  * set of channels), nor the transitions of dialogues that expired and started again.
+ * Stage transitions alone: the stalls and audience changes that share `history.transitions` leave
+ * no first-reached time in a dialogue, so none can be mistaken for a step here.
  */
 export type { PastTransition };
 

@@ -1,5 +1,4 @@
-import { z } from 'zod';
-import { Duration } from '../../contract/duration.js';
+import { MAX_STALL_RULES, type ParsedStallRule } from '../../contract/stall-rule.js';
 import type { Dialogue } from '../fold/fold.js';
 import { topicPattern, type TopicPattern } from '../fold/topic-pattern.js';
 
@@ -12,21 +11,7 @@ import { topicPattern, type TopicPattern } from '../fold/topic-pattern.js';
  * write, and the stall event is a function of (person, topic, rule, since) alone, so a sweep run
  * twice (a crash, a rebalance) produces the same event with the same id.
  */
-export const STALL_RULE_NAME = /^[a-z0-9][a-z0-9_-]{0,63}$/;
-export const MAX_STALL_RULES = 32;
-
-export const StallRule = z
-  .object({
-    name: z.string().regex(STALL_RULE_NAME, 'a rule name: lower-case letters, digits, - and _, at most 64'),
-    /** The stage the dialogue stands at (its highest stage reached). */
-    stage: z.string().min(1).max(32),
-    /** Quiet for this long: 30s, 15m, 12h, 3d. */
-    after: Duration,
-    /** Only dialogues about these topics: exact, `prefix*`, or `*` (the default). */
-    topics: z.string().min(1).max(128).optional(),
-  })
-  .strict();
-export type StallRule = z.input<typeof StallRule>;
+export { MAX_STALL_RULES, STALL_RULE_NAME, StallRule, type ParsedStallRule } from '../../contract/stall-rule.js';
 
 export interface CompiledStallRule {
   name: string;
@@ -37,7 +22,7 @@ export interface CompiledStallRule {
 
 /** Checks rules against the ladder and the quiet period; returns them compiled or the problems. */
 export function compileStallRules(
-  rules: readonly z.output<typeof StallRule>[],
+  rules: readonly ParsedStallRule[],
   ladder: readonly string[],
   quietMs: number,
 ): { rules: CompiledStallRule[]; problems: string[] } {

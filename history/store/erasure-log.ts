@@ -66,6 +66,14 @@ class ErasureLoggingStore implements HistoryStore {
   stageMembers: HistoryStore['stageMembers'] = (topic, stage, since, limit) => this.inner.stageMembers(topic, stage, since, limit);
   dialogues: HistoryStore['dialogues'] = (topic, persons) => this.inner.dialogues(topic, persons);
   needsPage: HistoryStore['needsPage'] = (q) => this.inner.needsPage(q);
+  setAutomation: HistoryStore['setAutomation'] = (a) => this.inner.setAutomation(a);
+  automation: HistoryStore['automation'] = () => this.inner.automation();
+  automationPage: HistoryStore['automationPage'] = (set, after, limit) => this.inner.automationPage(set, after, limit);
+  automationCount: HistoryStore['automationCount'] = (set) => this.inner.automationCount(set);
+  dropAudience: HistoryStore['dropAudience'] = (name) => this.inner.dropAudience(name);
+  dueTicks: HistoryStore['dueTicks'] = (now, limit) => this.inner.dueTicks(now, limit);
+  clearDue: HistoryStore['clearDue'] = (entries) => this.inner.clearDue(entries);
+  sweepLease: HistoryStore['sweepLease'] = (owner, ttlMs) => this.inner.sweepLease(owner, ttlMs);
   close: HistoryStore['close'] = () => this.inner.close();
 }
 

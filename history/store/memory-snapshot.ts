@@ -6,7 +6,8 @@ import { SortedIndex } from './sorted-index.js';
  * The in-memory store as lines of JSON, for the snapshots of `npm start` with a data directory
  * (lib/log-durable.ts writes them with the consumer groups' offsets of the same instant): every
  * id's fields (histories, links, RFM inputs, fingerprints, offsets, outboxes), the stage indexes,
- * the topics, the sites' admitted topics and the tombstones of erased ids. Saved rankings are not
+ * the topics, the sites' admitted topics, the tombstones of erased ids, and what stalls and audiences
+ * keep (stalled sets, audience members, the sweeper's queue; lines a snapshot before them lacks). Saved rankings are not
  * kept: they expire within minutes. One line per id keeps a line small and a snapshot streamable.
  */
 const FORMAT = 2;
@@ -21,7 +22,10 @@ type Line =
   | ['i', string, number, (string | number)[]]
   | ['t', string[]]
   | ['s', string, string[]]
-  | ['e', string, number];
+  | ['e', string, number]
+  | ['sl', string, string, (string | number)[]]
+  | ['am', string, (string | number)[]]
+  | ['due', (string | number)[]];
 
 /** Read synchronously, all at once: the snapshot must not see a write half done. */
 export function* storeLines(store: MemoryHistoryStore): Generator<string> {
@@ -45,6 +49,25 @@ export function* storeLines(store: MemoryHistoryStore): Generator<string> {
   yield line(['t', [...s.topics]]);
   for (const [site, topics] of s.siteTopics) yield line(['s', site, [...topics]]);
   for (const [id, at] of s.tombstones) yield line(['e', id, at]);
+  for (const [topic, rules] of s.stalled) for (const [rule, set] of rules) for (const flat of chunks(set)) yield line(['sl', topic, rule, flat]);
+  for (const [name, set] of s.audiences) for (const flat of chunks(set)) yield line(['am', name, flat]);
+  for (const flat of chunks(s.due)) yield line(['due', flat]);
+}
+
+function* chunks(set: SortedIndex): Generator<(string | number)[]> {
+  let flat: (string | number)[] = [];
+  for (const [person, score] of set.entries()) {
+    flat.push(person, score);
+    if (flat.length >= 2 * MEMBERS_PER_LINE) {
+      yield flat;
+      flat = [];
+    }
+  }
+  if (flat.length > 0) yield flat;
+}
+
+function fill(set: SortedIndex, flat: (string | number)[]): void {
+  for (let i = 0; i < flat.length; i += 2) set.set(flat[i] as string, flat[i + 1] as number);
 }
 
 /** Replaces the store's content with a snapshot's (before anything folds into it). */
@@ -55,6 +78,9 @@ export function restoreStore(store: MemoryHistoryStore, lines: readonly string[]
   s.topics.clear();
   s.siteTopics.clear();
   s.tombstones.clear();
+  s.stalled.clear();
+  s.audiences.clear();
+  for (const [p] of [...s.due.entries()]) s.due.delete(p);
   let rebuild = false;
   lines.forEach((text, n) => {
     const l = JSON.parse(text) as Line;
@@ -84,6 +110,23 @@ export function restoreStore(store: MemoryHistoryStore, lines: readonly string[]
         break;
       case 'e':
         s.tombstones.set(l[1], l[2]);
+        break;
+      case 'sl': {
+        let rules = s.stalled.get(l[1]);
+        if (!rules) s.stalled.set(l[1], (rules = new Map()));
+        let set = rules.get(l[2]);
+        if (!set) rules.set(l[2], (set = new SortedIndex()));
+        fill(set, l[3]);
+        break;
+      }
+      case 'am': {
+        let set = s.audiences.get(l[1]);
+        if (!set) s.audiences.set(l[1], (set = new SortedIndex()));
+        fill(set, l[2]);
+        break;
+      }
+      case 'due':
+        fill(s.due, l[1]);
         break;
       default:
         throw new Error(`snapshot line ${n + 1}: unknown kind ${JSON.stringify((l as unknown[])[0])}`);

@@ -3,7 +3,8 @@ import { DIALOGUE_PREFIX, decodeDialogue, decodeList, type Fields } from '../fol
 import { foldBatchWith, type FieldBackend, type FoldOutcome } from '../fold/fold-batch.js';
 import type { Dialogue, FoldOptions } from '../fold/fold.js';
 import { F, OUTBOX_PREFIX, outboxField } from '../fold/codec.js';
-import { sealedFields, type BatchRecord, type IndexEntry, type PersonPlan } from '../fold/person-batch.js';
+import type { Automation } from '../fold/automation.js';
+import { sealedFields, type AutomationWrite, type BatchRecord, type IndexEntry, type PersonPlan } from '../fold/person-batch.js';
 import { hourOf, moveCount, sumHours } from './hour-counts.js';
 import { compareRanked, floorOf, lastOf, rankScore } from './rank-key.js';
 import { SortedIndex } from './sorted-index.js';
@@ -11,6 +12,8 @@ import {
   MAX_OPEN_LISTINGS,
   type AdmitCaps,
   type Admission,
+  type AutomationEntry,
+  type AutomationSet,
   type ErasedPerson,
   type HistoryStore,
   type NeedsPageQuery,
@@ -46,8 +49,20 @@ export class MemoryHistoryStore implements HistoryStore {
    */
   private readonly tombstones = new Map<string, number>();
   private readonly backend: FieldBackend;
+  private automationInForce: Automation | null = null;
+  /** topic -> rule -> dialogues stalled by it now (Redis: `sl:{topic}:rule`), by when they stalled. */
+  private readonly stalledSets = new Map<string, Map<string, SortedIndex>>();
+  /** audience -> members by when they entered (Redis: `am:{audience}`). */
+  private readonly audienceSets = new Map<string, SortedIndex>();
+  /** The sweeper's queue (Redis: `due`), scored by minus the time, so that the earliest comes first. */
+  private readonly dueQueue = new SortedIndex();
+  private lease: { owner: string; until: number } | null = null;
 
-  constructor(readonly options: FoldOptions) {
+  constructor(
+    readonly options: FoldOptions,
+    /** The fold's clock: no record fires a stall before it says so (tests inject one). */
+    private readonly clock: () => number = Date.now,
+  ) {
     this.backend = {
       read: async (persons) =>
         persons.map((p) => {
@@ -71,6 +86,9 @@ export class MemoryHistoryStore implements HistoryStore {
       },
       index: async (entries) => {
         for (const e of entries) this.indexOne(e);
+      },
+      automate: async (writes) => {
+        for (const w of writes) this.automateOne(w);
       },
       clearOutbox: async (items, partition) => {
         const field = outboxField(partition);
@@ -144,11 +162,98 @@ export class MemoryHistoryStore implements HistoryStore {
         if (stage >= 0) moveCount(this.hoursOf(e.topic, stage), undefined, newHour);
       }
     }
+    this.stalledOne(e, stage);
     if (stage < 0) return;
     this.topicSet.add(e.topic);
     let members = stages.get(stage);
     if (!members) stages.set(stage, (members = new SortedIndex()));
     members.set(e.person, score);
+  }
+
+  private stalledOne(e: IndexEntry, stage: number): void {
+    const rules = this.stalledSets.get(e.topic);
+    if (stage < 0) {
+      for (const set of rules?.values() ?? []) set.delete(e.person);
+      return;
+    }
+    for (const rule of e.unstalled ?? []) rules?.get(rule)?.delete(e.person);
+    for (const { rule, at } of e.stalled ?? []) {
+      let byRule = this.stalledSets.get(e.topic);
+      if (!byRule) this.stalledSets.set(e.topic, (byRule = new Map()));
+      let set = byRule.get(rule);
+      if (!set) byRule.set(rule, (set = new SortedIndex()));
+      set.set(e.person, at);
+    }
+  }
+
+  private automateOne(w: AutomationWrite): void {
+    // A fold that wrote before an erase may get here after it: the erased id stays out.
+    const erased = this.erasedAt(w.person) > w.erased;
+    for (const name of w.leave) this.audienceSets.get(name)?.delete(w.person);
+    if (erased) {
+      for (const set of this.audienceSets.values()) set.delete(w.person);
+      this.dueQueue.delete(w.person);
+      return;
+    }
+    for (const { audience, at } of w.join) {
+      let set = this.audienceSets.get(audience);
+      if (!set) this.audienceSets.set(audience, (set = new SortedIndex()));
+      set.set(w.person, at);
+    }
+    if (w.due === null) return;
+    const queued = this.dueQueue.score(w.person);
+    if (w.exact || queued === undefined || -w.due > queued) this.dueQueue.set(w.person, -w.due);
+  }
+
+  setAutomation(a: Automation | null): void {
+    this.automationInForce = a;
+  }
+
+  automation(): Automation | null {
+    return this.automationInForce;
+  }
+
+  private setOf(set: AutomationSet): SortedIndex | undefined {
+    return 'audience' in set ? this.audienceSets.get(set.audience) : this.stalledSets.get(set.topic)?.get(set.rule);
+  }
+
+  async automationPage(set: AutomationSet, after: AutomationEntry | undefined, limit: number): Promise<AutomationEntry[]> {
+    const out: AutomationEntry[] = [];
+    const members = this.setOf(set);
+    if (!members) return out;
+    for (const e of members.from(after ? { score: after.at, person: after.person } : undefined)) {
+      if (out.length >= limit) break;
+      out.push({ person: e.person, at: e.score });
+    }
+    return out;
+  }
+
+  async automationCount(set: AutomationSet): Promise<number> {
+    return this.setOf(set)?.size ?? 0;
+  }
+
+  async dropAudience(name: string): Promise<void> {
+    this.audienceSets.delete(name);
+  }
+
+  async dueTicks(now: number, limit: number): Promise<AutomationEntry[]> {
+    const out: AutomationEntry[] = [];
+    for (const e of this.dueQueue.from(undefined, -now)) {
+      if (out.length >= limit) break;
+      out.push({ person: e.person, at: -e.score });
+    }
+    return out;
+  }
+
+  async clearDue(entries: readonly AutomationEntry[]): Promise<void> {
+    for (const e of entries) if (this.dueQueue.score(e.person) === -e.at) this.dueQueue.delete(e.person);
+  }
+
+  async sweepLease(owner: string, ttlMs: number): Promise<boolean> {
+    const now = Date.now();
+    if (this.lease && this.lease.owner !== owner && this.lease.until > now) return false;
+    this.lease = { owner, until: now + ttlMs };
+    return true;
   }
 
   private hoursOf(topic: string, stage: number): Map<number, number> {
@@ -190,7 +295,7 @@ export class MemoryHistoryStore implements HistoryStore {
   }
 
   foldBatch(partition: string, records: readonly BatchRecord[], publishedBelow?: number): Promise<FoldOutcome> {
-    return foldBatchWith(this.backend, partition, records, this.options, publishedBelow);
+    return foldBatchWith(this.backend, partition, records, this.options, publishedBelow, this.automationInForce, this.clock);
   }
 
   private resolve(person: string): string {
@@ -241,6 +346,9 @@ export class MemoryHistoryStore implements HistoryStore {
         moveCount(this.hoursOf(topic, stage), hourOf(lastOf(score)), undefined);
       }
     }
+    for (const rules of this.stalledSets.values()) for (const set of rules.values()) set.delete(id);
+    for (const set of this.audienceSets.values()) set.delete(id);
+    this.dueQueue.delete(id);
     // Out of every open listing: the others keep their places (a listing is ordered by score, not position).
     for (const open of this.listings.values()) {
       for (const l of open.values()) {
@@ -329,7 +437,16 @@ export class MemoryHistoryStore implements HistoryStore {
    * them synchronously. Open needs listings are left out (they expire within minutes).
    */
   state() {
-    return { people: this.people, index: this.index, topics: this.topicSet, siteTopics: this.siteTopics, tombstones: this.tombstones };
+    return {
+      people: this.people,
+      index: this.index,
+      topics: this.topicSet,
+      siteTopics: this.siteTopics,
+      tombstones: this.tombstones,
+      stalled: this.stalledSets,
+      audiences: this.audienceSets,
+      due: this.dueQueue,
+    };
   }
 
   /** The stage indexes built again from the histories (a snapshot of an older format kept other scores). */
@@ -351,6 +468,9 @@ export class MemoryHistoryStore implements HistoryStore {
     const indexed = new Set<string>();
     for (const stages of this.index.values()) for (const members of stages.values()) for (const [p] of members.entries()) indexed.add(p);
     for (const open of this.listings.values()) for (const l of open.values()) for (const p of l.moves.keys()) indexed.add(p);
+    for (const rules of this.stalledSets.values()) for (const set of rules.values()) for (const [p] of set.entries()) indexed.add(p);
+    for (const set of this.audienceSets.values()) for (const [p] of set.entries()) indexed.add(p);
+    for (const [p] of this.dueQueue.entries()) indexed.add(p);
     return { people: [...this.people.keys()], indexed: [...indexed], erased: [...this.tombstones.keys()] };
   }
 

@@ -123,7 +123,7 @@ return 1
  * and a history begun since must stay.
  * KEYS: history hash, fingerprints, linked ids, outbox, tombstone. ARGV: the time, tombstone TTL (s), mode.
  * Returns {0} when nothing was done, else {1, held (1/0), alias or '', linked ids (comma-separated)
- * or '', topic...}.
+ * or '', audience memberships (codec.ts) or '', topic...}.
  */
 export const ERASE_ID = `
 local at = tonumber(ARGV[1])
@@ -131,7 +131,7 @@ local t = tonumber(redis.call('GET', KEYS[5]) or '0')
 if ARGV[3] ~= '1' and t >= at then return {0} end
 if at > t then redis.call('SET', KEYS[5], ARGV[1], 'EX', ARGV[2]) end
 local held = redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3], KEYS[4]) > 0 and 1 or 0
-local out = {1, held, redis.call('HGET', KEYS[1], ${lua(F.alias)}) or '', redis.call('GET', KEYS[3]) or ''}
+local out = {1, held, redis.call('HGET', KEYS[1], ${lua(F.alias)}) or '', redis.call('GET', KEYS[3]) or '', redis.call('HGET', KEYS[1], ${lua(F.audiences)}) or ''}
 for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
   if string.sub(f, 1, ${DIALOGUE_PREFIX.length}) == ${lua(DIALOGUE_PREFIX)} then out[#out + 1] = string.sub(f, ${DIALOGUE_PREFIX.length + 1}) end
 end
@@ -302,4 +302,37 @@ for j = 1, #flat, 2 do
   end
 end
 return out
+`;
+
+/**
+ * One person's entries in one topic's stalled sets (`sl:{topic}:rule`), in the topic's slot: each
+ * key gets the person at the given time, or loses them ('' ). An erase marker newer than the
+ * tombstone the write saw removes them from every key instead (as INDEX does for the stage indexes).
+ * KEYS: the erase marker, the stalled sets. ARGV: person, the tombstone the write saw, then one time or '' per set.
+ */
+export const STALLED = `
+local gone = tonumber(redis.call('GET', KEYS[1]) or '0') > tonumber(ARGV[2])
+for i = 2, #KEYS do
+  local at = ARGV[i + 1]
+  if gone or at == '' then redis.call('ZREM', KEYS[i], ARGV[1]) else redis.call('ZADD', KEYS[i], at, ARGV[1]) end
+end
+return 1
+`;
+
+/** Takes entries out of the sweeper's queue that still hold the time read. KEYS: the queue. ARGV: person, time, person, time... */
+export const CLEAR_DUE = `
+for i = 1, #ARGV, 2 do
+  local s = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if s and tonumber(s) == tonumber(ARGV[i + 1]) then redis.call('ZREM', KEYS[1], ARGV[i]) end
+end
+return 1
+`;
+
+/** Takes or renews a lease. KEYS: the lease. ARGV: owner, ms. Returns 1 when the owner holds it. */
+export const LEASE = `
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
+if holder then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
 `;

@@ -2,12 +2,28 @@ import { randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import { foldBatchWith, type FieldBackend, type FoldOutcome } from '../fold/fold-batch.js';
 import type { Dialogue, FoldOptions } from '../fold/fold.js';
-import type { BatchRecord, IndexEntry, PersonPlan } from '../fold/person-batch.js';
+import type { Automation } from '../fold/automation.js';
+import type { AutomationWrite, BatchRecord, IndexEntry, PersonPlan } from '../fold/person-batch.js';
 import { DEFAULT_RETENTION, tombstoneMs } from '../../lib/retention.js';
-import { DIALOGUE_PREFIX, decodeDialogue, decodeList, F, outboxField, type Fields } from '../fold/codec.js';
+import { DIALOGUE_PREFIX, decodeDialogue, decodeList, decodeMemberships, F, outboxField, type Fields } from '../fold/codec.js';
 import { hourWindow } from './hour-counts.js';
 import { compareRanked, floorOf, lastOf, rankScore } from './rank-key.js';
-import { ADMIT, CLEAR_OUTBOX, ERASE_FROM_TOPIC, ERASE_ID, HOURS_SUM, INDEX, LUA_SLICE, MARK, NEEDS_PAGE, SEAL, WRITE_IF_VERSION } from './redis-scripts.js';
+import {
+  ADMIT,
+  CLEAR_DUE,
+  CLEAR_OUTBOX,
+  ERASE_FROM_TOPIC,
+  ERASE_ID,
+  HOURS_SUM,
+  INDEX,
+  LEASE,
+  LUA_SLICE,
+  MARK,
+  NEEDS_PAGE,
+  SEAL,
+  STALLED,
+  WRITE_IF_VERSION,
+} from './redis-scripts.js';
 import {
   ERASE_MARKER_SECONDS,
   keys,
@@ -17,6 +33,8 @@ import {
   type RankedEntry,
   type AdmitCaps,
   type Admission,
+  type AutomationEntry,
+  type AutomationSet,
   type ErasedPerson,
   type HistoryStore,
   type StageMember,
@@ -49,6 +67,8 @@ type Client = (Redis | Cluster) & {
   clickfoldMark(h: string, tombstone: string, person: string, expectVersion: string, expectErased: string): Promise<number>;
   clickfoldClearOutbox(outbox: string, partition: string, value: string): Promise<number>;
   clickfoldAdmit(set: string, cap: string, ...members: string[]): Promise<number[]>;
+  clickfoldClearDue(due: string, ...personTime: string[]): Promise<number>;
+  clickfoldLease(lease: string, owner: string, ms: string): Promise<number>;
   clickfoldEraseId(
     h: string,
     seen: string,
@@ -76,6 +96,9 @@ export class RedisHistoryStore implements HistoryStore {
   private readonly eraseFromTopicScript: string;
   private readonly needsPageScript: string;
   private readonly hoursSumScript: string;
+  private automationInForce: Automation | null = null;
+  /** The fold's clock: no record fires a stall before it says so (tests inject one). */
+  clock: () => number = Date.now;
 
   constructor(
     redis: Redis | Cluster,
@@ -94,6 +117,8 @@ export class RedisHistoryStore implements HistoryStore {
       redis.defineCommand('clickfoldClearOutbox', { numberOfKeys: 1, lua: CLEAR_OUTBOX });
       redis.defineCommand('clickfoldAdmit', { numberOfKeys: 1, lua: ADMIT });
       redis.defineCommand('clickfoldEraseId', { numberOfKeys: 5, lua: ERASE_ID });
+      redis.defineCommand('clickfoldClearDue', { numberOfKeys: 1, lua: CLEAR_DUE });
+      redis.defineCommand('clickfoldLease', { numberOfKeys: 1, lua: LEASE });
     }
     // The erase marker, the ladder's stage indexes, the topic's open listings; for the index update and
     // the erase also the topic's hour counters.
@@ -166,6 +191,7 @@ export class RedisHistoryStore implements HistoryStore {
         await exec(p);
       },
       index: (entries) => this.updateIndex(entries),
+      automate: (writes) => this.automate(writes),
       clearOutbox: async (items, partition) => {
         const p = this.pipeline();
         for (const { person, value } of items) p.clickfoldClearOutbox(k(person).outbox, partition, value);
@@ -209,7 +235,107 @@ export class RedisHistoryStore implements HistoryStore {
   }
 
   foldBatch(partition: string, records: readonly BatchRecord[], publishedBelow?: number): Promise<FoldOutcome> {
-    return foldBatchWith(this.backend, partition, records, this.options, publishedBelow);
+    return foldBatchWith(this.backend, partition, records, this.options, publishedBelow, this.automationInForce, this.clock);
+  }
+
+  setAutomation(a: Automation | null): void {
+    this.automationInForce = a;
+  }
+
+  automation(): Automation | null {
+    return this.automationInForce;
+  }
+
+  /** The script that writes one person's entries in `n` stalled sets of a topic (one per key count, as the index's). */
+  private stalledScript(n: number): string {
+    const name = `clickfoldStalled${n + 1}`;
+    if (!(name in this.redis)) this.redis.defineCommand(name, { numberOfKeys: n + 1, lua: STALLED });
+    return name;
+  }
+
+  /** Rules whose stalled sets an entry touches: those it names, or for a removal every rule of the automation. */
+  private stalledWrites(e: IndexEntry): [string, string][] {
+    if (e.stage < 0) return (this.automationInForce?.stallRules ?? []).map((r) => [r.name, '']);
+    return [...(e.stalled ?? []).map((x): [string, string] => [x.rule, String(x.at)]), ...(e.unstalled ?? []).map((r): [string, string] => [r, ''])];
+  }
+
+  /**
+   * Audience sets and the sweeper's queue. The sets are in their own slots, away from the person's
+   * tombstone, so an erase is guarded after the fact: the tombstone is read once the joins are in,
+   * and an id erased since the write saw it is taken out again (the erase takes it out of every set
+   * after writing its tombstone, so one of the two always sees the other).
+   */
+  private async automate(writes: AutomationWrite[]): Promise<void> {
+    const p = this.pipeline();
+    const due = keys.due(this.ns);
+    const joined: AutomationWrite[] = [];
+    for (const w of writes) {
+      for (const name of w.leave) p.zrem(keys.audienceMembers(this.ns, name), w.person);
+      for (const { audience, at } of w.join) p.zadd(keys.audienceMembers(this.ns, audience), String(at), w.person);
+      if (w.join.length > 0 || w.due !== null) joined.push(w);
+      if (w.due !== null) {
+        if (w.exact) p.zadd(due, String(w.due), w.person);
+        else p.zadd(due, 'LT', String(w.due), w.person);
+      }
+    }
+    await exec(p);
+    if (joined.length === 0) return;
+    const check = this.pipeline();
+    for (const w of joined) check.get(keys.tombstone(this.ns, w.person));
+    const tombs = await exec<string | null>(check);
+    const undo = this.pipeline();
+    let n = 0;
+    joined.forEach((w, i) => {
+      if (Number(tombs[i] ?? 0) <= w.erased) return;
+      for (const { audience } of w.join) undo.zrem(keys.audienceMembers(this.ns, audience), w.person);
+      undo.zrem(due, w.person);
+      n++;
+    });
+    if (n > 0) await exec(undo);
+  }
+
+  async automationPage(set: AutomationSet, after: AutomationEntry | undefined, limit: number): Promise<AutomationEntry[]> {
+    const key = 'audience' in set ? keys.audienceMembers(this.ns, set.audience) : keys.stalled(this.ns, set.topic, set.rule);
+    const out: AutomationEntry[] = [];
+    // Entries of the cursor's own time that come before it in the order are skipped as they are read.
+    for (let offset = 0; out.length < limit; ) {
+      const chunk = limit - out.length + 64;
+      const r = await this.redis.zrevrangebyscore(key, after ? String(after.at) : '+inf', '-inf', 'WITHSCORES', 'LIMIT', offset, chunk);
+      for (let i = 0; i + 1 < r.length && out.length < limit; i += 2) {
+        const e = { person: r[i]!, at: Number(r[i + 1]) };
+        if (after && e.at === after.at && e.person >= after.person) continue;
+        out.push(e);
+      }
+      if (r.length < 2 * chunk) break;
+      offset += chunk;
+    }
+    return out;
+  }
+
+  async automationCount(set: AutomationSet): Promise<number> {
+    return this.redis.zcard('audience' in set ? keys.audienceMembers(this.ns, set.audience) : keys.stalled(this.ns, set.topic, set.rule));
+  }
+
+  async dropAudience(name: string): Promise<void> {
+    await this.redis.del(keys.audienceMembers(this.ns, name));
+  }
+
+  async dueTicks(now: number, limit: number): Promise<AutomationEntry[]> {
+    const r = await this.redis.zrangebyscore(keys.due(this.ns), '-inf', String(now), 'WITHSCORES', 'LIMIT', 0, limit);
+    const out: AutomationEntry[] = [];
+    for (let i = 0; i + 1 < r.length; i += 2) out.push({ person: r[i]!, at: Number(r[i + 1]) });
+    return out;
+  }
+
+  async clearDue(entries: readonly AutomationEntry[]): Promise<void> {
+    for (let i = 0; i < entries.length; i += LUA_SLICE / 2) {
+      const slice = entries.slice(i, i + LUA_SLICE / 2);
+      await this.redis.clickfoldClearDue(keys.due(this.ns), ...slice.flatMap((e) => [e.person, String(e.at)]));
+    }
+  }
+
+  async sweepLease(owner: string, ttlMs: number): Promise<boolean> {
+    return (await this.redis.clickfoldLease(keys.sweepLease(this.ns), owner, String(ttlMs))) === 1;
   }
 
   /** Admitted members never leave their set, so this process remembers them and asks Redis only about new ones. */
@@ -257,15 +383,30 @@ export class RedisHistoryStore implements HistoryStore {
    * per entry, in the topic's slot, which compares the erase marker (see `erase`).
    */
   private async updateIndex(entries: IndexEntry[]): Promise<void> {
+    const stalledOf = entries.map((e) => this.stalledWrites(e));
+    // Defined before the pipeline is made: a pipeline knows only the scripts defined when it was made.
+    const scripts = stalledOf.map((w) => (w.length > 0 ? this.stalledScript(w.length) : ''));
     const p = this.pipeline();
     const topics = new Set<string>();
     const index = (p as unknown as Record<string, TopicScript>)[this.indexScript]!;
-    for (const e of entries) {
+    entries.forEach((e, i) => {
       const ks = this.countedKeys(e.topic, e.person);
       const score = e.stage >= 0 ? rankScore(e.last, e.counts ?? []) : 0;
       index.call(p, ...ks, e.person, String(e.stage), String(score), String(e.erased ?? 0), this.movesPrefix(e.topic));
       if (e.stage >= 0) topics.add(e.topic);
-    }
+      const stalled = stalledOf[i]!;
+      if (stalled.length > 0) {
+        const script = (p as unknown as Record<string, TopicScript>)[scripts[i]!]!;
+        script.call(
+          p,
+          keys.erasedFromTopic(this.ns, e.topic, e.person),
+          ...stalled.map(([rule]) => keys.stalled(this.ns, e.topic, rule)),
+          e.person,
+          String(e.erased ?? 0),
+          ...stalled.map(([, at]) => at),
+        );
+      }
+    });
     if (topics.size > 0) p.sadd(keys.topics(this.ns), ...topics);
     await exec(p);
   }
@@ -324,6 +465,7 @@ export class RedisHistoryStore implements HistoryStore {
     const done = new Set<string>();
     const fromTopics: { person: string; topic: string }[] = [];
     const requested = new Set(start);
+    const outOfSets: [string, string][] = [];
     let held = false;
     let queue = [...start];
     while (queue.length > 0) {
@@ -340,12 +482,18 @@ export class RedisHistoryStore implements HistoryStore {
       results.forEach((r, i) => {
         if (Number(r[0]) !== 1) return;
         if (Number(r[1]) === 1) held = true;
-        const [alias, linked, ...topics] = r.slice(2).map(String);
+        const [alias, linked, memberships, ...topics] = r.slice(2).map(String);
         if (asked) queue.push(...(alias && requested.has(round[i]!) ? [alias] : []), ...decodeList(linked));
         for (const topic of topics) fromTopics.push({ person: round[i]!, topic });
+        for (const name of decodeMemberships(memberships).keys()) outOfSets.push([keys.audienceMembers(this.ns, name), round[i]!]);
       });
     }
     await this.eraseFromTopics(fromTopics, at);
+    // After the tombstones: an automation write that lands later sees them and takes itself out (automate).
+    const p = this.pipeline();
+    for (const x of done) p.zrem(keys.due(this.ns), x);
+    for (const [key, x] of outOfSets) p.zrem(key, x);
+    await exec(p);
     return { ids: [...done], held };
   }
 
@@ -357,6 +505,8 @@ export class RedisHistoryStore implements HistoryStore {
       const ks = this.countedKeys(topic, person);
       // Out of the moves of open listings too: a listing opened before the erase must not list the id.
       eraseFromTopic.call(p, ...ks, person, String(at), String(ERASE_MARKER_SECONDS), this.movesPrefix(topic));
+      // After the marker (same slot, same pipeline): a stalled-set write planned before the erase removes itself.
+      for (const rule of this.automationInForce?.stallRules ?? []) p.zrem(keys.stalled(this.ns, topic, rule.name), person);
     }
     await exec(p);
   }

@@ -1,4 +1,5 @@
 import type { FoldOutcome } from '../fold/fold-batch.js';
+import type { Automation } from '../fold/automation.js';
 import type { Dialogue, FoldOptions } from '../fold/fold.js';
 import type { BatchRecord } from '../fold/person-batch.js';
 import type { PersonView } from './views.js';
@@ -73,7 +74,42 @@ export interface HistoryStore {
    * out of every index and listing. null: the listing expired or never was.
    */
   needsPage(q: NeedsPageQuery): Promise<NeedsPageResult | null>;
+
+  // Stalls and audiences (history/automation/): what the fold keeps for them, and the sweeper's queue.
+
+  /** The stall rules and audiences every later fold applies (the registry sets them as definitions change). */
+  setAutomation(a: Automation | null): void;
+  /** The rules and audiences in force, or null when there are none. */
+  automation(): Automation | null;
+  /**
+   * One page of an automation set, most recent first (equal times: greater id first); `after`: the
+   * last entry of the previous page. Entries are kept by the fold's index step, so a page may hold
+   * someone who moved on a moment ago: callers read the dialogue when it matters.
+   */
+  automationPage(set: AutomationSet, after: AutomationEntry | undefined, limit: number): Promise<AutomationEntry[]>;
+  /** How many entries the set holds. */
+  automationCount(set: AutomationSet): Promise<number>;
+  /** Removes an audience's whole member set (the audience was deleted). */
+  dropAudience(name: string): Promise<void>;
+  /**
+   * People whose stalls or audiences may change at or before `now` with no new event (at most
+   * `limit`, earliest first), with the time each was queued for: the sweeper sends them a tick.
+   */
+  dueTicks(now: number, limit: number): Promise<AutomationEntry[]>;
+  /** Takes the given entries out of the queue, each only if it is still queued for the same time (a fold since may have queued it anew). */
+  clearDue(entries: readonly AutomationEntry[]): Promise<void>;
+  /** Takes or renews the sweep lease for `owner` (one sweeper at a time; another takes over when it lapses). */
+  sweepLease(owner: string, ttlMs: number): Promise<boolean>;
   close(): Promise<void>;
+}
+
+/** The audience members' set (score: when they entered) or one topic's dialogues stalled by one rule (score: when they stalled). */
+export type AutomationSet = { audience: string } | { topic: string; rule: string };
+
+export interface AutomationEntry {
+  person: string;
+  /** Epoch ms: entered, stalled, or queued for. */
+  at: number;
 }
 
 /** What an erase did. */
@@ -189,6 +225,18 @@ export const keys = {
    */
   erasedFromTopic: (ns: string, topic: string, person: string) => `${ns}ie:{${topic}}:${person}`,
   topics: (ns: string) => `${ns}topics`,
+  /** People whose stalls or audiences change with time: person -> when (epoch ms). The sweeper sends them ticks. */
+  due: (ns: string) => `${ns}due`,
+  /** Who sweeps `due` now (SET NX PX). */
+  sweepLease: (ns: string) => `${ns}due:lease`,
+  /** Dialogues of a topic stalled by one rule now: person -> when it stalled. Same slot as the topic's indexes. */
+  stalled: (ns: string, topic: string, rule: string) => `${ns}sl:{${topic}}:${rule}`,
+  /** An audience's members: person -> when they entered. */
+  audienceMembers: (ns: string, audience: string) => `${ns}am:{${audience}}`,
+  /** Audience definitions (history/automation/registry.ts): name -> JSON record. */
+  audiences: (ns: string) => `${ns}aud`,
+  /** Bumped on every change of `audiences`, so pollers read the definitions only when they changed. */
+  audiencesVersion: (ns: string) => `${ns}aud:v`,
   /** Sites the worker has admitted (capped). */
   sites: (ns: string) => `${ns}sites`,
   /** Topics a site has created (capped per site); the site is the hash tag. */

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { TOPICS } from '../../contract/raw-event.js';
-import { Transition } from '../../contract/transition.js';
+import { HistoryEvent, isTransition, type Transition } from '../../contract/transition.js';
 import type { BatchControl, ConsumerOptions, Log } from '../../lib/log.js';
 import type { Logger } from '../../lib/logger.js';
 import type { LiveFeed } from './live-feed.js';
@@ -32,16 +32,26 @@ export interface TransitionLog {
   consume(group: string, handler: RecordsHandler, opts?: { ephemeral?: boolean }): Promise<{ stop(): Promise<void> }>;
 }
 
-/** Parses a record; a malformed one (never written by the worker) is logged and skipped. */
-export function parseTransition(value: string, logger: Logger): Transition | null {
+/**
+ * Parses a record: a stage transition, a stall, an audience entry or exit. Anything else (never
+ * written by the worker: a hand-made record, another version's) is logged and skipped, so one bad
+ * record never stops the readers behind it.
+ */
+export function parseHistoryEvent(value: string, logger: Logger): HistoryEvent | null {
   try {
-    const r = Transition.safeParse(JSON.parse(value));
+    const r = HistoryEvent.safeParse(JSON.parse(value));
     if (r.success) return r.data;
   } catch {
     // below
   }
-  logger.warn({ record: value.slice(0, 200) }, 'skipping a record on history.transitions that is not a transition');
+  logger.warn({ record: value.slice(0, 200) }, 'skipping a record on history.transitions that is no transition, stall or audience event');
   return null;
+}
+
+/** For readers that know only stage transitions: the other kinds are skipped without a word (they are not malformed). */
+export function parseTransition(value: string, logger: Logger): Transition | null {
+  const e = parseHistoryEvent(value, logger);
+  return e && isTransition(e) ? e : null;
 }
 
 /** `history.transitions` on a log: one partition at a time per member, at most 500 records per batch. */
@@ -56,12 +66,12 @@ export function transitionLog(log: Log, defaults: Partial<Pick<ConsumerOptions, 
 }
 
 /**
- * A standalone API process's live feed: every transition on the log from now on, through a
+ * A standalone API process's live feed: every event on the log from now on, through a
  * consumer group of its own (each API process sees them all), deleted again on stop.
  */
 export function followTransitions(log: Log, feed: LiveFeed, logger: Logger, groupPrefix: string): Promise<{ stop(): Promise<void> }> {
   const group = `${groupPrefix}-live-${randomUUID().slice(0, 12)}`;
-  return transitionLog(log, { logger }).consume(group, async (records) => feed.publish(records.flatMap((r) => parseTransition(r.value, logger) ?? [])), {
+  return transitionLog(log, { logger }).consume(group, async (records) => feed.publish(records.flatMap((r) => parseHistoryEvent(r.value, logger) ?? [])), {
     ephemeral: true,
   });
 }

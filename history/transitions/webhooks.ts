@@ -1,44 +1,125 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Counter, Registry } from 'prom-client';
+import { z } from 'zod';
 import { DeadLetter } from '../../contract/dead-letter.js';
 import { TOPICS } from '../../contract/raw-event.js';
-import type { Transition } from '../../contract/transition.js';
+import { EVENT_KINDS, type EventKind, type HistoryEvent, kindOf } from '../../contract/transition.js';
 import { type Log, type LogProducer, pause } from '../../lib/log.js';
 import type { Logger } from '../../lib/logger.js';
-import { parseTransition, transitionLog } from './log.js';
+import { parseHistoryEvent, transitionLog } from './log.js';
 import { SIGNATURE_HEADER, signWebhook } from './webhook-signature.js';
 
 /**
- * Webhooks: every transition, POSTed as JSON to each configured URL, signed (webhook-signature.ts).
+ * Webhooks: the events of `history.transitions` each receiver asked for, POSTed as JSON to its
+ * URL, signed (webhook-signature.ts).
  *
  *   POST <url>
  *   content-type: application/json
  *   x-clickfold-signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>
  *   x-clickfold-delivery: <uuid, the same on every retry of this request>
- *   {"transitions": [{"id", "person", "topic", "from", "to", "at", "channel"}, …]}   (up to 100)
+ *   {"transitions": [<event as published>, …]}   (up to 100, in log order)
+ *
+ * A receiver takes the kinds it was configured with (`WebhookTarget.kinds`), by default `stage`
+ * alone: stage transitions `{"id", "person", "topic", "from", "to", "at", "channel"}` (no `kind`),
+ * exactly what every receiver got before stalls and audiences shared the topic. One that opts in
+ * also gets stalls `{"kind": "stalled", "id", "person", "topic", "stage", "rule", "since", "at"}`
+ * and audience changes `{"kind": "entered"|"exited", "id", "audience", "person", "at"}`, in the
+ * same array (the envelope keeps the topic's name): an element's `kind` says which it is.
  *
  * Each URL has a consumer of its own on `history.transitions` (on Kafka, consumer group
  * `<KAFKA_GROUP_ID>-webhook-<hash of the URL>`), so a receiver that is down holds back only its own
  * deliveries, and the fold never waits for any. A request is retried until the receiver answers
  * 2xx, with a pause that doubles from 250 ms up to WEBHOOK_RETRY_MAX_MS (a 429's Retry-After is
- * honoured up to that cap); only then is the log offset committed. So each transition reaches each
+ * honoured up to that cap); only then is the log offset committed. So each event reaches each
  * receiver once while nothing crashes, also after the receiver was down for hours. After a crash
  * (of this process, or a receiver that took a request but answered too late), or when an API
  * process joins or leaves the group in the middle of a delivery, a request may come again:
- * receivers drop repeats by transition id.
+ * receivers drop repeats by event id.
  *
  * A receiver that refuses a request for good (any 4xx but 408 and 429) would block its URL forever
  * if that request were retried: it is parked instead, as a DeadLetter record (stage `webhook`,
  * reason `refused`, with the URL, the status, the delivery id, an excerpt of the answer's body and
- * the transitions) on `history.webhooks.parked`, keyed by URL; once the log acknowledged it the
- * offset is committed and delivery goes on. 3xx, 408, 429, 5xx, timeouts and network errors are
+ * the events, under `transitions`) on `history.webhooks.parked`, keyed by URL; once the log
+ * acknowledged it the offset is committed and delivery goes on. 3xx, 408, 429, 5xx, timeouts and network errors are
  * retried. Without a producer (`WebhookOptions.producer`) nothing is parked: a refused request is
  * retried like a 5xx, and a warning says so.
  *
- * A new URL starts with the transitions from when it was first configured.
+ * A new URL starts with the events from when it was first configured. Its consumer group is named
+ * after the URL alone, so changing its kinds keeps its place in the log.
  */
+
+/** A receiver: where to POST, and which kinds of events it takes. */
+export const WebhookTarget = z.object({
+  url: z
+    .string()
+    .regex(/^https?:\/\/[^\s#]+$/, 'an http:// or https:// URL')
+    .refine((u) => URL.canParse(u), 'not a URL'),
+  kinds: z
+    .array(z.enum(EVENT_KINDS))
+    .min(1, 'name at least one kind')
+    .default(['stage'])
+    .transform((k) => [...new Set(k)]),
+});
+export type WebhookTarget = z.infer<typeof WebhookTarget>;
+
+/**
+ * One entry of WEBHOOK_URLS: `<url>`, or `<url>#kinds=<kind>+<kind>…` (kinds among stage, stalled,
+ * entered, exited). A fragment is never sent in a request, so it is free to carry the receiver's
+ * own settings; the URL is kept byte for byte as written, since its consumer group is named
+ * after it (a receiver configured before kinds existed keeps its group, and its place in the log).
+ */
+export const WebhookEntry = z
+  .string()
+  .trim()
+  .transform((entry, ctx) => {
+    const hash = entry.indexOf('#');
+    if (hash < 0) return { url: entry };
+    const m = /^kinds=([a-z]+(?:\+[a-z]+)*)$/.exec(entry.slice(hash + 1));
+    if (!m) {
+      ctx.addIssue({ code: 'custom', message: `the only fragment a webhook URL may carry is #kinds=<kind>+<kind>… (kinds: ${EVENT_KINDS.join(', ')})` });
+      return z.NEVER;
+    }
+    return { url: entry.slice(0, hash), kinds: m[1]!.split('+') };
+  })
+  .pipe(WebhookTarget);
+
+/** Every receiver, each URL once (two entries of one URL would share, and split, its consumer group). */
+export const WebhookTargets = z.array(WebhookTarget).superRefine((targets, ctx) => {
+  const seen = new Set<string>();
+  targets.forEach((t, i) => {
+    if (seen.has(t.url)) ctx.addIssue({ code: 'custom', path: [i], message: 'this URL is configured more than once' });
+    seen.add(t.url);
+  });
+});
+
+/**
+ * The receivers, validated: throws naming each bad entry by position and URL label (never the
+ * credentials a URL may hold).
+ */
+export function parseWebhookTargets(entries: readonly (string | WebhookTarget)[], name = 'webhook URLs'): WebhookTarget[] {
+  const problems: string[] = [];
+  const problem = (at: number, message: string) => {
+    const entry = entries[at]!;
+    problems.push(`  ${name} entry ${at + 1} (${urlLabel(typeof entry === 'string' ? entry : entry.url)}): ${message}`);
+  };
+  // Entry by entry, so that a bad one is told by what is wrong with it.
+  const targets = entries.flatMap((entry, at) => {
+    const r = typeof entry === 'string' ? WebhookEntry.safeParse(entry) : WebhookTarget.safeParse(entry);
+    if (r.success) return [r.data];
+    for (const i of r.error.issues) problem(at, i.path.length > 0 ? `${i.path.join('.')}: ${i.message}` : i.message);
+    return [];
+  });
+  if (problems.length === 0) {
+    const r = WebhookTargets.safeParse(targets);
+    if (r.success) return r.data;
+    for (const i of r.error.issues) problem(Number(i.path[0]), i.message);
+  }
+  throw new Error(`invalid configuration:\n${problems.join('\n')}`);
+}
+
 export interface WebhookOptions {
-  urls: readonly string[];
+  /** The receivers: targets, or entries as WEBHOOK_URLS writes them (`<url>[#kinds=<kind>+…]`); validated at start. */
+  urls: readonly (string | WebhookTarget)[];
   secret: string;
   logger: Logger;
   /** Writes parked requests to `history.webhooks.parked`. Without it a refused request is retried forever. */
@@ -48,7 +129,7 @@ export interface WebhookOptions {
   /** Longest pause between attempts, ms. */
   retryMaxMs?: number;
   retryInitialMs?: number;
-  /** Transitions per request. */
+  /** Events per request. */
   maxBatch?: number;
   /** Per request. */
   timeoutMs?: number;
@@ -68,7 +149,7 @@ export const PARKED_RESPONSE_BYTES = 1024;
 /**
  * Webhook counters, per URL (the URLs come from the configuration, so the labels are bounded; the
  * label is the URL without user info, query and fragment, which may hold credentials). Counted in
- * requests (of up to `maxBatch` transitions).
+ * requests (of up to `maxBatch` events).
  */
 export interface WebhookMetrics {
   readonly registry: Registry;
@@ -258,13 +339,13 @@ export class WebhookDeliverer {
   }
 
   /**
-   * Sends `transitions` until the receiver takes them or refuses them for good. Resolves
+   * Sends `events` until the receiver takes them or refuses them for good. Resolves
    * `delivered` once it answered 2xx, `parked` once a permanent refusal is on
    * `history.webhooks.parked`, `stopped` if `stopped()` turned true first (stop or rebalance: the
    * batch stays uncommitted).
    */
-  async deliver(transitions: readonly Transition[], ctl: DeliveryControl): Promise<DeliveryOutcome> {
-    const body = JSON.stringify({ transitions });
+  async deliver(events: readonly HistoryEvent[], ctl: DeliveryControl): Promise<DeliveryOutcome> {
+    const body = JSON.stringify({ transitions: events });
     const delivery = randomUUID();
     const log = this.opts.logger;
     let pause = this.retryInitialMs;
@@ -273,10 +354,10 @@ export class WebhookDeliverer {
       const r = await this.attempt(body, delivery, ctl.signal);
       if (r.kind === 'ok') {
         this.metrics.delivered.inc({ url: this.label });
-        if (attempt > 1) log.info({ url: this.url, attempts: attempt, transitions: transitions.length }, 'webhook delivered after retries');
+        if (attempt > 1) log.info({ url: this.url, attempts: attempt, events: events.length }, 'webhook delivered after retries');
         return 'delivered';
       }
-      if (r.kind === 'refused') return (await this.park(transitions, delivery, r, attempt, ctl)) ? 'parked' : 'stopped';
+      if (r.kind === 'refused') return (await this.park(events, delivery, r, attempt, ctl)) ? 'parked' : 'stopped';
       if (ctl.signal.aborted) return 'stopped';
       // A permanent refusal comes here only without a producer: nowhere to park it.
       if (r.reason === 'http_4xx' && (attempt === 1 || attempt % 10 === 0)) {
@@ -302,7 +383,7 @@ export class WebhookDeliverer {
    * then stays uncommitted and is sent again later.
    */
   private async park(
-    transitions: readonly Transition[],
+    events: readonly HistoryEvent[],
     delivery: string,
     r: { status: number; excerpt: string },
     attempts: number,
@@ -310,17 +391,21 @@ export class WebhookDeliverer {
   ): Promise<boolean> {
     const producer = this.opts.producer!;
     const log = this.opts.logger;
-    const letter = DeadLetter.parse({
-      stage: 'webhook',
-      reason: 'refused',
-      detail: `the receiver answered HTTP ${r.status} (permanent) on attempt ${attempts}; the request was parked and delivery went on`,
-      url: this.url,
-      status: r.status,
-      delivery,
-      response: r.excerpt,
-      rt: this.now(),
-      transitions: [...transitions],
-    } satisfies DeadLetter);
+    // The events go in as they were sent (each one already passed HistoryEvent when read), not
+    // through DeadLetter's `transitions` schema, which knows stage transitions alone.
+    const letter = {
+      ...DeadLetter.parse({
+        stage: 'webhook',
+        reason: 'refused',
+        detail: `the receiver answered HTTP ${r.status} (permanent) on attempt ${attempts}; the request was parked and delivery went on`,
+        url: this.url,
+        status: r.status,
+        delivery,
+        response: r.excerpt,
+        rt: this.now(),
+      } satisfies DeadLetter),
+      transitions: [...events],
+    };
     const message = { key: this.url, value: JSON.stringify(letter) };
     let pause = this.retryInitialMs;
     for (let attempt = 1; ; attempt++) {
@@ -329,7 +414,7 @@ export class WebhookDeliverer {
         await producer.send(TOPICS.webhooksParked, [message]);
         this.metrics.parked.inc({ url: this.label });
         log.warn(
-          { url: this.url, status: r.status, delivery, transitions: transitions.length, response: r.excerpt.slice(0, 200) },
+          { url: this.url, status: r.status, delivery, events: events.length, response: r.excerpt.slice(0, 200) },
           'webhook receiver refused a request for good: parked it on history.webhooks.parked, going on',
         );
         return true;
@@ -348,12 +433,11 @@ export class WebhookDeliverer {
 /** Starts one consumer per URL on `history.transitions` of the log (a group per URL: `webhookGroup`). */
 export async function startWebhooks(log: Log, opts: WebhookOptions): Promise<RunningWebhooks> {
   if (opts.urls.length === 0) return { stop: async () => {} };
+  const targets = parseWebhookTargets(opts.urls);
   if (opts.secret.length < 16) throw new Error('WEBHOOK_SECRET must be set (16 characters or more) to sign webhook deliveries');
+  const urls = targets.map((t) => t.url);
   if (!opts.producer)
-    opts.logger.warn(
-      { urls: opts.urls },
-      'webhooks have no producer for history.webhooks.parked: a request a receiver refuses for good (4xx) is retried forever',
-    );
+    opts.logger.warn({ urls }, 'webhooks have no producer for history.webhooks.parked: a request a receiver refuses for good (4xx) is retried forever');
   const shared: WebhookOptions = { ...opts, metrics: opts.metrics ?? createWebhookMetrics() };
   const abort = new AbortController();
   const maxBatch = opts.maxBatch ?? 100;
@@ -361,9 +445,10 @@ export async function startWebhooks(log: Log, opts: WebhookOptions): Promise<Run
   const running: { stop(): Promise<void> }[] = [];
   const transitions = transitionLog(log, { logger: opts.logger });
   try {
-    for (const url of opts.urls) {
+    for (const { url, kinds } of targets) {
       const deliverer = new WebhookDeliverer(url, shared);
-      // Transitions are published again after a worker crash (same id): skip what this process sent (or parked).
+      const wanted = new Set<EventKind>(kinds);
+      // Events are published again after a worker crash (same id): skip what this process sent (or parked).
       const sent = new Set<string>();
       const remember = (id: string) => {
         sent.add(id);
@@ -372,13 +457,13 @@ export async function startWebhooks(log: Log, opts: WebhookOptions): Promise<Run
       const consumer = await transitions.consume(webhookGroup(prefix, url), async (records, ctl) => {
         for (let i = 0; i < records.length; i += maxBatch) {
           const chunk = records.slice(i, i + maxBatch);
-          const fresh = chunk.flatMap((r) => parseTransition(r.value, opts.logger) ?? []).filter((t) => !sent.has(t.id));
+          const fresh = chunk.flatMap((r) => parseHistoryEvent(r.value, opts.logger) ?? []).filter((e) => wanted.has(kindOf(e)) && !sent.has(e.id));
           if (fresh.length > 0) {
             const outcome = await deliverer.deliver(fresh, { signal: abort.signal, heartbeat: ctl.heartbeat, stopped: ctl.stopped });
             if (outcome === 'stopped') return;
-            for (const t of fresh) remember(t.id);
+            for (const e of fresh) remember(e.id);
           }
-          // Commit what was delivered (or parked) even when stopping; after a rebalance the commit may be
+          // Commit what was delivered (or parked, or not wanted) even when stopping; after a rebalance the commit may be
           // refused, and the partition's new owner sends the chunk again (receivers drop repeats by id).
           try {
             await ctl.commit(chunk[chunk.length - 1]!.offset);
@@ -397,7 +482,10 @@ export async function startWebhooks(log: Log, opts: WebhookOptions): Promise<Run
     await Promise.allSettled(running.map((r) => r.stop()));
     throw err;
   }
-  opts.logger.info({ urls: opts.urls, parking: Boolean(opts.producer) }, 'delivering transitions to webhooks');
+  opts.logger.info(
+    { webhooks: targets.map((t) => ({ url: urlLabel(t.url), kinds: t.kinds })), parking: Boolean(opts.producer) },
+    'delivering history.transitions to webhooks',
+  );
   return {
     stop: async () => {
       abort.abort();

@@ -1,5 +1,5 @@
 import { type RawEvent, TOPICS } from '../../contract/raw-event.js';
-import type { Transition } from '../../contract/transition.js';
+import type { HistoryEvent } from '../../contract/transition.js';
 import { crashPoint } from '../../lib/crash-points.js';
 import { uncommittedControl, type BatchHandler, type ConsumedMessage, type LogProducer } from '../../lib/log.js';
 import type { Logger } from '../../lib/logger.js';
@@ -23,8 +23,8 @@ export interface WorkerDeps {
    * with the batch's commit.
    */
   producer: LogProducer;
-  /** In-process listeners (the live feed); called after the transitions are on the log. */
-  onTransitions?: (transitions: Transition[]) => void;
+  /** In-process listeners (the live feed); called after the transitions (stalls, audience changes) are on the log. */
+  onTransitions?: (transitions: HistoryEvent[]) => void;
   logger: Logger;
   metrics?: WorkerMetrics | undefined;
   /**
@@ -64,6 +64,8 @@ function prepare(m: ConsumedMessage, map: TopicMap): Step<Omit<Candidate, 'm'>> 
   const read = readRecord(m.value);
   if (!read.ok) return { refuse: { step: 'parse', reason: read.reason, detail: read.detail } };
   const raw = read.event;
+  // A tick carries no event: it only asks the fold to look at the person's stalls and audiences.
+  if (raw.type === 'tick') return { ok: { raw, record: { offset: Number(m.offset), person: raw.person, event: null, tick: true, rt: raw.rt } } };
   const verdict = map.classifyEvent(raw);
   if (verdict.kind === 'refused') return { refuse: { step: 'classify', reason: verdict.reason, detail: verdict.detail }, hintIgnored: verdict.hintIgnored };
   const event = verdict.kind === 'topic' ? foldEventOf(raw, verdict, map.ladder.length) : null;
@@ -80,6 +82,7 @@ function prepare(m: ConsumedMessage, map: TopicMap): Step<Omit<Candidate, 'm'>> 
 async function admit(candidates: Candidate[], map: TopicMap, store: HistoryStore, dead: DeadLetters): Promise<BatchRecord[]> {
   const topicsBySite = new Map<string, Set<string>>();
   for (const c of candidates) {
+    if (c.record.tick) continue;
     let topics = topicsBySite.get(c.raw.site);
     if (!topics) topicsBySite.set(c.raw.site, (topics = new Set()));
     if (c.record.event) topics.add(c.record.event.topic);
@@ -93,6 +96,10 @@ async function admit(candidates: Candidate[], map: TopicMap, store: HistoryStore
   }
   const out: BatchRecord[] = [];
   for (const c of candidates) {
+    if (c.record.tick) {
+      out.push(c.record);
+      continue;
+    }
     const a = admitted.get(c.raw.site)!;
     if (!a.site) {
       dead.add(c.m, { step: 'budget', reason: 'site_budget', detail: `site "${c.raw.site}" is new and the worker already knows the most sites allowed` });

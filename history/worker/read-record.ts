@@ -3,7 +3,7 @@ import { PERSON_ID, RAW_LIMITS, RawEvent, SITE_ID } from '../../contract/raw-eve
 /** A record of `clicks.raw` read, or why it cannot be. */
 export type Read = { ok: true; event: RawEvent } | { ok: false; reason: 'invalid_json' | 'invalid_record'; detail: string };
 
-const TYPES = new Set(['page', 'click', 'track', 'identify']);
+const TYPES = new Set(['page', 'click', 'track', 'identify', 'tick']);
 const str = (v: unknown, max: number) => typeof v === 'string' && v.length <= max;
 const optStr = (v: unknown, max: number) => v === undefined || str(v, max);
 const optId = (v: unknown) => v === undefined || (typeof v === 'string' && PERSON_ID.test(v));

@@ -11,7 +11,7 @@ describe.each<Mode>(['real', 'cluster', 'embedded'])('transitions and identity t
   const live: Transition[] = [];
   beforeAll(async () => {
     app = await startTestApp(mode);
-    app.feed.subscribe({}, (t) => live.push(t));
+    app.feed.subscribe({ kinds: ['stage'] }, (t) => live.push(t));
   });
   afterAll(async () => {
     await app?.stop();

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { Kafka, logLevel } from 'kafkajs';
 import { TOPICS, type RawEvent } from '../../contract/raw-event.js';
-import type { Transition } from '../../contract/transition.js';
+import { isTransition, type Transition } from '../../contract/transition.js';
 import type { BatchRecord } from '../../history/fold/person-batch.js';
 import { MemoryHistoryStore } from '../../history/store/memory.js';
 import { RedisHistoryStore } from '../../history/store/redis.js';
@@ -193,7 +193,7 @@ export async function expected(acked: Map<string, Record<string, unknown>[]>): P
       if (event) records.push({ offset: offset++, person, event });
     }
     const outcome = await store.foldBatch('clean', records);
-    transitions.push(...outcome.transitions);
+    transitions.push(...outcome.transitions.filter(isTransition));
   }
   return { store, transitions };
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Transition } from '../../contract/transition.js';
+import { isTransition, type Transition } from '../../contract/transition.js';
 import type { FoldEvent } from '../../history/fold/fold.js';
 import { LiveFeed } from '../../history/transitions/live-feed.js';
 import type { BatchRecord } from '../../history/fold/person-batch.js';
@@ -47,7 +47,7 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
   });
   const fold = async (records: BatchRecord[]) => {
     const o = await store.foldBatch('clicks.raw/0', records);
-    published.push(...o.transitions);
+    published.push(...o.transitions.filter(isTransition));
     await o.published();
   };
   const get = (path: string, headers: Record<string, string> = { authorization: `Bearer ${FULL_KEY}` }) => app.request(path, { headers });
@@ -105,13 +105,20 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
     expect(doc.openapi).toBe('3.1.0');
     const ops = Object.entries(doc.paths).flatMap(([path, item]) => Object.keys(item).map((m) => `${m.toUpperCase()} ${path}`));
     expect(ops.sort()).toEqual([
+      'DELETE /v1/audiences/{name}',
       'DELETE /v1/people/{person}',
+      'GET /v1/audiences',
+      'GET /v1/audiences/{name}',
+      'GET /v1/audiences/{name}/members',
       'GET /v1/people/{person}',
       'GET /v1/people/{person}/export',
+      'GET /v1/stalls',
       'GET /v1/topics',
       'GET /v1/topics/{topic}/funnel',
       'GET /v1/topics/{topic}/needs',
+      'GET /v1/topics/{topic}/stalled',
       'GET /v1/transitions/stream',
+      'PUT /v1/audiences/{name}',
     ]);
   });
 
@@ -492,7 +499,11 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
       const res = await app.request(`/v1/transitions/stream?topic=${T}&to=detail`, { headers: { authorization: `Bearer ${READ_KEY}` }, signal: ac.signal });
       expect(res.status).toBe(200);
       const events = sseReader(res);
-      expect(await events.next()).toEqual({ event: 'ready', id: undefined, data: JSON.stringify({ topic: T, to: 'detail' }) });
+      expect(await events.next()).toEqual({
+        event: 'ready',
+        id: undefined,
+        data: JSON.stringify({ topic: T, to: 'detail', audience: null, kinds: ['stage', 'stalled', 'entered', 'exited'] }),
+      });
       const t = (id: string, topic: string, to: string): Transition => ({ id, person: 'zoe', topic, from: 'intro', to, at: NOW, channel: 'web' });
       feed.publish([t('x1', 'product:other', 'detail'), t('x2', T, 'purchase'), t('x3', T, 'detail')]);
       expect(await events.next()).toEqual({ event: 'transition', id: 'x3', data: JSON.stringify(t('x3', T, 'detail')) });

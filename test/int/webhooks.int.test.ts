@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeadLetter } from '../../contract/dead-letter.js';
 import { TOPICS } from '../../contract/raw-event.js';
-import type { Transition } from '../../contract/transition.js';
+import type { AudienceEvent, HistoryEvent, StallEvent, Transition } from '../../contract/transition.js';
 import type { RunningApp } from '../../apps/all-in-one-app.js';
 import { SIGNATURE_HEADER, verifyWebhook } from '../../history/transitions/webhook-signature.js';
 import { batch, eventually, post, startTestApp, type Mode } from '../support/app.js';
@@ -15,12 +15,14 @@ import { readTopic } from '../support/kafka-read.js';
  * receiver in this test. The receiver is up, then down (connection refused), then answers 503 for
  * a while, then up again. Every transition must arrive accepted exactly once, each request signed.
  * A second receiver (a URL of its own) refuses one request for good (422): that request is parked
- * on history.webhooks.parked, and later transitions still reach it.
+ * on history.webhooks.parked, and later transitions still reach it. A third receiver opts into
+ * stalls alone (`#kinds=stalled`): it gets the stall and nothing else, while the other two (kinds by
+ * default) get stage transitions alone, also with a malformed record on the log among them.
  */
 const SECRET = 'test-webhook-secret-0123456789';
 
 interface Received {
-  transitions: Transition[];
+  transitions: HistoryEvent[];
   delivery: string;
   accepted: boolean;
 }
@@ -46,7 +48,7 @@ class Receiver {
       req.on('end', () => {
         const check = verifyWebhook(SECRET, req.headers[SIGNATURE_HEADER] as string | undefined, body);
         if (!check.ok) this.badSignatures.push(check.reason);
-        const parsed = JSON.parse(body) as { transitions: Transition[] };
+        const parsed = JSON.parse(body) as { transitions: HistoryEvent[] };
         // Other test files share history.transitions on the real stack: fail only this run's requests.
         const ours = parsed.transitions.some((t) => t.person.startsWith(this.run));
         const refuse = this.refuse && this.refuse.count > 0 && parsed.transitions.some((t) => t.person.startsWith(this.refuse!.prefix)) ? this.refuse : null;
@@ -75,8 +77,12 @@ class Receiver {
     await new Promise<void>((resolve) => s.close(() => resolve()));
   }
 
-  /** Transitions of `prefix`'s people that the receiver accepted (answered 2xx). */
+  /** Stage transitions of `prefix`'s people that the receiver accepted (answered 2xx). */
   accepted(prefix: string): Transition[] {
+    return this.acceptedEvents(prefix).filter((e): e is Transition => !('kind' in e));
+  }
+  /** Events of every kind of `prefix`'s people that the receiver accepted. */
+  acceptedEvents(prefix: string): HistoryEvent[] {
     return this.requests.filter((r) => r.accepted).flatMap((r) => r.transitions.filter((t) => t.person.startsWith(prefix)));
   }
   attempts(prefix: string): number {
@@ -89,18 +95,26 @@ describe.each<Mode>(['real', 'embedded'])('webhooks (%s backends)', (mode) => {
   const receiver = new Receiver(run);
   /** A second URL, for the permanent refusal (its consumer is independent of the first's). */
   const strict = new Receiver(run);
+  /** A third URL, opted into stalls alone. */
+  const stalls = new Receiver(run);
   let app: RunningApp;
 
   beforeAll(async () => {
     await receiver.start();
     await strict.start();
-    const urls = [`http://127.0.0.1:${receiver.port}/hooks/clickfold`, `http://127.0.0.1:${strict.port}/hooks/strict`];
+    await stalls.start();
+    const urls = [
+      `http://127.0.0.1:${receiver.port}/hooks/clickfold`,
+      `http://127.0.0.1:${strict.port}/hooks/strict`,
+      `http://127.0.0.1:${stalls.port}/hooks/stalls#kinds=stalled`,
+    ];
     app = await startTestApp(mode, { WEBHOOK_URLS: urls.join(','), WEBHOOK_SECRET: SECRET, WEBHOOK_RETRY_MAX_MS: '800' });
   });
   afterAll(async () => {
     await app?.stop();
     await receiver.stop();
     await strict.stop();
+    await stalls.stop();
   });
 
   /** Every transition of the run's people on history.transitions, as the worker published them. */
@@ -229,5 +243,32 @@ describe.each<Mode>(['real', 'embedded'])('webhooks (%s backends)', (mode) => {
     expect(strict.accepted(`${run}-c2`).map((t) => t.to)).toEqual(['intro', 'detail', 'purchase']);
     expect(receiver.requests.every((r) => r.accepted || !r.transitions.some((t) => t.person.startsWith(`${run}-c`)))).toBe(true);
     expect(strict.badSignatures).toEqual([]);
+  });
+  it('gives a receiver with kinds=stalled the stall alone, and the default receivers stage transitions alone, past a malformed record', async () => {
+    const person = `${run}-d1`;
+    const stall: StallEvent = { kind: 'stalled', id: `${person}|stall`, person, topic: 'product:sku-1', stage: 'detail', rule: 'quiet', since: 1, at: 2 };
+    const entered: AudienceEvent = { kind: 'entered', id: `${person}|aud`, audience: 'hesitant', person, at: 3 };
+    // The worker will publish stalls and audience events on this topic; until it does, the test writes them.
+    // The malformed records stay valid JSON with a person on the shared Kafka topic (other files' readers
+    // parse every record); the embedded log is this app's own, so it also gets one that is not JSON.
+    const malformed = [JSON.stringify({ kind: 'stalled', id: `${person}|bad`, person, topic: 42 }), ...(mode === 'embedded' ? ['{"kind":'] : [])];
+    await app.backends.producer.send(TOPICS.transitions, [
+      { key: person, value: JSON.stringify(stall) },
+      ...malformed.map((value) => ({ key: person, value })),
+      { key: person, value: JSON.stringify(entered) },
+    ]);
+    expect((await walk(person, 'sku-3')).status).toBe(202);
+
+    await eventually(async () => (stalls.acceptedEvents(run).length >= 1 ? true : undefined), 30_000, 'the stall delivered');
+    await eventually(async () => (receiver.accepted(person).length >= 3 ? true : undefined), 30_000, 'd1’s transitions delivered');
+    await eventually(async () => (strict.accepted(person).length >= 3 ? true : undefined), 30_000, 'd1’s transitions delivered to the strict URL');
+    await new Promise((r) => setTimeout(r, 1000));
+
+    expect(stalls.acceptedEvents(run)).toEqual([stall]);
+    for (const r of [receiver, strict]) {
+      expect(r.acceptedEvents(person).map((e) => ('kind' in e ? e.kind : 'stage'))).toEqual(['stage', 'stage', 'stage']);
+      expect(r.accepted(person).map((t) => t.to)).toEqual(['intro', 'detail', 'purchase']);
+    }
+    expect(stalls.badSignatures).toEqual([]);
   });
 });

@@ -8,7 +8,7 @@ export async function keysOf(redis: Redis | Cluster, pattern: string): Promise<s
 
 /**
  * Every person a store namespace holds anywhere: in a person's own keys (`h:{p}`, `r:{p}`, ...)
- * or as a member of any stage index or open needs listing. For tests that check erase leaves nothing behind.
+ * or as a member of any stage index, open needs listing, stalled set, audience or the sweeper's queue. For tests that check erase leaves nothing behind.
  */
 export async function inspectNamespace(redis: Redis | Cluster, ns: string): Promise<{ people: string[]; indexed: string[]; erased: string[] }> {
   const all = await keysOf(redis, `${ns}*`);
@@ -18,8 +18,10 @@ export async function inspectNamespace(redis: Redis | Cluster, ns: string): Prom
   const people = [...new Set(personal.map(idOf))];
   const erased = all.filter((k) => k.startsWith(`${ns}e:{`)).map(idOf);
   const indexed = new Set<string>();
-  // Stage indexes, and the moves kept by open needs listings (`nq:{topic}:id`).
-  for (const k of all.filter((k) => k.startsWith(`${ns}ix:`) || k.startsWith(`${ns}nq:`))) for (const m of await redis.zrange(k, 0, -1)) indexed.add(m);
+  // Stage indexes, the moves kept by open needs listings (`nq:{topic}:id`), stalled sets, audience
+  // members and the sweeper's queue.
+  const sets = (k: string) => ['ix:', 'nq:', 'sl:', 'am:'].some((p) => k.startsWith(`${ns}${p}`)) || k === `${ns}due`;
+  for (const k of all.filter(sets)) for (const m of await redis.zrange(k, 0, -1)) indexed.add(m);
   return { people: people.sort(), indexed: [...indexed].sort(), erased: erased.sort() };
 }
 

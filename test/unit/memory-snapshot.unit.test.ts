@@ -5,6 +5,11 @@ import { compileTopicMap, DEFAULT_TOPIC_MAP, foldOptionsOf } from '../../history
 import { MemoryHistoryStore } from '../../history/store/memory.js';
 import { restoreStore, storeLines } from '../../history/store/memory-snapshot.js';
 import { toFoldEvent } from '../../history/worker/batch.js';
+import { AudienceDefinition } from '../../contract/audience.js';
+import { StallRule } from '../../contract/stall-rule.js';
+import { compileAudience } from '../../history/audiences/membership.js';
+import { createAutomation } from '../../history/automation/evaluate.js';
+import { compileStallRules } from '../../history/stalls/rules.js';
 
 /**
  * A snapshot of the in-memory store (what `npm start` writes to DATA_DIR) restores everything a
@@ -78,6 +83,35 @@ describe('the in-memory store snapshot', () => {
     const again = await copy.foldBatch('0', [record(1, 'alice', '/products/sku-1/specs')]);
     expect(again.transitions).toEqual([]);
     expect(await copy.getPerson('alice')).toEqual(await store.getPerson('alice'));
+  });
+
+  it('keeps what stalls and audiences hold: the stalled sets, the audience members, the sweeper’s queue', async () => {
+    let now = T;
+    const store = new MemoryHistoryStore(FOLD, () => now);
+    const rules = compileStallRules([StallRule.parse({ name: 'quiet', stage: 'detail', after: '1m' })], FOLD.ladder, FOLD.quietMs).rules;
+    const ctx = { ladder: FOLD.ladder, quietMs: FOLD.quietMs, stallRules: new Set(['quiet']) };
+    const automation = createAutomation({
+      ladder: FOLD.ladder,
+      quietMs: FOLD.quietMs,
+      stallRules: rules,
+      audiences: [{ name: 'browsing', compiled: compileAudience(AudienceDefinition.parse({ atLeast: 'intro' }), ctx) }],
+    });
+    store.setAutomation(automation);
+    await (await store.foldBatch('0', [record(0, 'alice', '/products/sku-1/specs'), record(1, 'bob', '/products/sku-2/specs')])).published();
+    now = T + 120_000;
+    const due = await store.dueTicks(now, 10);
+    expect(due.map((e) => e.person).sort()).toEqual(['alice', 'bob']);
+    // Alice's tick is folded (she stalls); Bob's is still queued when the snapshot is taken.
+    await (await store.foldBatch('0', [{ offset: 2, person: 'alice', event: null, tick: true, rt: now }])).published();
+    await store.clearDue(due.filter((e) => e.person === 'alice'));
+
+    const copy = new MemoryHistoryStore(FOLD, () => now);
+    restoreStore(copy, [...storeLines(store)]);
+    copy.setAutomation(automation);
+    expect(await copy.automationPage({ topic: 'product:sku-1', rule: 'quiet' }, undefined, 10)).toEqual([{ person: 'alice', at: T + 60_000 }]);
+    expect((await copy.automationPage({ audience: 'browsing' }, undefined, 10)).map((e) => e.person).sort()).toEqual(['alice', 'bob']);
+    expect(await copy.dueTicks(now, 10)).toEqual(await store.dueTicks(now, 10));
+    expect((await copy.dueTicks(now, 10)).map((e) => e.person)).toEqual(['bob']);
   });
 
   it('refuses a snapshot of another format rather than folding onto a wrong state', () => {

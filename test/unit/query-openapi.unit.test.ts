@@ -39,6 +39,15 @@ describe('query API OpenAPI document, from contract/query.ts', () => {
       'Needs',
       'Need',
       'Transition',
+      'StallRules',
+      'StallRule',
+      'Stalled',
+      'StalledEntry',
+      'Audiences',
+      'Audience',
+      'AudienceBackfill',
+      'AudienceMembers',
+      'AudienceMember',
     ]);
   });
 

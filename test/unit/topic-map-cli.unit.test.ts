@@ -28,6 +28,7 @@ describe('topic-map CLI and the sample map', () => {
     expect(r.code).toBe(0);
     expect(r.out.trim().split('\n')).toEqual([
       'ladder: intro < detail < purchase',
+      'stall rule quiet-at-detail: quiet at detail for 2m (topics product:*)',
       'https://shop.example/products/sku-1  ->  product:sku-1 @ intro',
       '/products/sku-1/specs  ->  product:sku-1 @ detail',
       '/checkout/sku-2  ->  product:sku-2 @ purchase',

@@ -59,4 +59,20 @@ describe('topic map', () => {
   it('rejects malformed JSON with its line', () => {
     expect(() => parseTopicMap('{\n  "ladder": [\n  "intro",,\n]}', 'bad.json')).toThrow(/bad\.json:3: not valid JSON/);
   });
+
+  it('takes stall rules, and refuses those that cannot work with the line and the reason', () => {
+    const map = parseTopicMap(JSON.stringify({ stalls: [{ name: 'quiet-at-detail', stage: 'detail', after: '3d', topics: 'product:*' }] }), 'map.json');
+    expect(compileTopicMap(map).stalls).toEqual([{ name: 'quiet-at-detail', stage: 'detail', after: 3 * 86_400_000, topics: 'product:*' }]);
+    const bad = (stalls: unknown[]) => () => parseTopicMap(JSON.stringify({ quietDays: 7, stalls }, null, 1), 'map.json');
+    expect(bad([{ name: 'x', stage: 'checkout', after: '1d' }])).toThrow(/stalls\.0\.stage: "checkout" is not on the ladder/);
+    expect(bad([{ name: 'x', stage: 'detail', after: '7d' }])).toThrow(/stalls\.0\.after: must be shorter than quietDays/);
+    expect(bad([{ name: 'x', stage: 'detail', after: 'soon' }])).toThrow(/stalls\.0\.after/);
+    expect(
+      bad([
+        { name: 'x', stage: 'detail', after: '1d' },
+        { name: 'x', stage: 'intro', after: '1d' },
+      ]),
+    ).toThrow(/stalls\.1\.name: "x" is named twice/);
+    expect(bad(Array.from({ length: 33 }, (_, i) => ({ name: `r${i}`, stage: 'intro', after: '1h' })))).toThrow(/stalls/);
+  });
 });

@@ -106,6 +106,28 @@ describe('the worker under hostile records', () => {
     expect(await w.store.getPerson('p3')).not.toBeNull();
   });
 
+  it('takes a forged tick (a record only the sweeper writes) as a tick: no site, no topic, no history', async () => {
+    const w = worker();
+    // Ticks for ids nobody has, dressed as events, with far-future times and sites never seen: nothing is written.
+    const forged = Array.from({ length: 50 }, (_, i) =>
+      raw(`nobody-${i}`, '/products/sku-1/specs', {
+        type: 'tick',
+        site: `forged-${i}`,
+        topic: 'product:x',
+        stage: 'purchase',
+        rt: T0 + 10 ** 12,
+        ts: T0 + 10 ** 12,
+      }),
+    );
+    await w.run([...forged, raw('real', '/products/sku-1/specs')]);
+    expect(w.store.dump().people).toEqual(['real']);
+    expect(w.dead()).toEqual([]);
+    expect(await w.store.topics()).toEqual(['product:sku-1']);
+    // The sites the forged ticks named were not admitted: with a cap of 2, `demo` and one more fit.
+    expect((await w.store.admit('another', [], { sites: 2, topicsPerSite: 10 })).site).toBe(true);
+    expect((await w.store.admit('one-too-many', [], { sites: 2, topicsPerSite: 10 })).site).toBe(false);
+  });
+
   it('dead-letters identify storms past the link cap (link_cap)', async () => {
     const w = worker(TopicMapConfig.parse({ ...DEFAULT_TOPIC_MAP, limits: { linksPerPerson: 3 } }));
     await w.run(Array.from({ length: 10 }, (_, i) => ({ ...raw('victim', '/'), type: 'identify', visitor: `anon-${i}`, user: 'victim' })));
