@@ -6,15 +6,44 @@
  * ever set with textContent, never as HTML.
  */
 
-import type { ErrorBody, Funnel, FunnelFigures, Needs, Person, TopicSummary, Topics } from '../../contract/query.js';
-import type { Transition } from '../../contract/transition.js';
-import { ago, funnelBox, fullDate, people, STEP_HELP, stepName, stepVerb, topicFunnel } from './figures.js';
+import type {
+  Audience,
+  AudienceMembers,
+  Audiences,
+  ErrorBody,
+  Funnel,
+  FunnelFigures,
+  Needs,
+  Person,
+  Stalled,
+  StallRuleInfo,
+  StallRules,
+  TopicSummary,
+  Topics,
+} from '../../contract/query.js';
+import type { AudienceEvent, StallEvent, Transition } from '../../contract/transition.js';
+import {
+  ago,
+  backfillStatus,
+  describeAudience,
+  durationWords,
+  funnelBox,
+  fullDate,
+  people,
+  STEP_HELP,
+  stepName,
+  stepVerb,
+  topicFunnel,
+  watches,
+} from './figures.js';
 
 const KEY_STORAGE = 'clickfold-api-key';
 const KEY_COOKIE = 'clickfold_key';
 const STREAM = '/v1/transitions/stream';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const sel = (id: string) => $<HTMLSelectElement>(id);
+const enc = encodeURIComponent;
 
 /** Creates an element; strings become text nodes (never HTML). */
 function h(tag: string, attrs: Record<string, string | undefined> = {}, ...children: (Node | string | null | undefined | false)[]): HTMLElement {
@@ -31,6 +60,16 @@ let ladder: string[] = ['intro', 'detail', 'purchase'];
 let apiKey: string | null = sessionStorage.getItem(KEY_STORAGE);
 
 class Unauthorized extends Error {}
+class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+/** The API's words for a read-only key speak of erasing; on the audience form, say what the key cannot do here. */
+const READ_ONLY = 'This key may only read: making, changing or deleting an audience needs a key from API_KEYS.';
 
 function setStreamCookie(key: string | null): void {
   // EventSource cannot send an Authorization header; the stream alone accepts this cookie.
@@ -40,10 +79,11 @@ function setStreamCookie(key: string | null): void {
     : `${KEY_COOKIE}=; path=${STREAM}; SameSite=Strict; max-age=0`;
 }
 
-async function api(path: string, accept = 'application/json'): Promise<Response> {
-  const headers: Record<string, string> = { accept };
+async function api(path: string, opts: { accept?: string; method?: string; body?: string } = {}): Promise<Response> {
+  const headers: Record<string, string> = { accept: opts.accept ?? 'application/json' };
+  if (opts.body !== undefined) headers['content-type'] = 'application/json';
   if (apiKey) headers.authorization = `Bearer ${apiKey}`;
-  const res = await fetch(path, { headers });
+  const res = await fetch(path, { method: opts.method ?? 'GET', headers, body: opts.body });
   if (res.status === 401) throw new Unauthorized();
   if (!res.ok) {
     let message = `${res.status} ${res.statusText}`;
@@ -52,11 +92,17 @@ async function api(path: string, accept = 'application/json'): Promise<Response>
     } catch {
       // keep the status line
     }
-    throw new Error(message);
+    throw new ApiError(res.status, message);
   }
   return res;
 }
 const getJson = async <T>(path: string): Promise<T> => (await (await api(path)).json()) as T;
+
+/** A panel's own failure goes into the panel; a refused key goes up to `guard`, which asks again. */
+function unlessUnauthorized(err: unknown): string {
+  if (err instanceof Unauthorized) throw err;
+  return err instanceof ApiError && err.status === 403 ? READ_ONLY : (err as Error).message;
+}
 
 function askForKey(message?: string): void {
   $('keygate').hidden = false;
@@ -133,24 +179,27 @@ async function loadTopics(): Promise<void> {
     if (topics.length > shown.length) box.append(h('p', { class: 'hint' }, `Showing the 30 busiest of ${topics.length} topics.`));
   }
   fillNeedsControls();
+  fillQuietControls();
 }
 
 let refreshTimer: number | undefined;
-let needsDirty = false;
+const dirty = { topics: false, needs: false, quiet: false };
 /**
- * Funnels, and the first page of the needs list when the step was about its topic, follow the live
- * feed, at most once a second (a list paged further with "Show more" stays as it is, so nobody
- * loses their place).
+ * Funnels, and the first page of the needs and gone-quiet lists when the event was about their
+ * topic, follow the live feed, at most once a second (a list paged further with "Show more" stays
+ * as it is, so nobody loses their place). A stall changes no funnel: it refreshes its list alone.
  */
-function refreshSoon(topic: string): void {
-  if (topic === $<HTMLSelectElement>('needs-topic').value) needsDirty = true;
+function refreshSoon(topic: string, stage: boolean): void {
+  if (stage) dirty.topics = true;
+  if (stage && topic === sel('needs-topic').value) dirty.needs = true;
+  if (topic === sel('quiet-topic').value) dirty.quiet = true;
   if (refreshTimer !== undefined) return;
   refreshTimer = window.setTimeout(() => {
     refreshTimer = undefined;
-    const needs = needsDirty && !pagedMore;
-    needsDirty = false;
-    loadTopics()
-      .then(() => (needs ? loadNeeds() : undefined))
+    const d = { ...dirty, needs: dirty.needs && !pagedMore, quiet: dirty.quiet && !quietPagedMore };
+    Object.assign(dirty, { topics: false, needs: false, quiet: false });
+    (d.topics ? loadTopics() : Promise.resolve())
+      .then(() => Promise.all([d.needs ? loadNeeds() : undefined, d.quiet ? loadQuiet() : undefined]))
       .catch(() => {});
   }, 1000);
 }
@@ -232,12 +281,13 @@ async function loadNeeds(more = false): Promise<void> {
   $('needs-more').hidden = !nextCursor;
 }
 
-async function downloadCsv(): Promise<void> {
-  const button = $<HTMLButtonElement>('needs-csv');
+/** Fetched with the key (a plain link could not send it), then saved under the API's file name. */
+async function downloadCsv(buttonId: string, path: string): Promise<void> {
+  const button = $<HTMLButtonElement>(buttonId);
   button.disabled = true;
   try {
-    const res = await api(needsQuery(), 'text/csv');
-    const name = /filename="([^"]+)"/.exec(res.headers.get('content-disposition') ?? '')?.[1] ?? 'needs.csv';
+    const res = await api(path, { accept: 'text/csv' });
+    const name = /filename="([^"]+)"/.exec(res.headers.get('content-disposition') ?? '')?.[1] ?? 'export.csv';
     const url = URL.createObjectURL(await res.blob());
     const a = h('a', { href: url, download: name });
     document.body.append(a);
@@ -247,6 +297,256 @@ async function downloadCsv(): Promise<void> {
   } finally {
     button.disabled = false;
   }
+}
+
+// --- gone quiet --------------------------------------------------------------------------------
+
+/** The topic map's stall rules; null until `GET /v1/stalls` answered. */
+let stallRules: StallRuleInfo[] | null = null;
+let quietCursor: string | null = null;
+let quietPagedMore = false;
+
+async function loadStallRules(): Promise<void> {
+  try {
+    stallRules = (await getJson<StallRules>('/v1/stalls')).rules;
+  } catch (err) {
+    const none = $('quiet-none');
+    none.hidden = false;
+    none.textContent = `The stall rules could not be read: ${unlessUnauthorized(err)}`;
+    return;
+  }
+  fillQuietControls();
+}
+
+function fillQuietControls(): void {
+  if (stallRules === null) return;
+  const none = stallRules.length === 0;
+  $('quiet-none').hidden = !none;
+  $('quiet-body').hidden = none;
+  if (none) return;
+  const rules = stallRules;
+  const topicSel = sel('quiet-topic');
+  // Until someone picks, the busiest topic a rule watches.
+  const current = topicSel.value || topics.find((t) => rules.some((r) => watches(r.topics, t.topic)))?.topic;
+  topicSel.replaceChildren(...topics.map((t) => h('option', { value: t.topic }, t.topic)));
+  if (current && topics.some((t) => t.topic === current)) topicSel.value = current;
+  const ruleSel = sel('quiet-rule');
+  const currentRule = ruleSel.value;
+  const watching = rules.filter((r) => watches(r.topics, topicSel.value));
+  ruleSel.replaceChildren(...watching.map((r) => h('option', { value: r.name }, `${r.name}: quiet at “${stepName(r.stage)}” for ${durationWords(r.afterMs)}`)));
+  if (watching.some((r) => r.name === currentRule)) ruleSel.value = currentRule;
+  ruleSel.disabled = watching.length === 0;
+  $<HTMLButtonElement>('quiet-csv').disabled = watching.length === 0;
+}
+
+const quietQuery = () => `/v1/topics/${enc(sel('quiet-topic').value)}/stalled?rule=${enc(sel('quiet-rule').value)}`;
+
+function showQuietEmpty(text: string): void {
+  $('quiet-table').hidden = true;
+  $('quiet-more').hidden = true;
+  $('quiet-summary').textContent = '';
+  const e = $('quiet-empty');
+  e.hidden = false;
+  e.textContent = text;
+}
+
+async function loadQuiet(more = false): Promise<void> {
+  if (!stallRules?.length) return;
+  const topic = sel('quiet-topic').value;
+  const rule = stallRules.find((r) => r.name === sel('quiet-rule').value);
+  if (!topic) return showQuietEmpty('Nothing to show yet: nobody has looked at anything.');
+  if (!rule) return showQuietEmpty(`No stall rule watches ${topic}: the rules watch ${stallRules.map((r) => r.topics).join(', ')}.`);
+  let page: Stalled;
+  try {
+    page = await getJson<Stalled>(quietQuery() + (more && quietCursor ? `&cursor=${enc(quietCursor)}` : ''));
+  } catch (err) {
+    return showQuietEmpty(`Could not load the list: ${unlessUnauthorized(err)}`);
+  }
+  quietCursor = page.nextCursor;
+  quietPagedMore = more;
+  const rows = $('quiet-rows');
+  if (!more) rows.replaceChildren();
+  if (page.total === 0) {
+    return showQuietEmpty(`Nobody has gone quiet at “${stepName(rule.stage)}” of ${topic} for ${durationWords(rule.afterMs)} or more right now.`);
+  }
+  $('quiet-empty').hidden = true;
+  $('quiet-table').hidden = false;
+  for (const s of page.stalled) {
+    const since = Date.parse(s.since);
+    const at = Date.parse(s.at);
+    rows.append(
+      h(
+        'tr',
+        { 'data-person': s.person },
+        h('td', {}, personLink(s.person)),
+        h('td', {}, h('span', { class: 'pill' }, stepName(s.stage))),
+        h('td', { title: fullDate(since) }, ago(since)),
+        h('td', { title: fullDate(at) }, ago(at)),
+      ),
+    );
+  }
+  $('quiet-summary').textContent =
+    `${people(page.total)} stopped at “${stepName(rule.stage)}” of ${topic} and clicked nothing for ${durationWords(rule.afterMs)} or more. Most recently gone quiet first.`;
+  $('quiet-more').hidden = !quietCursor;
+}
+
+// --- audiences ---------------------------------------------------------------------------------
+
+let audiences: Audience[] = [];
+/** The audience whose members are shown. */
+let shownAudience: string | null = null;
+let memberCursor: string | null = null;
+let membersPagedMore = false;
+let audiencesTimer: number | undefined;
+let membersDirty = false;
+
+/**
+ * Reloads the list (counts, backfills) at most once a second; and while a backfill runs, again
+ * until it is done, so its progress moves without events.
+ */
+function audiencesSoon(members = false): void {
+  if (members) membersDirty = true;
+  if (audiencesTimer !== undefined) return;
+  audiencesTimer = window.setTimeout(() => {
+    audiencesTimer = undefined;
+    const m = membersDirty && !membersPagedMore;
+    membersDirty = false;
+    guard(loadAudiences().then(() => (m ? loadMembers() : undefined)));
+  }, 1000);
+}
+
+async function loadAudiences(): Promise<void> {
+  const note = $('aud-unavailable');
+  try {
+    audiences = (await getJson<Audiences>('/v1/audiences')).audiences;
+  } catch (err) {
+    note.hidden = false;
+    note.textContent = `Audiences are not available: ${unlessUnauthorized(err)}`;
+    $('aud-table').hidden = true;
+    $('audform').hidden = true;
+    return;
+  }
+  note.hidden = true;
+  $('audform').hidden = false;
+  $('aud-table').hidden = audiences.length === 0;
+  $('aud-empty').hidden = audiences.length > 0;
+  $('aud-rows').replaceChildren(...audiences.map(audienceRow));
+  if (shownAudience !== null && !audiences.some((a) => a.name === shownAudience)) {
+    shownAudience = null;
+    $('aud-members-box').hidden = true;
+  }
+  if (audiences.some((a) => a.backfill?.state === 'running')) audiencesSoon(true);
+}
+
+function audienceRow(a: Audience): HTMLElement {
+  const status = backfillStatus(a.backfill);
+  const statusCell = h(
+    'td',
+    { class: status.failed ? 'error' : undefined, title: a.backfill?.finishedAt ? `Checked ${fullDate(Date.parse(a.backfill.finishedAt))}` : undefined },
+    status.text,
+  );
+  if (status.progress !== null) {
+    const bar = h('span');
+    bar.style.width = `${status.progress}%`;
+    statusCell.append(h('div', { class: 'progress' }, bar));
+  }
+  const name = h('button', { type: 'button', class: 'link', title: 'Show who is in it' }, a.name);
+  name.addEventListener('click', () => {
+    shownAudience = a.name;
+    guard(loadMembers());
+  });
+  const actions = h('td', { class: 'actions' });
+  if (a.source === 'api') {
+    const edit = h('button', { type: 'button', class: 'secondary', 'data-action': 'edit' }, 'Change');
+    edit.addEventListener('click', () => {
+      $<HTMLInputElement>('aud-name').value = a.name;
+      $<HTMLTextAreaElement>('aud-def').value = JSON.stringify(a.definition, null, 2);
+      $('audform').scrollIntoView({ behavior: 'smooth', block: 'nearest' });
+    });
+    const del = h('button', { type: 'button', class: 'secondary', 'data-action': 'delete' }, 'Delete');
+    del.addEventListener('click', () => guard(deleteAudience(a.name)));
+    actions.append(edit, del);
+  } else {
+    actions.append(h('span', { class: 'what' }, 'from the audiences file'));
+  }
+  return h(
+    'tr',
+    { 'data-audience': a.name, class: a.name === shownAudience ? 'selected' : undefined },
+    h('td', {}, name, h('span', { class: 'what' }, describeAudience(a.definition))),
+    h('td', { class: 'num', 'data-members': String(a.members) }, a.members.toLocaleString()),
+    statusCell,
+    actions,
+  );
+}
+
+async function loadMembers(more = false): Promise<void> {
+  const name = shownAudience;
+  if (name === null) return;
+  for (const tr of $('aud-rows').children) tr.classList.toggle('selected', tr.getAttribute('data-audience') === name);
+  const box = $('aud-members-box');
+  box.hidden = false;
+  box.dataset.audience = name;
+  $('aud-members-title').textContent = `Who is in “${name}”`;
+  let page: AudienceMembers;
+  try {
+    page = await getJson<AudienceMembers>(`/v1/audiences/${enc(name)}/members${more && memberCursor ? `?cursor=${enc(memberCursor)}` : ''}`);
+  } catch (err) {
+    $('aud-members').hidden = true;
+    $('aud-more').hidden = true;
+    $('aud-members-summary').textContent = `Could not load the members: ${unlessUnauthorized(err)}`;
+    return;
+  }
+  if (name !== shownAudience) return;
+  memberCursor = page.nextCursor;
+  membersPagedMore = more;
+  const rows = $('aud-member-rows');
+  if (!more) rows.replaceChildren();
+  for (const m of page.members) {
+    const at = Date.parse(m.enteredAt);
+    rows.append(h('tr', { 'data-person': m.person }, h('td', {}, personLink(m.person)), h('td', { title: fullDate(at) }, ago(at))));
+  }
+  $('aud-members').hidden = page.total === 0;
+  $('aud-members-summary').textContent = page.total === 0 ? 'Nobody is in it right now.' : `${people(page.total)} in it now. Most recent first.`;
+  $('aud-more').hidden = !memberCursor;
+}
+
+async function saveAudience(): Promise<void> {
+  const name = $<HTMLInputElement>('aud-name').value.trim();
+  const error = $('aud-error');
+  const saved = $('aud-saved');
+  const button = $('audform').querySelector('button[type=submit]') as HTMLButtonElement;
+  error.hidden = true;
+  saved.hidden = true;
+  button.disabled = true;
+  try {
+    // The definition goes as typed: the API checks it and says what is wrong, and where.
+    const res = await api(`/v1/audiences/${enc(name)}`, { method: 'PUT', body: $<HTMLTextAreaElement>('aud-def').value });
+    const a = (await res.json()) as Audience;
+    saved.hidden = false;
+    saved.textContent = `Saved “${a.name}”${res.status === 201 ? '' : ` (version ${a.version})`}. Everyone who qualifies is being added: the status column shows how far it got.`;
+    shownAudience = a.name;
+  } catch (err) {
+    error.hidden = false;
+    error.textContent = unlessUnauthorized(err);
+    return;
+  } finally {
+    button.disabled = false;
+  }
+  await loadAudiences();
+  await loadMembers();
+}
+
+async function deleteAudience(name: string): Promise<void> {
+  if (!confirm(`Delete the audience “${name}”? Its members are forgotten; nobody is told they left.`)) return;
+  try {
+    await api(`/v1/audiences/${enc(name)}`, { method: 'DELETE' });
+  } catch (err) {
+    const error = $('aud-error');
+    error.hidden = false;
+    error.textContent = `Could not delete “${name}”: ${unlessUnauthorized(err)}`;
+    return;
+  }
+  await loadAudiences();
 }
 
 // --- live feed ---------------------------------------------------------------------------------
@@ -265,8 +565,19 @@ function connectLive(): void {
   source.addEventListener('transition', (e) => {
     const t = JSON.parse((e as MessageEvent<string>).data) as Transition;
     addLive(t);
-    refreshSoon(t.topic);
+    refreshSoon(t.topic, true);
   });
+  source.addEventListener('stalled', (e) => {
+    const s = JSON.parse((e as MessageEvent<string>).data) as StallEvent;
+    addQuiet(s);
+    refreshSoon(s.topic, false);
+  });
+  const audienceChange = (e: Event) => {
+    const a = JSON.parse((e as MessageEvent<string>).data) as AudienceEvent;
+    audiencesSoon(a.audience === shownAudience);
+  };
+  source.addEventListener('entered', audienceChange);
+  source.addEventListener('exited', audienceChange);
   source.addEventListener('error', () => {
     status.textContent = 'reconnecting…';
     status.className = 'status off';
@@ -274,17 +585,36 @@ function connectLive(): void {
 }
 
 function addLive(t: Transition): void {
+  const when = h('span', { class: 'when', 'data-at': String(t.at), title: fullDate(t.at) }, `${ago(t.at)} · ${t.channel}`);
+  prependLive(
+    h(
+      'li',
+      { class: 'fresh', 'data-person': t.person, 'data-topic': t.topic, 'data-to': t.to },
+      personLink(t.person),
+      ` ${stepVerb(t.to)} `,
+      h('b', {}, t.topic),
+      when,
+    ),
+  );
+}
+
+function addQuiet(s: StallEvent): void {
+  const when = h('span', { class: 'when', 'data-at': String(s.at), title: fullDate(s.at) }, `${ago(s.at)} · quiet since ${fullDate(s.since)}`);
+  prependLive(
+    h(
+      'li',
+      { class: 'fresh quiet', 'data-person': s.person, 'data-topic': s.topic, 'data-stalled': s.rule },
+      personLink(s.person),
+      ` went quiet at “${stepName(s.stage)}” of `,
+      h('b', {}, s.topic),
+      when,
+    ),
+  );
+}
+
+function prependLive(li: HTMLElement): void {
   const list = $('live');
   $('live-empty').hidden = true;
-  const when = h('span', { class: 'when', 'data-at': String(t.at), title: fullDate(t.at) }, `${ago(t.at)} · ${t.channel}`);
-  const li = h(
-    'li',
-    { class: 'fresh', 'data-person': t.person, 'data-topic': t.topic, 'data-to': t.to },
-    personLink(t.person),
-    ` ${stepVerb(t.to)} `,
-    h('b', {}, t.topic),
-    when,
-  );
   list.prepend(li);
   while (list.children.length > 50) list.lastElementChild?.remove();
 }
@@ -390,7 +720,7 @@ async function start(): Promise<void> {
   $('keygate').hidden = true;
   showAccess(!apiKey);
   connectLive();
-  await loadNeeds().catch(() => {});
+  await Promise.all([loadNeeds().catch(() => {}), loadStallRules().then(() => loadQuiet()), loadAudiences()]);
 }
 
 function guard(p: Promise<void>): void {
@@ -414,7 +744,20 @@ $('needs-topic').addEventListener('change', () => guard(loadNeeds()));
 $('needs-stage').addEventListener('change', () => guard(loadNeeds()));
 $('needs-active').addEventListener('change', () => guard(loadNeeds()));
 $('needs-more').addEventListener('click', () => guard(loadNeeds(true)));
-$('needs-csv').addEventListener('click', () => guard(downloadCsv()));
+$('needs-csv').addEventListener('click', () => guard(downloadCsv('needs-csv', needsQuery())));
+$('quiet-topic').addEventListener('change', () => {
+  fillQuietControls();
+  guard(loadQuiet());
+});
+$('quiet-rule').addEventListener('change', () => guard(loadQuiet()));
+$('quietform').addEventListener('submit', (e) => e.preventDefault());
+$('quiet-more').addEventListener('click', () => guard(loadQuiet(true)));
+$('quiet-csv').addEventListener('click', () => guard(downloadCsv('quiet-csv', `${quietQuery()}&format=csv`)));
+$('aud-more').addEventListener('click', () => guard(loadMembers(true)));
+$('audform').addEventListener('submit', (e) => {
+  e.preventDefault();
+  guard(saveAudience());
+});
 $('personform').addEventListener('submit', (e) => {
   e.preventDefault();
   const id = $<HTMLInputElement>('person-id').value.trim();

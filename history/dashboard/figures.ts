@@ -5,7 +5,7 @@
  * API itself (history/query/funnel.ts), so that a box and `GET /v1/topics/{topic}/funnel` never
  * disagree.
  */
-import type { FunnelFigures, TopicSummary } from '../../contract/query.js';
+import type { AudienceBackfill, FunnelFigures, TopicSummary } from '../../contract/query.js';
 import { computeFunnel } from '../query/funnel.js';
 
 // --- words ------------------------------------------------------------------------------------
@@ -75,4 +75,96 @@ export function funnelBox(f: FunnelFigures): { total: string; bars: FunnelBar[] 
       wentOn: i + 1 < f.stages.length && s.conversionToNext !== null ? `↓ ${percent(s.conversionToNext)} went on` : null,
     })),
   };
+}
+
+// --- stalls and audiences ----------------------------------------------------------------------
+
+const UNITS: [number, string][] = [
+  [7 * 86_400_000, 'week'],
+  [86_400_000, 'day'],
+  [3_600_000, 'hour'],
+  [60_000, 'minute'],
+  [1000, 'second'],
+];
+const SHORT_UNITS: Record<string, number> = { w: 7 * 86_400_000, d: 86_400_000, h: 3_600_000, m: 60_000, s: 1000 };
+
+/** A rule's wait in words, by the largest unit that divides it: 3 days, not 72 hours. */
+export function durationWords(ms: number): string {
+  for (const [size, unit] of UNITS) {
+    if (ms >= size && ms % size === 0) return `${ms / size} ${unit}${ms === size ? '' : 's'}`;
+  }
+  const s = Math.max(1, Math.round(ms / 1000));
+  return `${s} second${s === 1 ? '' : 's'}`;
+}
+
+/** A duration as configuration writes it (7d) in words; anything else as it was written. */
+function durationTextWords(s: string): string {
+  const m = /^(\d+)([smhdw])$/.exec(s.trim());
+  return m ? durationWords(Number(m[1]) * SHORT_UNITS[m[2]!]!) : s;
+}
+
+/**
+ * Whether a stall rule's `topics` (exact, `prefix*` or `*`) watches a topic, so the page offers only
+ * rules the API would accept for it. Stored topics are lower case; rules may be written otherwise.
+ */
+export function watches(pattern: string, topic: string): boolean {
+  const p = pattern.toLowerCase();
+  return p.endsWith('*') ? topic.startsWith(p.slice(0, -1)) : p === topic;
+}
+
+const topicWords = (t: unknown) => (typeof t !== 'string' || t === '*' ? 'any topic' : t.endsWith('*') ? `any topic starting with ${t.slice(0, -1)}` : t);
+const range = (r: { atLeast?: number; atMost?: number }) => `${r.atLeast ?? 1}–${r.atMost ?? 5}`;
+
+/** One condition in words, or null when it is not one the grammar knows (the caller shows the JSON). */
+function say(c: unknown, depth: number): string | null {
+  if (c === null || typeof c !== 'object' || Array.isArray(c) || depth > 8) return null;
+  const o = c as Record<string, unknown>;
+  const nested = (x: unknown) => {
+    const s = say(x, depth + 1);
+    return s !== null && x !== null && typeof x === 'object' && ('all' in x || 'any' in x) ? `(${s})` : s;
+  };
+  const group = (xs: unknown, joiner: string) => {
+    if (!Array.isArray(xs)) return null;
+    const parts = xs.map(nested);
+    return parts.every((p) => p !== null) ? parts.join(joiner) : null;
+  };
+  if ('all' in o) return group(o.all, ' and ');
+  if ('any' in o) return group(o.any, ' or ');
+  if ('not' in o) {
+    const s = nested(o.not);
+    return s === null ? null : `not ${s}`;
+  }
+  if ('rfm' in o) {
+    const scores = o.rfm;
+    if (scores === null || typeof scores !== 'object') return null;
+    return Object.entries(scores as Record<string, { atLeast?: number; atMost?: number } | null>)
+      .map(([k, r]) => `${k} score ${range(r ?? {})}`)
+      .join(', ');
+  }
+  const parts: string[] = [];
+  const str = (k: string) => (typeof o[k] === 'string' ? (o[k] as string) : null);
+  if (str('atLeast')) parts.push(`reached “${stepName(str('atLeast')!)}” or further`);
+  if (str('exactly')) parts.push(`at “${stepName(str('exactly')!)}”`);
+  if (str('notReached')) parts.push(`not yet at “${stepName(str('notReached')!)}”`);
+  if (str('activeWithin')) parts.push(`active in the last ${durationTextWords(str('activeWithin')!)}`);
+  if (str('stalled')) parts.push(`gone quiet by rule “${str('stalled')}”`);
+  return `${parts.length ? parts.join(', ') : 'seen'} in ${topicWords(o.topic)}`;
+}
+
+/** An audience definition in plain words (grammar: contract/audience.ts); its JSON when the words would guess. */
+export function describeAudience(definition: unknown): string {
+  return say(definition, 0) ?? JSON.stringify(definition);
+}
+
+/** What an audience's backfill shows: words, and a bar while it runs. */
+export function backfillStatus(b: AudienceBackfill | null): { text: string; progress: number | null; failed: boolean } {
+  if (b?.state === 'running') {
+    return {
+      text: `Finding who belongs: ${b.done.toLocaleString()} of ${b.total.toLocaleString()} checked`,
+      progress: b.total ? (b.done / b.total) * 100 : 0,
+      failed: false,
+    };
+  }
+  if (b?.state === 'failed') return { text: 'Could not check everyone: some people may be missing', progress: null, failed: true };
+  return { text: 'Up to date', progress: null, failed: false };
 }

@@ -76,6 +76,60 @@ export const PAGE_HTML = `<!doctype html>
       <button type="button" id="needs-more" class="secondary" hidden>Show more</button>
     </section>
 
+    <section class="card" id="quiet-section" aria-labelledby="quiet-title">
+      <h2 id="quiet-title">Gone quiet</h2>
+      <p class="hint">People who got to a step and then stopped: no clicks for as long as a stall rule of yours says. A reminder now may bring
+        them back. Whoever clicks again leaves the list. Most recently gone quiet first.</p>
+      <p id="quiet-none" class="hint" hidden>No stall rules yet. To list people who go quiet, add one to the topic map and restart:
+        <code>"stalls": [{"name": "quiet-at-detail", "stage": "detail", "after": "3d"}]</code></p>
+      <div id="quiet-body" hidden>
+        <form id="quietform" class="controls">
+          <label>Product or topic <select id="quiet-topic"></select></label>
+          <label>Rule <select id="quiet-rule"></select></label>
+          <button type="button" id="quiet-csv" class="secondary">Download for a spreadsheet (CSV)</button>
+        </form>
+        <p id="quiet-summary" class="summary"></p>
+        <table id="quiet-table" class="table" hidden>
+          <thead><tr><th>Person</th><th>Stopped at</th><th>Quiet since</th><th>Flagged as quiet</th></tr></thead>
+          <tbody id="quiet-rows"></tbody>
+        </table>
+        <p id="quiet-empty" class="empty" hidden></p>
+        <button type="button" id="quiet-more" class="secondary" hidden>Show more</button>
+      </div>
+    </section>
+
+    <section class="card" id="audiences-section" aria-labelledby="audiences-title">
+      <h2 id="audiences-title">Audiences</h2>
+      <p class="hint">Groups of people defined by what they did, kept up to date as they click: someone joins the moment they qualify and
+        leaves when they no longer do. Click a name to see who is in it.</p>
+      <p id="aud-unavailable" class="empty" hidden></p>
+      <table id="aud-table" class="table" hidden>
+        <thead><tr><th>Audience</th><th>People</th><th>Status</th><th></th></tr></thead>
+        <tbody id="aud-rows"></tbody>
+      </table>
+      <p id="aud-empty" class="empty" hidden>No audiences yet: make one below.</p>
+      <div id="aud-members-box" class="members" hidden>
+        <h3 id="aud-members-title"></h3>
+        <p id="aud-members-summary" class="summary"></p>
+        <table id="aud-members" class="table" hidden>
+          <thead><tr><th>Person</th><th>Joined</th></tr></thead>
+          <tbody id="aud-member-rows"></tbody>
+        </table>
+        <button type="button" id="aud-more" class="secondary" hidden>Show more</button>
+      </div>
+      <form id="audform" class="audform">
+        <h3>Make or change an audience</h3>
+        <p class="hint">Give it a name (lower-case letters, digits, - and _) and paste its definition, for example
+          <code>{"atLeast": "detail", "notReached": "purchase", "activeWithin": "7d"}</code>. Saving under a name that exists replaces it.
+          Needs a key that may change data.</p>
+        <label>Name <input id="aud-name" required spellcheck="false" autocomplete="off" placeholder="e.g. hesitant-buyers"></label>
+        <label>Definition (JSON) <textarea id="aud-def" rows="5" required spellcheck="false"></textarea></label>
+        <p id="aud-error" class="error" role="alert" hidden></p>
+        <p id="aud-saved" class="summary" hidden></p>
+        <div><button type="submit">Save audience</button></div>
+      </form>
+    </section>
+
     <section class="card" id="person-section" aria-labelledby="person-title">
       <h2 id="person-title">Look up a person</h2>
       <p class="hint">Type a visitor or customer id (or click a name in the lists) to see everything they looked at.</p>
@@ -93,7 +147,7 @@ export const PAGE_HTML = `<!doctype html>
         <h2 id="live-title">Happening now</h2>
         <span id="live-status" class="status">connecting…</span>
       </div>
-      <p class="hint">Every time someone moves a step further, it shows up here at once. No need to reload the page.</p>
+      <p class="hint">Every time someone moves a step further, or goes quiet, it shows up here at once. No need to reload the page.</p>
       <ol id="live" class="live" aria-live="polite"></ol>
       <p id="live-empty" class="empty">Nothing yet. Keep this page open: new steps appear here as they happen.</p>
     </section>
@@ -135,8 +189,8 @@ h3{font-size:1rem;margin:0}
 .summary{margin:.5rem 0;color:var(--muted)}
 label{font-size:.9rem;color:var(--muted)}
 label.inline{display:flex;align-items:center;gap:.4rem}
-select,input,button{font:inherit}
-select,input{padding:.35rem .5rem;border:1px solid #c8cfdb;border-radius:6px;background:#fff;color:var(--ink)}
+select,input,button,textarea{font:inherit}
+select,input,textarea{padding:.35rem .5rem;border:1px solid #c8cfdb;border-radius:6px;background:#fff;color:var(--ink)}
 button{padding:.4rem .9rem;border-radius:6px;border:1px solid var(--accent);background:var(--accent);color:#fff;cursor:pointer}
 button.secondary{background:#fff;color:var(--accent)}
 button.link{border:0;background:none;color:var(--accent);padding:0;cursor:pointer;text-decoration:underline;font:inherit}
@@ -187,4 +241,17 @@ button:disabled{opacity:.6;cursor:default}
 .steps li{margin:.2rem 0}
 .steps .muted{color:var(--muted)}
 .foot a{color:var(--muted)}
+code{font:.85em ui-monospace,SFMono-Regular,Menlo,monospace;background:var(--bg);border-radius:4px;padding:.05rem .3rem;overflow-wrap:anywhere}
+.audform{display:flex;flex-direction:column;gap:.5rem;border-top:1px solid var(--line);margin-top:1rem;padding-top:.75rem}
+.audform label{display:flex;flex-direction:column;gap:.15rem}
+.audform textarea{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85rem;resize:vertical}
+.members{margin-top:.75rem}
+.table .what{display:block;color:var(--muted);font-size:.82rem}
+.table .actions{white-space:nowrap;text-align:right}
+.table .actions button{margin-left:.4rem}
+.table .num{font-variant-numeric:tabular-nums;font-weight:600}
+.table tr.selected td{background:#f0f5fe}
+.progress{height:.4rem;background:var(--accent-soft);border-radius:3px;overflow:hidden;margin-top:.2rem;max-width:10rem}
+.progress>span{display:block;height:100%;background:var(--accent)}
+.live li.quiet{color:var(--muted)}
 `;

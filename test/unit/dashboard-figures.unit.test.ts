@@ -108,4 +108,22 @@ describe('dashboard funnel figures', () => {
     expect(b.code).not.toMatch(/ZodError|\$ZodType/);
     expect(bundleProblem(b)).toBeNull();
   });
+
+  it('words for stalls and audiences', async () => {
+    const { durationWords, watches, describeAudience, backfillStatus } = await import('../../history/dashboard/figures.js');
+    expect([durationWords(2000), durationWords(3 * 86_400_000), durationWords(90_000)]).toEqual(['2 seconds', '3 days', '90 seconds']);
+    expect([watches('*', 'product:a'), watches('product:*', 'product:a'), watches('Product:A', 'product:a'), watches('cart', 'product:a')]).toEqual([
+      true,
+      true,
+      true,
+      false,
+    ]);
+    expect(describeAudience({ all: [{ topic: 'product:*', atLeast: 'detail' }, { not: { exactly: 'purchase' } }] })).toBe(
+      'reached “Looked at the details” or further in any topic starting with product: and not at “Bought” in any topic',
+    );
+    expect(describeAudience({ any: [{ rfm: { recency: { atLeast: 4 } } }, { stalled: 'q', activeWithin: '7d' }] })).toBe(
+      'recency score 4–5 or active in the last 1 week, gone quiet by rule “q” in any topic',
+    );
+    expect(backfillStatus({ state: 'running', total: 4, done: 1, startedAt: '', finishedAt: null })).toMatchObject({ progress: 25 });
+  });
 });
