@@ -83,7 +83,8 @@ export function requireKey(keys: ApiKeys, scope: Scope, opts: { allowCookie?: bo
     const granted = scopes.get(digest(key));
     if (!granted)
       throw httpError(401, 'invalid_key', 'this API key is not valid', { headers: { 'www-authenticate': 'Bearer realm="clickfold", error="invalid_token"' } });
-    if (scope === 'erase' && granted !== 'erase') throw httpError(403, 'forbidden', 'this API key may only read; this request changes data (an erase, an audience) and needs a key from API_KEYS');
+    if (scope === 'erase' && granted !== 'erase')
+      throw httpError(403, 'forbidden', 'this API key may only read; this request changes data (an erase, an audience) and needs a key from API_KEYS');
     return next();
   };
 }

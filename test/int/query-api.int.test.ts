@@ -142,7 +142,10 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
       expect((await get('/v1/people/alice', { authorization: `Bearer ${READ_KEY}` })).status).toBe(200);
       const del = await app.request('/v1/people/alice', { method: 'DELETE', headers: { authorization: `Bearer ${READ_KEY}` } });
       expect(del.status).toBe(403);
-      expect(await errorOf(del)).toEqual({ code: 'forbidden', message: 'this API key may only read; this request changes data (an erase, an audience) and needs a key from API_KEYS' });
+      expect(await errorOf(del)).toEqual({
+        code: 'forbidden',
+        message: 'this API key may only read; this request changes data (an erase, an audience) and needs a key from API_KEYS',
+      });
       expect((await get('/v1/people/alice')).status).toBe(200);
     });
 
