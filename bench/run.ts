@@ -25,6 +25,7 @@ import { RedisServer } from '../services/redis.js';
 import { bundleProc, launcher, profiler as cpuProfiler, ROOT, RUN_DIR, type Harness } from './harness.js';
 import { cpuMeter, machine, sleep } from './lib.js';
 import { measureClickToCallback } from './measure/click-to-callback.js';
+import { measureAudienceMemory } from './measure/audience-memory.js';
 import { measureClickToStage } from './measure/click-to-stage.js';
 import { measureCollapse } from './measure/collapse.js';
 import { ingestCpuRatio, measureContext, measureHonoFloor } from './measure/context.js';
@@ -176,6 +177,7 @@ async function main(): Promise<void> {
       await recreateTopics(admin, s.partitions);
       const r = await measureClickToStage(h, s, 'all-in-one', false, true);
       take({ figures: r.figures, details: { [r.key]: r.details } });
+      take(await measureAudienceMemory(h.services, 'lat:'));
     }
     // Click to the page's own stages callback (the visitor API's stream), each topology once.
     if (want('callback')) {

@@ -7,6 +7,7 @@ import { createAutomation } from '../../history/automation/evaluate.js';
 import type { BatchRecord } from '../../history/fold/person-batch.js';
 import { compileStallRules } from '../../history/stalls/rules.js';
 import type { HistoryStore } from '../../history/store/store.js';
+import { prng } from './prng.js';
 import { FOLD_OPTIONS, type StoreUnderTest } from './store-contract.js';
 
 /**
@@ -255,6 +256,92 @@ export function automationContract(name: string, make: () => Promise<AutomationS
       await store.erase('k', now);
       state.delete('k');
       expect(await members('hot-leads')).toEqual(model('hot-leads'));
+    });
+
+    it('keeps three audiences equal to a model of a random stream after every batch: folds, merges, quiet spells, expiry, erases', async () => {
+      configure([{ name: 'quiet', stage: 'detail', after: '1m' }], {
+        hot: { all: [{ topic: 'product:*', atLeast: 'detail', notReached: 'purchase', activeWithin: '5m' }, { not: { stalled: 'quiet' } }] },
+        deciders: { any: [{ exactly: 'purchase' }, { topic: 'plan:*', atLeast: 'detail' }] },
+        idle: { not: { activeWithin: '2m' } },
+      });
+      const random = prng(1729);
+      const pick = <T>(xs: readonly T[]) => xs[Math.floor(random() * xs.length)]!;
+      const topics = ['product:a', 'product:b', 'product:c', 'plan:x', 'plan:y'];
+      type D = { stage: number; last: number };
+      const model = new Map<string, Map<string, D>>();
+      const alias = new Map<string, string>();
+      const gone = new Set<string>();
+      const within = (d: D, ms: number) => now - d.last <= ms;
+      const stalled = (d: D) => d.stage === 1 && now - d.last >= 60 * S;
+      const rules: Record<string, (ds: Map<string, D>) => boolean> = {
+        hot: (ds) => [...ds].some(([t, d]) => t.startsWith('product:') && d.stage === 1 && within(d, 5 * 60 * S)) && ![...ds.values()].some(stalled),
+        deciders: (ds) => [...ds].some(([t, d]) => d.stage === 2 || (t.startsWith('plan:') && d.stage >= 1)),
+        idle: (ds) => ![...ds.values()].some((d) => within(d, 2 * 60 * S)),
+      };
+      const expected = (a: string) =>
+        [...model]
+          .filter(([, ds]) => rules[a]!(ds))
+          .map(([p]) => p)
+          .sort();
+      const people = Array.from({ length: 24 }, (_, i) => `p${i}`);
+      const visitors = Array.from({ length: 8 }, (_, i) => `v${i}`);
+      for (let round = 0; round < 40; round++) {
+        at(now + Math.floor(5 + random() * 40) * S);
+        const records: BatchRecord[] = [];
+        const n = Math.floor(random() * 6);
+        for (let i = 0; i < n; i++) {
+          const sender = pick([...people, ...visitors].filter((x) => !gone.has(x)));
+          const person = alias.get(sender) ?? sender;
+          if (gone.has(person)) continue;
+          const topic = pick(topics);
+          const stage = pick([0, 0, 1, 1, 2]);
+          records.push(view(sender, stage, topic));
+          const ds = model.get(person) ?? new Map<string, D>();
+          model.set(person, ds);
+          const d = ds.get(topic);
+          ds.set(topic, { stage: Math.max(d?.stage ?? 0, stage), last: now });
+        }
+        // Now and then a visitor signs in as a known person: its history joins theirs.
+        const v = visitors.find((x) => !alias.has(x) && !gone.has(x) && random() < 0.1);
+        const k = pick(people.filter((x) => !gone.has(x)));
+        if (v) {
+          records.push(identify(k, v));
+          alias.set(v, k);
+          // The known person is held from the identify on, history or not (its links are).
+          const into = model.get(k) ?? new Map<string, D>();
+          model.set(k, into);
+          const from = model.get(v);
+          if (from) {
+            for (const [t, d] of from) {
+              const e = into.get(t);
+              into.set(t, { stage: Math.max(e?.stage ?? 0, d.stage), last: Math.max(e?.last ?? 0, d.last) });
+            }
+            model.delete(v);
+          }
+        }
+        if (records.length > 0) await fold(records);
+        // Now and then someone is erased, with every visitor merged into them.
+        if (random() < 0.08) {
+          const x = pick([...model.keys()]);
+          await store.erase(x, now);
+          for (const id of [x, ...[...alias].filter(([, p]) => p === x).map(([vis]) => vis)]) {
+            gone.add(id);
+            model.delete(id);
+          }
+        }
+        await sweep();
+        for (const a of Object.keys(rules)) {
+          const want = expected(a);
+          expect(await members(a), `${a} after round ${round}`).toEqual(want);
+          const replayed = new Set<string>();
+          for (const e of audienceEvents().filter((x) => x.audience === a)) e.kind === 'entered' ? replayed.add(e.person) : replayed.delete(e.person);
+          // Erased people leave without an event: the events say nothing of them.
+          expect([...replayed].filter((p) => !gone.has(p)).sort(), `${a} events after round ${round}`).toEqual(want);
+        }
+      }
+      // The stream did what it is for: merges, erases, stalls, people entering and leaving.
+      expect({ merged: alias.size > 0, erased: gone.size > 0, stalled: stalls().length > 0 }).toEqual({ merged: true, erased: true, stalled: true });
+      expect(audienceEvents().length).toBeGreaterThan(20);
     });
   });
 }
