@@ -34,6 +34,7 @@ import { RedisHistoryStore } from '../history/store/redis.js';
 import { compileTopicMap, DEFAULT_TOPIC_MAP, foldOptionsOf } from '../history/fold/topic-map.js';
 import { createIngestApp } from '../ingest/app.js';
 import { parseEnv } from '../lib/config.js';
+import { createTopicsReady } from '../lib/kafka/admin.js';
 import { createKafka, ensureTopics } from '../lib/kafka/client.js';
 import { KafkaLogConsumer, type KafkaConsumerOptions } from '../lib/kafka/consumer.js';
 import { KafkaLogProducer, PRODUCER_CONFIG, type ProducerClient } from '../lib/kafka/producer.js';
@@ -228,7 +229,7 @@ async function createTopic(kafka: Kafka, topic: string, partitions: number) {
   const admin = kafka.admin();
   await admin.connect();
   try {
-    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: partitions, replicationFactor: 1 }] });
+    await createTopicsReady(admin, [{ topic, numPartitions: partitions, replicationFactor: 1 }]);
   } finally {
     await admin.disconnect();
   }

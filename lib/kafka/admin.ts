@@ -124,3 +124,34 @@ export async function deleteGroup(admin: Admin, group: string, logger: Logger | 
     logger?.debug({ err, group }, 'could not delete a consumer group');
   }
 }
+
+/** Metadata answers that mean "not yet" right after a topic is created, while its leaders are elected and propagated. */
+const NOT_YET = /UNKNOWN_TOPIC_OR_PARTITION|LEADER_NOT_AVAILABLE|does not host this topic-partition|no leader for this topic-partition/i;
+
+const notYet = (err: unknown): boolean => {
+  const e = err as { type?: string; message?: string; originalError?: { type?: string; message?: string } };
+  return [e.type, e.message, e.originalError?.type, e.originalError?.message].some((s) => typeof s === 'string' && NOT_YET.test(s));
+};
+
+/**
+ * Creates topics and resolves once every partition of each has a leader. kafkajs's own
+ * `waitForLeaders` gives up when the metadata request meets "this server does not host this
+ * topic-partition" (a broker that has not heard of the topic yet: seen here under load), so the wait
+ * polls the metadata itself and takes those answers for "not yet". Resolves with whether a topic was
+ * created (false: they all existed).
+ */
+export async function createTopicsReady(admin: Admin, topics: Parameters<Admin['createTopics']>[0]['topics'], timeoutMs = 30_000): Promise<boolean> {
+  const created = await admin.createTopics({ topics, waitForLeaders: false });
+  const names = topics.map((t) => t.topic);
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const md = await admin.fetchTopicMetadata({ topics: names });
+      if (md.topics.length === names.length && md.topics.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))) return created;
+    } catch (err) {
+      if (!notYet(err)) throw err;
+    }
+    if (Date.now() > until) throw new Error(`topics ${names.join(', ')} have no leader for every partition after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}

@@ -3,6 +3,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { Kafka, logLevel, type Admin, type ConfigResourceTypes, type ISocketFactory, type LogEntry } from 'kafkajs';
 import { TOPICS } from '../../contract/raw-event.js';
 import type { Logger } from '../logger.js';
+import { createTopicsReady } from './admin.js';
 import { DEFAULT_RETENTION, topicConfigs, type TopicRetention } from '../retention.js';
 
 /** The kafkajs client of a process: its log lines through pino, TCP_NODELAY sockets. */
@@ -64,15 +65,15 @@ export async function ensureTopics(
     const topics: string[] = Object.values(TOPICS);
     const missing = topics.filter((t) => !existing.has(t));
     if (missing.length > 0) {
-      await admin.createTopics({
-        waitForLeaders: true,
-        topics: missing.map((topic) => ({
+      await createTopicsReady(
+        admin,
+        missing.map((topic) => ({
           topic,
           numPartitions: partitions,
           replicationFactor,
           configEntries: Object.entries(configs[topic] ?? {}).map(([name, value]) => ({ name, value })),
         })),
-      });
+      );
     }
     const present = topics.filter((t) => existing.has(t));
     if (logger && present.length > 0) await warnOnRetentionDrift(admin, present, configs, logger);

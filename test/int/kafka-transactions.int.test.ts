@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { committedOffset } from '../../lib/kafka/admin.js';
+import { committedOffset, createTopicsReady } from '../../lib/kafka/admin.js';
 import { PartitionTransactions, TransactionFenced } from '../../lib/kafka/transactions.js';
 import { eventually } from '../support/app.js';
 import { readTopic } from '../support/kafka-read.js';
@@ -39,7 +39,10 @@ describe('Kafka transactions (PartitionTransactions)', () => {
   const fresh = async () => {
     topic = `txn-in-${randomUUID().slice(0, 8)}`;
     out = `txn-out-${randomUUID().slice(0, 8)}`;
-    await admin.createTopics({ waitForLeaders: true, topics: [topic, out].map((t) => ({ topic: t, numPartitions: 1, replicationFactor: 1 })) });
+    await createTopicsReady(
+      admin,
+      [topic, out].map((t) => ({ topic: t, numPartitions: 1, replicationFactor: 1 })),
+    );
   };
 
   it('commits the records and the group offset together', async () => {

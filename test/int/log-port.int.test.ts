@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel } from 'kafkajs';
 import { afterAll } from 'vitest';
+import { createTopicsReady } from '../../lib/kafka/admin.js';
 import { openKafkaLog } from '../../lib/kafka/log.js';
 import type { ProducerClient } from '../../lib/kafka/producer.js';
 import { createLogger } from '../../lib/logger.js';
@@ -20,10 +21,10 @@ async function make(client: ProducerClient = 'kafkajs') {
   await connected;
   const topic = `log-port-${randomUUID().slice(0, 8)}`;
   const out = `${topic}-out`;
-  await admin.createTopics({
-    waitForLeaders: true,
-    topics: [topic, out].map((t) => ({ topic: t, numPartitions: 2, replicationFactor: 1 })),
-  });
+  await createTopicsReady(
+    admin,
+    [topic, out].map((t) => ({ topic: t, numPartitions: 2, replicationFactor: 1 })),
+  );
   const log = await openKafkaLog({
     brokers: kafkaBrokers(),
     clientId: 'log-port-test',
