@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Duration } from './duration.js';
+import { TRAIT_LIMITS, traitProblem } from './raw-event.js';
 
 /**
  * An audience: a named group of people, defined by conditions on their dialogues, kept live.
@@ -11,6 +12,8 @@ import { Duration } from './duration.js';
  *              | { "not": condition }             it does not hold
  *              | dialogue                         some dialogue of the person matches
  *              | { "rfm": { "recency"|"frequency"|"monetary": { "atLeast"?: 1-5, "atMost"?: 1-5 } } }
+ *              | { "trait": { "name": "plan", and one of
+ *                             "equals": value | "in": [value, ...] | "exists": true|false } }
  *
  *   dialogue   = { "topic"?: "product:sku-1" | "product:*" | "*",   default "*": any topic
  *                  "atLeast"?: stage, "exactly"?: stage, "notReached"?: stage,
@@ -21,6 +24,12 @@ import { Duration } from './duration.js';
  * bought that product (not: detail of one, no purchase of another). `"stalled"` holds while the
  * dialogue is stalled by that rule (it fired and no activity came since). Durations are a whole
  * number and a unit: 30s, 15m, 12h, 7d, 2w.
+ *
+ * A `trait` reads the identify traits the site allow-lists (privacy.traits), as the person holds
+ * them: a value is a string, a number or a boolean and compares with its type (5 is not "5": an
+ * imported CSV column is text unless its header types it); `equals` and `in` never hold for a
+ * person without the trait, `"exists": false` does. Traits change only with a record, never with
+ * time.
  *
  * Sizes are capped (depth, conditions, lengths), so a definition sent to the API cannot make the
  * evaluation that runs for every folded person expensive.
@@ -66,7 +75,27 @@ export const RfmCondition = z
   .strict();
 export type RfmCondition = z.infer<typeof RfmCondition>;
 
-export type Condition = { all: Condition[] } | { any: Condition[] } | { not: Condition } | DialogueCondition | RfmCondition;
+const TraitValue = z.union([z.string().max(256), z.number().finite(), z.boolean()]);
+export const TraitCondition = z
+  .object({
+    trait: z
+      .object({
+        name: z
+          .string()
+          .refine((n) => traitProblem(n, true) === null, `a trait name: 1 to ${TRAIT_LIMITS.nameLength} letters, digits, _ and -, segments joined by dots`),
+        equals: TraitValue.optional(),
+        in: z.array(TraitValue).min(1).max(AUDIENCE_MAX_CONDITIONS).optional(),
+        exists: z.boolean().optional(),
+      })
+      .strict()
+      .refine((t) => [t.equals, t.in, t.exists].filter((x) => x !== undefined).length === 1, {
+        message: 'give one of equals, in or exists',
+      }),
+  })
+  .strict();
+export type TraitCondition = z.infer<typeof TraitCondition>;
+
+export type Condition = { all: Condition[] } | { any: Condition[] } | { not: Condition } | DialogueCondition | RfmCondition | TraitCondition;
 
 export const Condition: z.ZodType<Condition> = z.lazy(() =>
   z.union([
@@ -74,6 +103,7 @@ export const Condition: z.ZodType<Condition> = z.lazy(() =>
     z.object({ any: z.array(Condition).min(1).max(AUDIENCE_MAX_CONDITIONS) }).strict(),
     z.object({ not: Condition }).strict(),
     RfmCondition,
+    TraitCondition,
     DialogueCondition,
   ]),
 ) as z.ZodType<Condition>;

@@ -70,6 +70,10 @@ export type RfmScores = z.infer<typeof RfmScores>;
 export const PersonHistory = z.object({
   person: z.string().meta({ description: 'The person id (a visitor id merged into a known user answers with the user).' }),
   linkedIds: z.array(z.string()).meta({ description: 'Anonymous visitor ids merged into this person by identify.' }),
+  traits: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).meta({
+    description: 'Identify traits the site allow-lists (privacy.traits), as last sent or imported; {} when none. At most 32, a string value at most 63 bytes.',
+    example: { plan: 'pro', seats: 12 },
+  }),
   dialogues: z.array(Dialogue).meta({ description: 'Most recently active first.' }),
   rfm: RfmInputs,
 });
@@ -269,3 +273,74 @@ export const AudienceMembers = z
   })
   .meta({ id: 'AudienceMembers' });
 export type AudienceMembers = z.infer<typeof AudienceMembers>;
+
+// --- trends ------------------------------------------------------------------------------------
+
+export const TrendBucket = z
+  .object({
+    start: dateTime().meta({ description: 'The UTC hour or day the bucket counts.' }),
+    counts: z.record(z.string(), z.number().int()).meta({ description: 'Transitions into each stage of the ladder in the bucket (0 where none).' }),
+  })
+  .meta({ id: 'TrendBucket' });
+export type TrendBucket = z.infer<typeof TrendBucket>;
+
+export const Trend = z
+  .object({
+    topic: z.string(),
+    by: z.enum(['hour', 'day']),
+    since: dateTime(),
+    until: dateTime(),
+    buckets: z
+      .array(TrendBucket)
+      .meta({ description: 'Oldest first, every bucket of the window (empty ones with zeros), within the retention: 14 days of hours, 400 days of days.' }),
+  })
+  .meta({ id: 'Trend' });
+export type Trend = z.infer<typeof Trend>;
+
+// --- cross-selling -----------------------------------------------------------------------------
+
+export const Suggestion = z
+  .object({
+    topic: z.string(),
+    score: z.number().meta({
+      description: 'How likely next: over the person’s purchases X, the sum of (buyers of X who went on to buy it) / (buyers of X), each at most 1.',
+    }),
+    support: z
+      .array(
+        z.object({
+          from: z.string().meta({ description: 'A topic the person bought.' }),
+          count: z.number().int().meta({ description: 'Purchases of this topic after one of `from`.' }),
+          buyers: z.number().int().meta({ description: 'Purchases of `from` counted.' }),
+          error: z.number().int().meta({ description: 'How much `count` may overstate (0: exact), from the bounded counters.' }),
+        }),
+      )
+      .meta({ description: 'What the score rests on, one entry per purchase of the person that led others here.' }),
+  })
+  .meta({ id: 'Suggestion' });
+export type Suggestion = z.infer<typeof Suggestion>;
+
+export const Suggestions = z
+  .object({
+    person: z.string(),
+    suggestions: z.array(Suggestion).meta({ description: 'Most likely first; never a topic the person bought already.' }),
+  })
+  .meta({ id: 'Suggestions' });
+export type Suggestions = z.infer<typeof Suggestions>;
+
+export const RelatedTopic = z
+  .object({
+    topic: z.string(),
+    count: z.number().int().meta({ description: 'Purchases of this topic by people who had bought the asked one.' }),
+    error: z.number().int().meta({ description: 'How much `count` may overstate (0: exact), from the bounded counters.' }),
+  })
+  .meta({ id: 'RelatedTopic' });
+export type RelatedTopic = z.infer<typeof RelatedTopic>;
+
+export const Related = z
+  .object({
+    topic: z.string(),
+    buyers: z.number().int().meta({ description: 'Purchases of the topic counted.' }),
+    related: z.array(RelatedTopic).meta({ description: 'Most bought after the topic first.' }),
+  })
+  .meta({ id: 'Related' });
+export type Related = z.infer<typeof Related>;

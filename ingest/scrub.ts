@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { RawEvent } from '../contract/raw-event.js';
+import { TRAIT_LIMITS, type RawEvent } from '../contract/raw-event.js';
 
 /**
  * Privacy by default: what ingest removes from every event before it becomes a `clicks.raw` record
@@ -81,8 +81,11 @@ export const PrivacyConfig = z
     keepPathTokens: z.boolean().default(false),
     /** Properties (and data-* attributes) kept as sent although their key looks personal: `plan`, `products.*.name`. */
     props: z.array(KeyPattern).max(200).default([]),
-    /** identify traits kept (as sent). Default: none. */
-    traits: z.array(KeyPattern).max(200).default([]),
+    /**
+     * identify traits kept (as sent), on the record and on the person (at most 32 there too, so a
+     * longer list could only name traits that crowd each other out). Default: none.
+     */
+    traits: z.array(KeyPattern).max(TRAIT_LIMITS.count).default([]),
   })
   .strict();
 export type PrivacyConfig = z.infer<typeof PrivacyConfig>;

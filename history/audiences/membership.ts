@@ -1,5 +1,6 @@
 import type { AudienceDefinition, Condition, DialogueCondition } from '../../contract/audience.js';
 import type { RfmScores } from '../../contract/query.js';
+import type { TraitValue } from '../../contract/raw-event.js';
 import type { Dialogue } from '../fold/fold.js';
 import { topicPattern, type TopicPattern } from '../fold/topic-pattern.js';
 
@@ -16,13 +17,16 @@ export interface PersonFacts {
   rfm: RfmScores | null;
   /** Whether the dialogue about `topic` is stalled by `rule` now (fired, no activity since). */
   stalled(topic: string, rule: string): boolean;
+  /** The identify traits the person holds, by name. */
+  traits: ReadonlyMap<string, TraitValue>;
 }
 
 type Compiled =
   | { k: 'all' | 'any'; of: Compiled[] }
   | { k: 'not'; of: Compiled }
   | { k: 'dialogue'; topics: TopicPattern; min: number; max: number; withinMs: number | null; stalled: string | null }
-  | { k: 'rfm'; ranges: [keyof Omit<RfmScores, 'code'>, number, number][] };
+  | { k: 'rfm'; ranges: [keyof Omit<RfmScores, 'code'>, number, number][] }
+  | { k: 'trait'; name: string; exists: boolean | null; values: readonly TraitValue[] };
 
 export interface CompiledAudience {
   readonly root: Compiled;
@@ -83,6 +87,11 @@ export function compileAudience(def: AudienceDefinition, ctx: AudienceContext): 
       });
       return { k: 'rfm', ranges };
     }
+    if ('trait' in c) {
+      const t = c.trait;
+      const values = t.in ?? (t.equals === undefined ? [] : [t.equals]);
+      return { k: 'trait', name: t.name, exists: t.exists ?? null, values };
+    }
     return dialogue(c);
   };
   return { root: walk(def), quietMs: ctx.quietMs, readsRfm };
@@ -108,6 +117,11 @@ function holds(a: CompiledAudience, c: Compiled, facts: PersonFacts, now: number
       return !holds(a, c.of, facts, now);
     case 'rfm':
       return facts.rfm !== null && c.ranges.every(([key, lo, hi]) => facts.rfm![key] >= lo && facts.rfm![key] <= hi);
+    case 'trait': {
+      const v = facts.traits.get(c.name);
+      // includes compares with SameValueZero: by type, so 5 is not "5".
+      return c.exists !== null ? (v !== undefined) === c.exists : v !== undefined && c.values.includes(v);
+    }
     case 'dialogue':
       for (const [t, d] of live(a, c.topics, facts, now)) {
         if (d.stage < c.min || d.stage > c.max) continue;

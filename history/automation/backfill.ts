@@ -71,7 +71,9 @@ export function candidateTopics(c: Condition): TopicPattern[] | null {
       }
       return out;
     }
-    if ('not' in x || 'rfm' in x) return null;
+    // A trait holds without a dialogue; the candidates are still those with one (the stage indexes
+    // are all there is to list people by), so a person who has only traits joins on their next record.
+    if ('not' in x || 'rfm' in x || 'trait' in x) return null;
     return [x.topic ?? '*'];
   };
   const patterns = needs(c);

@@ -20,6 +20,7 @@ export interface AutomationConfig {
 }
 
 const DAY = 86_400_000;
+const NO_TRAITS: ReadonlyMap<string, never> = new Map<string, never>();
 
 /** The next moment after `now` at which the recency score of a last purchase at `last` drops, or null. */
 function rfmChangesAt(last: number, now: number, scale: RfmScale): number | null {
@@ -93,6 +94,7 @@ export function createAutomation(config: AutomationConfig): Automation {
             const d = dialogues.get(topic);
             return !!d && firedRules(d).includes(rule);
           },
+          traits: state.traits ?? NO_TRAITS,
         };
         const rfmAt = state.rfm ? rfmChangesAt(state.rfm.last, now, scale) : null;
         for (const a of audiences) {

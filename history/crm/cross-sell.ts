@@ -80,3 +80,50 @@ export function suggest(
   }
   return [...byTopic.values()].sort((a, b) => b.score - a.score || (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : 0)).slice(0, limit);
 }
+
+/**
+ * How many earlier purchases one purchase is paired with: the most recent ones. A person who
+ * bought hundreds of topics adds at most this many increments per purchase, so the fold's cost per
+ * purchase is bounded too.
+ */
+export const MAX_PAIRS_PER_PURCHASE = 16;
+
+/** A topic the person bought (a dialogue at the top stage), and when it first reached that stage. */
+export interface Bought {
+  topic: string;
+  at: number;
+}
+
+/** What one topic's counters hold: its purchases and the topics bought after it. */
+export interface FollowerCounts {
+  /** Purchases of the topic counted (each dialogue reaching the top stage once). */
+  buyers: number;
+  followers: Followers;
+}
+
+/**
+ * The pairs one person's batch adds: for each of its purchases (`purchases`, the batch's new
+ * transitions to the top stage), the person's other purchases before it (`bought`: the final state).
+ * A topic bought in an earlier batch counts whatever its time (it was bought when this one was
+ * folded); one bought in the same batch only if strictly earlier, so two purchases of one batch
+ * make one pair, not two. At most MAX_PAIRS_PER_PURCHASE per purchase, the most recent.
+ */
+export function pairsOfBatch(bought: readonly Bought[], purchases: readonly Bought[], cap = MAX_PAIRS_PER_PURCHASE): [string, string][] {
+  const inBatch = new Set(purchases.map((p) => p.topic));
+  const recentFirst = [...bought].sort((a, b) => b.at - a.at || (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : 0));
+  const out: [string, string][] = [];
+  for (const y of purchases) {
+    const before = recentFirst.filter((x) => x.topic !== y.topic && (!inBatch.has(x.topic) || x.at < y.at));
+    for (const x of before.slice(0, cap)) out.push([x.topic, y.topic]);
+  }
+  return out;
+}
+
+/** The followers most bought after a topic, best first (equal counts: by name). */
+export function topFollowers(followers: Followers | undefined, limit: number): { topic: string; count: number; error: number }[] {
+  if (!followers) return [];
+  return [...followers]
+    .map(([topic, c]) => ({ topic, count: c.count, error: c.error }))
+    .sort((a, b) => b.count - a.count || (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : 0))
+    .slice(0, limit);
+}

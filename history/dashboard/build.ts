@@ -5,7 +5,8 @@
  *
  * The bundle must stay small: client.ts imports the API's shapes with `import type` only (no zod
  * in the browser) and the funnel arithmetic from history/query/funnel.ts, which imports nothing but
- * types. The build fails past BUNDLE_BUDGET bytes, and when zod found its way in.
+ * types. One package is bundled on purpose, uPlot (MIT, about 50 KB minified) for the trend chart;
+ * the build fails when any other found its way in (zod, say), and past BUNDLE_BUDGET bytes.
  */
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -15,8 +16,10 @@ import { DASHBOARD_BUNDLE } from './route.js';
 
 /** The browser code's entry (plain TypeScript and the DOM, no framework). */
 export const DASHBOARD_ENTRY = fileURLToPath(new URL('./client.ts', import.meta.url));
-/** Minified bytes; about 20 KB today. */
-export const BUNDLE_BUDGET = 24_000;
+/** Minified bytes: the 24 KB ours had, plus the 52 KB uPlot takes in the bundle. */
+export const BUNDLE_BUDGET = 77_000;
+/** The packages the bundle may carry. */
+export const BUNDLED_PACKAGES = ['uplot'];
 
 export interface DashboardBundle {
   code: string;
@@ -43,8 +46,9 @@ export async function bundleDashboard(): Promise<DashboardBundle> {
 
 /** Why a bundle is not fit to ship, or null. */
 export function bundleProblem(b: DashboardBundle): string | null {
-  const heavy = b.inputs.filter((f) => f.includes('node_modules/'));
-  if (heavy.length) return `the dashboard bundle pulls in packages (${heavy.slice(0, 3).join(', ')}…): import their types with \`import type\``;
+  const heavy = b.inputs.filter((f) => f.includes('node_modules/') && !BUNDLED_PACKAGES.some((p) => f.includes(`node_modules/${p}/`)));
+  if (heavy.length)
+    return `the dashboard bundle pulls in packages (${heavy.slice(0, 3).join(', ')}…): import their types with \`import type\`, or add the package to BUNDLED_PACKAGES if it is meant to ship`;
   if (b.code.length > BUNDLE_BUDGET) return `the dashboard bundle is ${b.code.length} bytes, over its budget of ${BUNDLE_BUDGET}`;
   return null;
 }

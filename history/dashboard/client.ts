@@ -1,6 +1,6 @@
 /**
- * The dashboard in the browser: plain TypeScript and the DOM, bundled by `npm run build` (build.ts)
- * and served by route.ts. The API's shapes come from contract/query.ts as types only (nothing of
+ * The dashboard in the browser: plain TypeScript and the DOM (and uPlot for the one time chart),
+ * bundled by `npm run build` (build.ts) and served by route.ts. The API's shapes come from contract/query.ts as types only (nothing of
  * zod reaches the browser); what the page shows is worked out in figures.ts.
  * Every value from the API is untrusted (person ids and topics come from clicks), so text is only
  * ever set with textContent, never as HTML.
@@ -18,8 +18,10 @@ import type {
   Stalled,
   StallRuleInfo,
   StallRules,
+  Suggestions,
   TopicSummary,
   Topics,
+  Trend,
 } from '../../contract/query.js';
 import type { AudienceEvent, StallEvent, Transition } from '../../contract/transition.js';
 import {
@@ -34,8 +36,10 @@ import {
   stepName,
   stepVerb,
   topicFunnel,
+  trendFigures,
   watches,
 } from './figures.js';
+import uPlot from 'uplot';
 
 const KEY_STORAGE = 'clickfold-api-key';
 const KEY_COOKIE = 'clickfold_key';
@@ -180,10 +184,11 @@ async function loadTopics(): Promise<void> {
   }
   fillNeedsControls();
   fillQuietControls();
+  fillTrendControls();
 }
 
 let refreshTimer: number | undefined;
-const dirty = { topics: false, needs: false, quiet: false };
+const dirty = { topics: false, needs: false, quiet: false, trend: false };
 /**
  * Funnels, and the first page of the needs and gone-quiet lists when the event was about their
  * topic, follow the live feed, at most once a second (a list paged further with "Show more" stays
@@ -193,16 +198,90 @@ function refreshSoon(topic: string, stage: boolean): void {
   if (stage) dirty.topics = true;
   if (stage && topic === sel('needs-topic').value) dirty.needs = true;
   if (topic === sel('quiet-topic').value) dirty.quiet = true;
+  if (stage && topic === sel('trend-topic').value) dirty.trend = true;
   if (refreshTimer !== undefined) return;
   refreshTimer = window.setTimeout(() => {
     refreshTimer = undefined;
     const d = { ...dirty, needs: dirty.needs && !pagedMore, quiet: dirty.quiet && !quietPagedMore };
-    Object.assign(dirty, { topics: false, needs: false, quiet: false });
+    Object.assign(dirty, { topics: false, needs: false, quiet: false, trend: false });
     (d.topics ? loadTopics() : Promise.resolve())
-      .then(() => Promise.all([d.needs ? loadNeeds() : undefined, d.quiet ? loadQuiet() : undefined]))
+      .then(() => Promise.all([d.needs ? loadNeeds() : undefined, d.quiet ? loadQuiet() : undefined, d.trend ? loadTrend() : undefined]))
       .catch(() => {});
   }, 1000);
 }
+
+// --- over time ---------------------------------------------------------------------------------
+
+/** One colour per stage, in ladder order (more stages than colours repeat them). */
+const TREND_COLOURS = ['#2f6fde', '#b7791f', '#1f9d55', '#c53030', '#6b46c1', '#2c7a7b'];
+const colourOf = (i: number) => TREND_COLOURS[i % TREND_COLOURS.length]!;
+let trendChart: uPlot | null = null;
+
+function fillTrendControls(): void {
+  const topicSel = sel('trend-topic');
+  const current = topicSel.value;
+  topicSel.replaceChildren(...topics.map((t) => h('option', { value: t.topic }, t.topic)));
+  if (topics.some((t) => t.topic === current)) topicSel.value = current;
+  // The first topics to arrive, or the one shown gone: draw what the select now says.
+  if (topicSel.value !== current || !trendChart) void loadTrend().catch(() => {});
+}
+
+const trendWidth = () => Math.max(280, $('trend-chart').clientWidth);
+
+async function loadTrend(): Promise<void> {
+  const topic = sel('trend-topic').value;
+  const box = $('trend-chart');
+  if (!topic) {
+    trendChart?.destroy();
+    trendChart = null;
+    box.replaceChildren(h('p', { class: 'empty' }, 'Nothing to show yet: nobody has looked at anything.'));
+    return;
+  }
+  const by = sel('trend-by').value === 'day' ? 'day' : 'hour';
+  let t: Trend;
+  try {
+    t = await getJson<Trend>(`/v1/topics/${enc(topic)}/trend?by=${by}`);
+  } catch (err) {
+    $('trend-summary').textContent = `Could not load the trend: ${unlessUnauthorized(err)}`;
+    return;
+  }
+  // A later choice may have answered first.
+  if (topic !== sel('trend-topic').value || by !== sel('trend-by').value) return;
+  const f = trendFigures(ladder, t);
+  $('trend-summary').textContent = f.summary;
+  $('trend-totals').replaceChildren(
+    ...f.totals.map((x, i) => {
+      const swatch = h('span', { class: 'swatch' });
+      swatch.style.background = colourOf(i);
+      return h('li', { 'data-stage': x.stage }, swatch, `${x.name}: `, h('b', {}, x.total.toLocaleString()));
+    }),
+  );
+  box.dataset.topic = topic;
+  box.dataset.by = by;
+  const data: uPlot.AlignedData = [f.xs, ...f.ys];
+  const same = trendChart && trendChart.series.length === f.ys.length + 1 && box.dataset.drawn === `${topic}|${by}`;
+  if (same) {
+    trendChart!.setData(data);
+    return;
+  }
+  trendChart?.destroy();
+  box.replaceChildren();
+  trendChart = new uPlot(
+    {
+      width: trendWidth(),
+      height: 220,
+      series: [{}, ...ladder.map((s, i) => ({ label: stepName(s), stroke: colourOf(i), width: 2, points: { show: f.xs.length <= 60 } }))],
+      scales: { y: { range: (_u, _min, max) => [0, Math.max(4, max)] } },
+      axes: [{}, { size: 40, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000] }],
+      legend: { show: true },
+    },
+    data,
+    box,
+  );
+  box.dataset.drawn = `${topic}|${by}`;
+}
+
+window.addEventListener('resize', () => trendChart?.setSize({ width: trendWidth(), height: 220 }));
 
 // --- needs -------------------------------------------------------------------------------------
 
@@ -584,12 +663,27 @@ function connectLive(): void {
   });
 }
 
-function addLive(t: Transition): void {
+/** Transitions on the list, by id: the stream may bring one the first load already showed. */
+const shown = new Set<string>();
+
+/** "Happening now" opens with the latest transitions, below any the stream brought meanwhile, newest first. */
+async function loadRecent(): Promise<void> {
+  const { transitions } = await getJson<{ transitions: Transition[] }>('/v1/transitions/recent?limit=20');
+  const list = $('live');
+  for (const t of transitions) addLive(t, false);
+  const items = [...list.children] as HTMLElement[];
+  const at = (li: HTMLElement) => Number(li.querySelector<HTMLElement>('.when')?.dataset.at ?? 0);
+  list.replaceChildren(...items.sort((a, b) => at(b) - at(a)).slice(0, 50));
+}
+
+function addLive(t: Transition, fresh = true): void {
+  if (shown.has(t.id)) return;
+  shown.add(t.id);
   const when = h('span', { class: 'when', 'data-at': String(t.at), title: fullDate(t.at) }, `${ago(t.at)} · ${t.channel}`);
   prependLive(
     h(
       'li',
-      { class: 'fresh', 'data-person': t.person, 'data-topic': t.topic, 'data-to': t.to },
+      { class: fresh ? 'fresh' : undefined, 'data-person': t.person, 'data-topic': t.topic, 'data-to': t.to },
       personLink(t.person),
       ` ${stepVerb(t.to)} `,
       h('b', {}, t.topic),
@@ -634,6 +728,8 @@ async function lookUp(id: string): Promise<void> {
   box.replaceChildren(h('p', { class: 'empty' }, 'Looking up…'));
   $('person-section').scrollIntoView({ behavior: 'smooth', block: 'nearest' });
   let p: Person;
+  // Asked at once, shown when there: a person without suggestions is still worth showing.
+  const next = getJson<Suggestions>(`/v1/people/${encodeURIComponent(id)}/suggestions`).catch(() => null);
   try {
     p = await getJson<Person>(`/v1/people/${encodeURIComponent(id)}`);
   } catch (err) {
@@ -691,6 +787,17 @@ async function lookUp(id: string): Promise<void> {
     wrap.append(h('p', { class: 'empty' }, 'No purchase recorded yet.'));
   }
 
+  const ideas = (await next)?.suggestions ?? [];
+  if (ideas.length) {
+    wrap.append(h('h3', {}, 'Might buy next'));
+    const ul = h('ul', { class: 'next' });
+    for (const x of ideas) {
+      const why = x.support.map((s) => `${s.error ? '≈' : ''}${s.count} of ${s.buyers} who bought ${s.from}`).join('; ');
+      ul.append(h('li', { 'data-topic': x.topic }, h('b', {}, x.topic), ` (${why})`));
+    }
+    wrap.append(ul);
+  }
+
   if (p.recentTransitions.length) {
     wrap.append(h('h3', {}, 'Recent steps'));
     const ol = h('ol', { class: 'live' });
@@ -720,7 +827,7 @@ async function start(): Promise<void> {
   $('keygate').hidden = true;
   showAccess(!apiKey);
   connectLive();
-  await Promise.all([loadNeeds().catch(() => {}), loadStallRules().then(() => loadQuiet()), loadAudiences()]);
+  await Promise.all([loadRecent().catch(() => {}), loadNeeds().catch(() => {}), loadStallRules().then(() => loadQuiet()), loadAudiences()]);
 }
 
 function guard(p: Promise<void>): void {
@@ -736,6 +843,9 @@ $('keyform').addEventListener('submit', (e) => {
   guard(start());
 });
 $('window').addEventListener('change', () => guard(loadTopics()));
+$('trend-topic').addEventListener('change', () => guard(loadTrend()));
+$('trend-by').addEventListener('change', () => guard(loadTrend()));
+$('trendform').addEventListener('submit', (e) => e.preventDefault());
 $('needsform').addEventListener('submit', (e) => {
   e.preventDefault();
   guard(loadNeeds());

@@ -5,7 +5,7 @@
  * API itself (history/query/funnel.ts), so that a box and `GET /v1/topics/{topic}/funnel` never
  * disagree.
  */
-import type { AudienceBackfill, FunnelFigures, TopicSummary } from '../../contract/query.js';
+import type { AudienceBackfill, FunnelFigures, TopicSummary, Trend } from '../../contract/query.js';
 import { computeFunnel } from '../query/funnel.js';
 
 // --- words ------------------------------------------------------------------------------------
@@ -167,4 +167,28 @@ export function backfillStatus(b: AudienceBackfill | null): { text: string; prog
   }
   if (b?.state === 'failed') return { text: 'Could not check everyone: some people may be missing', progress: null, failed: true };
   return { text: 'Up to date', progress: null, failed: false };
+}
+
+// --- trends ------------------------------------------------------------------------------------
+
+/** What the trend chart draws: x in seconds (uPlot's time scale), one row per stage, and each stage's total. */
+export interface TrendFigures {
+  xs: number[];
+  ys: number[][];
+  totals: { stage: string; name: string; total: number }[];
+  /** Above the chart: how many steps in the window, in words. */
+  summary: string;
+}
+
+export function trendFigures(ladder: readonly string[], t: Pick<Trend, 'by' | 'buckets'>): TrendFigures {
+  const ys = ladder.map((s) => t.buckets.map((b) => b.counts[s] ?? 0));
+  const totals = ladder.map((stage, i) => ({ stage, name: stepName(stage), total: ys[i]!.reduce((a, b) => a + b, 0) }));
+  const all = totals.reduce((a, b) => a + b.total, 0);
+  const span = t.by === 'hour' ? `${t.buckets.length} hours` : `${t.buckets.length} days`;
+  return {
+    xs: t.buckets.map((b) => Date.parse(b.start) / 1000),
+    ys,
+    totals,
+    summary: all === 0 ? `Nobody moved a step in the last ${span}.` : `${all.toLocaleString()} step${all === 1 ? '' : 's'} forward in the last ${span}.`,
+  };
 }

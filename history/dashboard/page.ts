@@ -50,6 +50,25 @@ export const PAGE_HTML = `<!doctype html>
       <div id="topics" class="topics"><p class="empty">Loading…</p></div>
     </section>
 
+    <section class="card" id="trend-section" aria-labelledby="trend-title">
+      <div class="section-head">
+        <h2 id="trend-title">Over time</h2>
+        <form id="trendform" class="controls">
+          <label>Product or topic <select id="trend-topic"></select></label>
+          <label>Per
+            <select id="trend-by">
+              <option value="hour">hour (last 2 days)</option>
+              <option value="day">day (last 30 days)</option>
+            </select>
+          </label>
+        </form>
+      </div>
+      <p class="hint">How many people moved a step further each hour or each day, one line per step. Hover over the chart for the numbers.</p>
+      <p id="trend-summary" class="summary"></p>
+      <div id="trend-chart" class="trend-chart"></div>
+      <ul id="trend-totals" class="trend-totals"></ul>
+    </section>
+
     <section class="card" id="needs-section" aria-labelledby="needs-title">
       <h2 id="needs-title">Who to contact</h2>
       <p class="hint">People who got to a step but not to the next one: interested, but not there yet. The most promising come
@@ -147,7 +166,7 @@ export const PAGE_HTML = `<!doctype html>
         <h2 id="live-title">Happening now</h2>
         <span id="live-status" class="status">connecting…</span>
       </div>
-      <p class="hint">Every time someone moves a step further, or goes quiet, it shows up here at once. No need to reload the page.</p>
+      <p class="hint">The latest steps, and every time someone moves a step further, or goes quiet, it shows up here at once. No need to reload the page.</p>
       <ol id="live" class="live" aria-live="polite"></ol>
       <p id="live-empty" class="empty">Nothing yet. Keep this page open: new steps appear here as they happen.</p>
     </section>
@@ -166,6 +185,12 @@ export const PAGE_HTML = `<!doctype html>
 </body>
 </html>
 `;
+
+/**
+ * uPlot's stylesheet (uplot 1.6.32, dist/uPlot.min.css, MIT), copied: the page serves one
+ * stylesheet, and its CSP allows no other. The trend swatch colours are the chart's (client.ts TREND_COLOURS).
+ */
+const UPLOT_CSS = `.uplot,.uplot *,.uplot *::before,.uplot *::after{box-sizing:border-box}.uplot{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;line-height:1.5;width:min-content}.u-title{text-align:center;font-size:18px;font-weight:bold}.u-wrap{position:relative;user-select:none}.u-over,.u-under{position:absolute}.u-under{overflow:hidden}.uplot canvas{display:block;position:relative;width:100%;height:100%}.u-axis{position:absolute}.u-legend{font-size:14px;margin:auto;text-align:center}.u-inline{display:block}.u-inline *{display:inline-block}.u-inline tr{margin-right:16px}.u-legend th{font-weight:600}.u-legend th>*{vertical-align:middle;display:inline-block}.u-legend .u-marker{width:1em;height:1em;margin-right:4px;background-clip:padding-box !important}.u-inline.u-live th::after{content:":";vertical-align:middle}.u-inline:not(.u-live) .u-value{display:none}.u-series>*{padding:4px}.u-series th{cursor:pointer}.u-legend .u-off>*{opacity:.3}.u-select{background:rgba(0,0,0,.07);position:absolute;pointer-events:none}.u-cursor-x,.u-cursor-y{position:absolute;left:0;top:0;pointer-events:none;will-change:transform}.u-hz .u-cursor-x,.u-vt .u-cursor-y{height:100%;border-right:1px dashed #607D8B}.u-hz .u-cursor-y,.u-vt .u-cursor-x{width:100%;border-bottom:1px dashed #607D8B}.u-cursor-pt{position:absolute;top:0;left:0;border-radius:50%;border:0 solid;pointer-events:none;will-change:transform;background-clip:padding-box !important}.u-axis.u-off,.u-select.u-off,.u-cursor-x.u-off,.u-cursor-y.u-off,.u-cursor-pt.u-off{display:none}`;
 
 export const PAGE_CSS = `
 :root{--ink:#1d2433;--muted:#5f6b7a;--line:#e3e7ee;--bg:#f5f7fb;--card:#fff;--accent:#2f6fde;--accent-soft:#dbe7fb;--good:#1f9d55;--warn:#b7791f;--bad:#c53030}
@@ -229,6 +254,8 @@ button:disabled{opacity:.6;cursor:default}
 .person dt{color:var(--muted)}
 .person dd{margin:0}
 .person h3{margin:.9rem 0 .3rem}
+.person .next{margin:.3rem 0;padding-left:1.2rem;font-size:.9rem}
+.person .next li{margin:.2rem 0}
 .scores{display:flex;gap:.5rem;flex-wrap:wrap;margin:.3rem 0}
 .score{border:1px solid var(--line);border-radius:6px;padding:.25rem .5rem;font-size:.85rem}
 .score b{font-size:1rem}
@@ -254,4 +281,9 @@ code{font:.85em ui-monospace,SFMono-Regular,Menlo,monospace;background:var(--bg)
 .progress{height:.4rem;background:var(--accent-soft);border-radius:3px;overflow:hidden;margin-top:.2rem;max-width:10rem}
 .progress>span{display:block;height:100%;background:var(--accent)}
 .live li.quiet{color:var(--muted)}
+.trend-chart{min-height:240px}
+.trend-totals{list-style:none;display:flex;flex-wrap:wrap;gap:.5rem 1.25rem;margin:.5rem 0 0;padding:0;font-size:.9rem}
+.trend-totals .swatch{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;margin-right:.35rem;vertical-align:-.05rem}
+.trend-totals b{font-variant-numeric:tabular-nums}
+${UPLOT_CSS}
 `;

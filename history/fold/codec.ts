@@ -1,3 +1,4 @@
+import type { TraitValue } from '../../contract/raw-event.js';
 import { FINGERPRINT_WIDTH, type Dialogue, type PersonState, type Rfm } from './fold.js';
 
 /**
@@ -42,6 +43,47 @@ export const erasedAt = (f: Fields | null | undefined): number => Number(f?.[F.e
  * and |since-start:rule,rule while stall rules have fired for its current quiet spell.
  */
 export const DIALOGUE_PREFIX = 'd:';
+
+/**
+ * `t:<name>`: an identify trait the site allow-listed (contract/raw-event.ts TRAIT_LIMITS), one
+ * field each rather than one field for all: a field stays within the listpack's 64 bytes by the
+ * record's own bounds, where all of a person's traits together would not (32 of up to 63 bytes).
+ * The value carries its type in its first character: `s` string, `n` number, `t` true, `f` false.
+ */
+export const TRAIT_PREFIX = 't:';
+
+export function encodeTrait(v: TraitValue): string {
+  return typeof v === 'string' ? `s${v}` : typeof v === 'number' ? `n${v}` : v ? 't' : 'f';
+}
+
+/** Undefined for a value no fold wrote (the trait is then shown as absent, not guessed at). */
+export function decodeTrait(s: string): TraitValue | undefined {
+  switch (s[0]) {
+    case 's':
+      return s.slice(1);
+    case 'n': {
+      const n = Number(s.slice(1));
+      return s.length > 1 && Number.isFinite(n) ? n : undefined;
+    }
+    case 't':
+      return s.length === 1 ? true : undefined;
+    case 'f':
+      return s.length === 1 ? false : undefined;
+    default:
+      return undefined;
+  }
+}
+
+/** A person's traits from their fields, by name (a Map: a trait named like an Object member is just a trait). */
+export function decodeTraits(f: Fields): Map<string, TraitValue> {
+  const m = new Map<string, TraitValue>();
+  for (const [k, v] of Object.entries(f)) {
+    if (!k.startsWith(TRAIT_PREFIX)) continue;
+    const value = decodeTrait(v);
+    if (value !== undefined) m.set(k.slice(TRAIT_PREFIX.length), value);
+  }
+  return m;
+}
 
 /** `x:<partition>`: transitions written but not yet published by that partition's worker (Redis: a hash of its own). */
 export const OUTBOX_PREFIX = 'x:';
@@ -124,11 +166,16 @@ export function encodeOffsets(m: Map<string, number>): string {
 
 export function decodeState(f: Fields): PersonState {
   const dialogues = new Map<string, Dialogue>();
+  const traits = new Map<string, TraitValue>();
   for (const [k, v] of Object.entries(f)) {
     if (k.startsWith(DIALOGUE_PREFIX)) dialogues.set(k.slice(DIALOGUE_PREFIX.length), decodeDialogue(v));
+    else if (k.startsWith(TRAIT_PREFIX)) {
+      const value = decodeTrait(v);
+      if (value !== undefined) traits.set(k.slice(TRAIT_PREFIX.length), value);
+    }
   }
   const rfm = f[F.rfm];
-  return { dialogues, seen: decodeSeen(f[F.seen]), rfm: rfm ? decodeRfm(rfm) : null };
+  return { dialogues, seen: decodeSeen(f[F.seen]), rfm: rfm ? decodeRfm(rfm) : null, traits };
 }
 
 /** Comma-separated id lists (linked visitors). */

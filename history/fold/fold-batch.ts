@@ -1,4 +1,6 @@
-import type { HistoryEvent } from '../../contract/transition.js';
+import { isTransition, type HistoryEvent, type Transition } from '../../contract/transition.js';
+import { pairsOfBatch } from '../crm/cross-sell.js';
+import { DEFAULT_TREND_RETENTION, oldestKept, trendIncrements, type TrendIncrement } from '../crm/trends.js';
 import type { Automation } from './automation.js';
 import type { Fields } from './codec.js';
 import type { FoldOptions } from './fold.js';
@@ -37,8 +39,47 @@ export interface FieldBackend {
   index(entries: IndexEntry[]): Promise<void>;
   /** Audience member sets and the sweeper's queue, after the index (person-batch.ts AutomationWrite). */
   automate(writes: AutomationWrite[]): Promise<void>;
+  /**
+   * After the automation: adds a batch's transitions to the topics' trend counters, prunes buckets
+   * past the retention, and keeps the latest transitions. Not idempotent, so it runs once per batch,
+   * for new transitions only (see TrendStep).
+   */
+  trend(step: TrendStep): Promise<void>;
+  /**
+   * After the trends: the batch's purchases added to the cross-selling counters of each topic they
+   * follow (history/crm/cross-sell.ts). Not idempotent either, so, like the trends, once per batch
+   * and for new transitions only (see CrossSellStep).
+   */
+  crossSell(step: CrossSellStep): Promise<void>;
   /** Deletes the partition's outbox if it still holds exactly `value` (a later write keeps its own). */
   clearOutbox(items: { person: string; value: string }[], partition: string): Promise<void>;
+}
+
+/**
+ * What one batch adds to the trends. Counted from the transitions the batch made, never from an
+ * outbox a crash left (those were counted by the batch that made them, unless the crash came
+ * between that batch's write and this step: then they are not counted at all). So the trends are
+ * counts that may miss a crashed batch's few transitions, not a ledger; a redelivery never counts
+ * twice, and a replay counts everything again from the log.
+ */
+export interface TrendStep {
+  /** One per topic, granularity, bucket and stage, none older than the retention at `now`. */
+  increments: TrendIncrement[];
+  /** The batch's new stage transitions, each with the tombstone its person's write saw (0: none). */
+  recent: { event: Transition; erased: number }[];
+  /** The fold's clock: buckets that fall out of the retention at this instant are pruned. */
+  now: number;
+}
+
+/**
+ * What one batch adds to the cross-selling counters, per topic: purchases of it (its buyers) and
+ * the topics bought after it (one entry per pair and purchase). Counted like the trends, from the
+ * batch's own new transitions: a redelivery or a republished outbox counts nothing twice, and a
+ * crash between the batch's write and this step loses its few increments. Counts, not a ledger:
+ * they hold no person, so an erase leaves them as they are.
+ */
+export interface CrossSellStep {
+  topics: { topic: string; buyers: number; followers: string[] }[];
 }
 
 export interface FoldOutcome {
@@ -72,6 +113,14 @@ export async function foldBatchWith(
   const autoWrites: AutomationWrite[] = [];
   const seals: { person: string; visitor: string; expectErased: number }[] = [];
   const outboxes: { person: string; value: string }[] = [];
+  const recent: TrendStep['recent'] = [];
+  const crossSell = new Map<string, CrossSellStep['topics'][number]>();
+  const counters = (topic: string) => {
+    let c = crossSell.get(topic);
+    if (!c) crossSell.set(topic, (c = { topic, buyers: 0, followers: [] }));
+    return c;
+  };
+  const top = opts.ladder[opts.ladder.length - 1];
   const refused: FoldRefusal[] = [];
   let erased = 0;
   // Visitors linked in this batch join their person only after the first read has judged their
@@ -162,6 +211,12 @@ export async function foldBatchWith(
         continue;
       }
       transitions.push(...plan.transitions);
+      for (const e of plan.fresh) if (isTransition(e)) recent.push({ event: e, erased: plan.expectErased });
+      const purchases = plan.fresh.flatMap((e) => (isTransition(e) && e.to === top ? [{ topic: e.topic, at: e.at }] : []));
+      if (purchases.length > 0) {
+        for (const p of purchases) counters(p.topic).buyers++;
+        for (const [x, y] of pairsOfBatch(plan.bought, purchases)) counters(x).followers.push(y);
+      }
       index.push(...plan.index);
       autoWrites.push(...plan.automation);
       refused.push(...plan.refused);
@@ -177,6 +232,12 @@ export async function foldBatchWith(
   if (seals.length > 0) await backend.seal(seals);
   if (index.length > 0) await backend.index(index);
   if (autoWrites.length > 0) await backend.automate(autoWrites);
+  if (recent.length > 0) {
+    const now = clock();
+    const increments = trendIncrements(recent.map((r) => r.event)).filter((i) => i.bucket >= oldestKept(i.granularity, now, DEFAULT_TREND_RETENTION));
+    await backend.trend({ increments, recent, now });
+  }
+  if (crossSell.size > 0) await backend.crossSell({ topics: [...crossSell.values()] });
   return {
     transitions,
     refused,

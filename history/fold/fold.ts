@@ -1,3 +1,4 @@
+import type { TraitValue } from '../../contract/raw-event.js';
 import type { Transition } from '../../contract/transition.js';
 
 /**
@@ -37,6 +38,11 @@ export interface PersonState {
   /** Fingerprints of the most recent event ids, oldest first: a client retry of an event counts once. */
   seen: string[];
   rfm: Rfm | null;
+  /**
+   * Identify traits the site allow-listed, by name (history/fold/codec.ts decodes them; planPerson
+   * keeps them: the fold of events neither reads nor carries them).
+   */
+  traits?: Map<string, TraitValue> | undefined;
 }
 
 export interface FoldEvent {

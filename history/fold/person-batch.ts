@@ -1,3 +1,4 @@
+import { TRAIT_LIMITS, type TraitValue } from '../../contract/raw-event.js';
 import type { HistoryEvent } from '../../contract/transition.js';
 import type { Automation } from './automation.js';
 import {
@@ -14,6 +15,8 @@ import {
   encodeOffsets,
   encodeRfm,
   encodeSeen,
+  encodeTrait,
+  TRAIT_PREFIX,
   type Fields,
 } from './codec.js';
 import { DEFAULT_MAX_LINKS, fold, mergeInto, type FoldEvent, type FoldOptions, type PersonState } from './fold.js';
@@ -40,6 +43,21 @@ export interface BatchRecord {
   rt?: number | undefined;
   /** A tick (history/automation/tick.ts): no event, only "re-evaluate stalls and audiences at `rt`". */
   tick?: boolean | undefined;
+  /** identify: the traits the site allow-listed (bounded by the record's contract); they overwrite the person's. */
+  traits?: Readonly<Record<string, TraitValue>> | undefined;
+}
+
+/**
+ * The person's traits with a record's applied: later values overwrite, and a name new to a person
+ * who has TRAIT_LIMITS.count already is ignored (the hash stays bounded; the traits kept stay as
+ * they were rather than one of them going at random). `under`: the visitor's, merged on identify,
+ * where the person's own (newer: they are who identified) win.
+ */
+function applyTraits(into: Map<string, TraitValue>, from: Iterable<[string, TraitValue]>, under = false): void {
+  for (const [name, value] of from) {
+    if (into.has(name) ? under : into.size >= TRAIT_LIMITS.count) continue;
+    into.set(name, value);
+  }
 }
 
 /** The time an erasure is compared with: ingest's receive time, else the event's. */
@@ -96,6 +114,10 @@ export interface PersonPlan {
   del: string[];
   /** New transitions, stalls and audience changes plus any left unpublished by a crash (the outbox), to publish after the write. */
   transitions: HistoryEvent[];
+  /** This batch's new events alone (not the outbox's): what the trend counters count. */
+  fresh: HistoryEvent[];
+  /** Topics whose dialogue stands at the top stage after the batch, with when it got there: the cross-selling step pairs the batch's purchases with them. */
+  bought: { topic: string; at: number }[];
   /** Index entries for every topic the batch touched, applied idempotently after the write. */
   index: IndexEntry[];
   /** Visitors merged into this person: each is left pointing at the person, its history removed. */
@@ -154,6 +176,8 @@ export function planPerson(
   let applied = 0;
   let newlyLinked = false;
   let pending: FoldEvent[] = [];
+  // Kept apart from `state`: the event fold builds fresh states, and traits are not its business.
+  const traits = new Map(prev.traits);
 
   const take = (r: { transitions: HistoryEvent[]; changed: Set<string>; dropped: Set<string> }) => {
     transitions.push(...r.transitions);
@@ -186,6 +210,7 @@ export function planPerson(
       continue;
     }
     if (r.event) pending.push(r.event);
+    if (r.traits) applyTraits(traits, Object.entries(r.traits));
     if (r.link && r.link !== person && !linked.has(r.link)) {
       flush();
       const source = linkedFields.get(r.link);
@@ -193,13 +218,16 @@ export function planPerson(
       newlyLinked = true;
       // A visitor that already points at someone else was merged there; only the link is recorded.
       if (source && (!source[F.alias] || source[F.alias] === person)) {
-        const m = mergeInto(person, state, decodeState(source), r.at ?? r.event?.ts ?? 0, r.channel ?? 'web', opts);
+        const theirs = decodeState(source);
+        const m = mergeInto(person, state, theirs, r.at ?? r.event?.ts ?? 0, r.channel ?? 'web', opts);
         state = m.state;
         take(m);
+        if (theirs.traits) applyTraits(traits, theirs.traits, true);
       }
     }
   }
   flush();
+  state = { ...state, traits };
 
   // Stalls and audiences, at the latest receive time of the records (never later than the clock: a
   // record from the log cannot fire a stall before its time).
@@ -260,6 +288,11 @@ export function planPerson(
     if (state.rfm && (!prev.rfm || state.rfm.count !== prev.rfm.count)) set[F.rfm] = encodeRfm(state.rfm);
     if (newlyLinked) set[F.linked] = [...linked].join(',');
     if (membershipsChanged) set[F.audiences] = membershipsText;
+    for (const [name, value] of traits) {
+      const field = TRAIT_PREFIX + name;
+      const text = encodeTrait(value);
+      if (current[field] !== text) set[field] = text;
+    }
     // Refused records count as handled: a redelivery skips them like the folded ones.
     offsets.set(partition, fresh[fresh.length - 1]!.offset);
     set[F.offsets] = encodeOffsets(offsets);
@@ -307,6 +340,8 @@ export function planPerson(
     set,
     del,
     transitions: toPublish,
+    fresh: transitions,
+    bought: [...state.dialogues].flatMap(([topic, d]) => (d.stage === opts.ladder.length - 1 ? [{ topic, at: d.first[d.stage] ?? 0 }] : [])),
     index,
     seal,
     automation: autoWrites,

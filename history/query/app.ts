@@ -6,12 +6,15 @@ import type { HistoryStore } from '../store/store.js';
 import type { LiveFeed } from '../transitions/live-feed.js';
 import { NO_KEYS, requireKey, type ApiKeys } from './auth.js';
 import { stageEnumOf, validationHook, type QueryRouteContext } from './routes/common.js';
+import { crossSellRoutes } from './routes/cross-sell.js';
 import { eraseRoutes } from './routes/erase.js';
 import { funnelsRoutes } from './routes/funnels.js';
 import { needsRoutes } from './routes/needs.js';
 import { peopleRoutes } from './routes/people.js';
 import { topicsRoutes } from './routes/topics.js';
 import { transitionsRoutes } from './routes/transitions.js';
+import { transitionsRecentRoutes } from './routes/transitions-recent.js';
+import { trendRoutes } from './routes/trend.js';
 import type { AudienceRegistry } from '../automation/registry.js';
 import type { CompiledStallRule } from '../stalls/rules.js';
 import { automationRoutes } from './routes/audiences.js';
@@ -64,8 +67,11 @@ export function createQueryApp(opts: QueryApiOptions): OpenAPIHono {
   eraseRoutes(app, ctx);
   topicsRoutes(app, ctx);
   funnelsRoutes(app, ctx);
+  trendRoutes(app, ctx);
+  crossSellRoutes(app, ctx);
   needsRoutes(app, ctx);
   transitionsRoutes(app, ctx);
+  transitionsRecentRoutes(app, ctx);
   automationRoutes(app, ctx, { registry: opts.registry, stallRules: opts.stallRules });
 
   app.doc31('/v1/openapi.json', (c) => ({

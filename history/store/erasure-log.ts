@@ -66,6 +66,10 @@ class ErasureLoggingStore implements HistoryStore {
   stageMembers: HistoryStore['stageMembers'] = (topic, stage, since, limit) => this.inner.stageMembers(topic, stage, since, limit);
   dialogues: HistoryStore['dialogues'] = (topic, persons) => this.inner.dialogues(topic, persons);
   needsPage: HistoryStore['needsPage'] = (q) => this.inner.needsPage(q);
+  trend: HistoryStore['trend'] = (topic, by, from, to) => this.inner.trend(topic, by, from, to);
+  recentTransitions: HistoryStore['recentTransitions'] = (limit) => this.inner.recentTransitions(limit);
+  crossSell: HistoryStore['crossSell'] = (topics) => this.inner.crossSell(topics);
+  related: HistoryStore['related'] = (topic, limit) => this.inner.related(topic, limit);
   setAutomation: HistoryStore['setAutomation'] = (a) => this.inner.setAutomation(a);
   automation: HistoryStore['automation'] = () => this.inner.automation();
   automationPage: HistoryStore['automationPage'] = (set, after, limit) => this.inner.automationPage(set, after, limit);

@@ -1,3 +1,5 @@
+import type { Transition } from '../../contract/transition.js';
+import type { Granularity } from '../crm/trends.js';
 import type { Fields } from '../fold/codec.js';
 import type { MemoryHistoryStore } from './memory.js';
 import { SortedIndex } from './sorted-index.js';
@@ -7,7 +9,8 @@ import { SortedIndex } from './sorted-index.js';
  * (lib/log-durable.ts writes them with the consumer groups' offsets of the same instant): every
  * id's fields (histories, links, RFM inputs, fingerprints, offsets, outboxes), the stage indexes,
  * the topics, the sites' admitted topics, the tombstones of erased ids, and what stalls and audiences
- * keep (stalled sets, audience members, the sweeper's queue; lines a snapshot before them lacks). Saved rankings are not
+ * keep (stalled sets, audience members, the sweeper's queue), the trend counters, the latest
+ * transitions and the cross-selling counters (lines a snapshot before them lacks: it restores with none). Saved rankings are not
  * kept: they expire within minutes. One line per id keeps a line small and a snapshot streamable.
  */
 const FORMAT = 2;
@@ -25,7 +28,12 @@ type Line =
   | ['e', string, number]
   | ['sl', string, string, (string | number)[]]
   | ['am', string, (string | number)[]]
-  | ['due', (string | number)[]];
+  | ['due', (string | number)[]]
+  /** A topic's trend counters at one granularity: the oldest bucket kept, then bucket, counts, bucket, counts... */
+  | ['tr', string, Granularity, number, (number | number[])[]]
+  | ['rt', Transition[]]
+  /** A topic's cross-selling counters: its purchases, then follower, count, error, follower, count, error... */
+  | ['xs', string, number, (string | number)[]];
 
 /** Read synchronously, all at once: the snapshot must not see a write half done. */
 export function* storeLines(store: MemoryHistoryStore): Generator<string> {
@@ -52,6 +60,12 @@ export function* storeLines(store: MemoryHistoryStore): Generator<string> {
   for (const [topic, rules] of s.stalled) for (const [rule, set] of rules) for (const flat of chunks(set)) yield line(['sl', topic, rule, flat]);
   for (const [name, set] of s.audiences) for (const flat of chunks(set)) yield line(['am', name, flat]);
   for (const flat of chunks(s.due)) yield line(['due', flat]);
+  for (const [topic, byGranularity] of s.trends) {
+    for (const [g, c] of byGranularity) yield line(['tr', topic, g, c.kept, [...c.buckets].flat()]);
+  }
+  const recent = s.recent.get();
+  if (recent.length > 0) yield line(['rt', recent]);
+  for (const [topic, c] of s.crossSell) yield line(['xs', topic, c.buyers, [...c.followers].flatMap(([y, x]) => [y, x.count, x.error])]);
 }
 
 function* chunks(set: SortedIndex): Generator<(string | number)[]> {
@@ -81,6 +95,9 @@ export function restoreStore(store: MemoryHistoryStore, lines: readonly string[]
   s.stalled.clear();
   s.audiences.clear();
   for (const [p] of [...s.due.entries()]) s.due.delete(p);
+  s.trends.clear();
+  s.crossSell.clear();
+  s.recent.set([]);
   let rebuild = false;
   lines.forEach((text, n) => {
     const l = JSON.parse(text) as Line;
@@ -128,6 +145,25 @@ export function restoreStore(store: MemoryHistoryStore, lines: readonly string[]
       case 'due':
         fill(s.due, l[1]);
         break;
+      case 'tr': {
+        let byGranularity = s.trends.get(l[1]);
+        if (!byGranularity) s.trends.set(l[1], (byGranularity = new Map()));
+        const buckets = new Map<number, number[]>();
+        const flat = l[4];
+        for (let i = 0; i + 1 < flat.length; i += 2) buckets.set(flat[i] as number, flat[i + 1] as number[]);
+        byGranularity.set(l[2], { kept: l[3], buckets });
+        break;
+      }
+      case 'rt':
+        s.recent.set(l[1]);
+        break;
+      case 'xs': {
+        const followers = new Map<string, { count: number; error: number }>();
+        const flat = l[3];
+        for (let i = 0; i + 2 < flat.length; i += 3) followers.set(flat[i] as string, { count: flat[i + 1] as number, error: flat[i + 2] as number });
+        s.crossSell.set(l[1], { buyers: l[2], followers });
+        break;
+      }
       default:
         throw new Error(`snapshot line ${n + 1}: unknown kind ${JSON.stringify((l as unknown[])[0])}`);
     }

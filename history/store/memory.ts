@@ -1,6 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { DIALOGUE_PREFIX, decodeDialogue, decodeList, type Fields } from '../fold/codec.js';
-import { foldBatchWith, type FieldBackend, type FoldOutcome } from '../fold/fold-batch.js';
+import { foldBatchWith, type CrossSellStep, type FieldBackend, type FoldOutcome, type TrendStep } from '../fold/fold-batch.js';
+import { countFollower, topFollowers, type FollowerCounts } from '../crm/cross-sell.js';
+import type { Transition } from '../../contract/transition.js';
+import { DEFAULT_TREND_RETENTION, oldestKept, type Granularity } from '../crm/trends.js';
 import type { Dialogue, FoldOptions } from '../fold/fold.js';
 import { F, OUTBOX_PREFIX, outboxField } from '../fold/codec.js';
 import type { Automation } from '../fold/automation.js';
@@ -10,6 +13,7 @@ import { compareRanked, floorOf, lastOf, rankScore } from './rank-key.js';
 import { SortedIndex } from './sorted-index.js';
 import {
   MAX_OPEN_LISTINGS,
+  RECENT_TRANSITIONS,
   type AdmitCaps,
   type Admission,
   type AutomationEntry,
@@ -19,6 +23,7 @@ import {
   type NeedsPageQuery,
   type NeedsPageResult,
   type RankedEntry,
+  type RelatedCount,
   type StageMember,
   type TimeWindow,
 } from './store.js';
@@ -57,6 +62,12 @@ export class MemoryHistoryStore implements HistoryStore {
   /** The sweeper's queue (Redis: `due`), scored by minus the time, so that the earliest comes first. */
   private readonly dueQueue = new SortedIndex();
   private lease: { owner: string; until: number } | null = null;
+  /** topic -> granularity -> trend counters (Redis: `tr:{topic}:h` and `:d`). */
+  private readonly trends = new Map<string, Map<Granularity, TrendCounters>>();
+  /** The latest transitions folded, newest first (Redis: `rtx`). */
+  private recent: Transition[] = [];
+  /** topic -> its purchases and the topics bought after it (Redis: `xs:{topic}`). */
+  private readonly crossSellCounts = new Map<string, FollowerCounts>();
 
   constructor(
     readonly options: FoldOptions,
@@ -90,6 +101,8 @@ export class MemoryHistoryStore implements HistoryStore {
       automate: async (writes) => {
         for (const w of writes) this.automateOne(w);
       },
+      trend: async (step) => this.trendStep(step),
+      crossSell: async (step) => this.crossSellStep(step),
       clearOutbox: async (items, partition) => {
         const field = outboxField(partition);
         for (const { person, value } of items) {
@@ -203,6 +216,68 @@ export class MemoryHistoryStore implements HistoryStore {
     if (w.due === null) return;
     const queued = this.dueQueue.score(w.person);
     if (w.exact || queued === undefined || -w.due > queued) this.dueQueue.set(w.person, -w.due);
+  }
+
+  private trendStep(step: TrendStep): void {
+    const width = this.options.ladder.length;
+    for (const i of step.increments) {
+      const stage = this.options.ladder.indexOf(i.stage);
+      if (stage < 0) continue;
+      let byGranularity = this.trends.get(i.topic);
+      if (!byGranularity) this.trends.set(i.topic, (byGranularity = new Map()));
+      const oldest = oldestKept(i.granularity, step.now, DEFAULT_TREND_RETENTION);
+      let c = byGranularity.get(i.granularity);
+      if (!c) byGranularity.set(i.granularity, (c = { kept: oldest, buckets: new Map() }));
+      // Only topics written are pruned (as in Redis): a quiet topic's counters wait for its next transition.
+      if (c.kept < oldest) {
+        for (const b of c.buckets.keys()) if (b < oldest) c.buckets.delete(b);
+        c.kept = oldest;
+      }
+      // A worker with a later clock may have pruned past this bucket already.
+      if (i.bucket < c.kept) continue;
+      let counts = c.buckets.get(i.bucket);
+      if (!counts) c.buckets.set(i.bucket, (counts = new Array<number>(width).fill(0)));
+      counts[stage] = (counts[stage] ?? 0) + i.by;
+    }
+    // An id erased since its write was read stays out of the list (as out of the indexes).
+    const fresh = step.recent.filter((r) => this.erasedAt(r.event.person) <= r.erased).map((r) => r.event);
+    this.recent = [...fresh.reverse(), ...this.recent].slice(0, RECENT_TRANSITIONS);
+  }
+
+  async trend(topic: string, by: Granularity, from: number, to: number): Promise<number[][]> {
+    const c = this.trends.get(topic)?.get(by);
+    const width = this.options.ladder.length;
+    const out: number[][] = [];
+    for (let b = from; b <= to; b++) {
+      const counts = c && b >= c.kept ? c.buckets.get(b) : undefined;
+      out.push(Array.from({ length: width }, (_, s) => counts?.[s] ?? 0));
+    }
+    return out;
+  }
+
+  async recentTransitions(limit: number): Promise<Transition[]> {
+    return this.recent.slice(0, limit);
+  }
+
+  private crossSellStep(step: CrossSellStep): void {
+    for (const { topic, buyers, followers } of step.topics) {
+      let c = this.crossSellCounts.get(topic);
+      if (!c) this.crossSellCounts.set(topic, (c = { buyers: 0, followers: new Map() }));
+      c.buyers += buyers;
+      for (const y of followers) countFollower(c.followers, y);
+    }
+  }
+
+  async crossSell(topics: readonly string[]): Promise<FollowerCounts[]> {
+    return topics.map((t) => {
+      const c = this.crossSellCounts.get(t);
+      // Copies: a caller holding them must not see later folds, nor change the store.
+      return { buyers: c?.buyers ?? 0, followers: new Map([...(c?.followers ?? [])].map(([y, x]) => [y, { ...x }])) };
+    });
+  }
+
+  async related(topic: string, limit: number): Promise<RelatedCount[]> {
+    return topFollowers(this.crossSellCounts.get(topic)?.followers, limit);
   }
 
   setAutomation(a: Automation | null): void {
@@ -349,6 +424,7 @@ export class MemoryHistoryStore implements HistoryStore {
     for (const rules of this.stalledSets.values()) for (const set of rules.values()) set.delete(id);
     for (const set of this.audienceSets.values()) set.delete(id);
     this.dueQueue.delete(id);
+    this.recent = this.recent.filter((t) => t.person !== id);
     // Out of every open listing: the others keep their places (a listing is ordered by score, not position).
     for (const open of this.listings.values()) {
       for (const l of open.values()) {
@@ -446,6 +522,14 @@ export class MemoryHistoryStore implements HistoryStore {
       stalled: this.stalledSets,
       audiences: this.audienceSets,
       due: this.dueQueue,
+      trends: this.trends,
+      crossSell: this.crossSellCounts,
+      recent: {
+        get: () => this.recent,
+        set: (list: Transition[]) => {
+          this.recent = list.slice(0, RECENT_TRANSITIONS);
+        },
+      },
     };
   }
 
@@ -475,6 +559,13 @@ export class MemoryHistoryStore implements HistoryStore {
   }
 
   async close(): Promise<void> {}
+}
+
+/** One topic's trend counters at one granularity: bucket -> counts in ladder order. */
+export interface TrendCounters {
+  /** The oldest bucket kept: older ones were pruned, and a late increment to one is dropped. */
+  kept: number;
+  buckets: Map<number, number[]>;
 }
 
 interface Listing {

@@ -1,5 +1,6 @@
 import { DIALOGUE_PREFIX, F, OUTBOX_PREFIX } from '../fold/codec.js';
 import { LUA_HOURS } from './hour-counts.js';
+import { CROSS_SELL_BUYERS } from './store.js';
 
 /**
  * The Lua scripts of the Redis store, written against the field table of codec.ts (never a field
@@ -334,5 +335,110 @@ local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1 end
 if holder then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`;
+
+/**
+ * Adds to one topic's trend counters at one granularity (history/crm/trends.ts; key layout:
+ * store.ts `keys.trend`) and prunes what fell out of the retention, in the topic's slot. Field `p`
+ * holds the oldest bucket kept: when it moves on, the buckets it passed are deleted one by one (a
+ * bucket a transition or two, as time goes by), or, after a quiet spell longer than the retention,
+ * by one look at every field. An increment to a bucket older than `p` (a worker with a later clock
+ * pruned it already) is dropped, so a pruned bucket never comes back.
+ * KEYS: the counters. ARGV: the oldest bucket kept now, how many buckets are kept, the number of
+ * stages, then bucket, stage (0-based), increment for each increment. Values: counts in ladder order, comma-separated.
+ */
+export const TREND = `
+local oldest, span, stages = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local kept = tonumber(redis.call('HGET', KEYS[1], 'p') or '')
+if not kept or kept < oldest then
+  if kept and oldest - kept > span then
+    for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+      if f ~= 'p' and tonumber(f) < oldest then redis.call('HDEL', KEYS[1], f) end
+    end
+  elseif kept then
+    for b = kept, oldest - 1 do redis.call('HDEL', KEYS[1], string.format('%d', b)) end
+  end
+  kept = oldest
+  redis.call('HSET', KEYS[1], 'p', string.format('%d', kept))
+end
+for i = 4, #ARGV, 3 do
+  if tonumber(ARGV[i]) >= kept then
+    local counts = {}
+    for s = 1, stages do counts[s] = 0 end
+    local cur = redis.call('HGET', KEYS[1], ARGV[i])
+    if cur then
+      local s = 1
+      for n in string.gmatch(cur, '[^,]+') do
+        if s <= stages then counts[s] = tonumber(n) end
+        s = s + 1
+      end
+    end
+    local s = tonumber(ARGV[i + 1]) + 1
+    counts[s] = counts[s] + tonumber(ARGV[i + 2])
+    for j = 1, stages do counts[j] = string.format('%d', counts[j]) end
+    redis.call('HSET', KEYS[1], ARGV[i], table.concat(counts, ','))
+  end
+end
+return 1
+`;
+
+/**
+ * Takes every transition of the given ids out of the latest transitions' list (an erase, or a
+ * trend step that finds its person erased since the write). KEYS: the list. ARGV: ids. Returns how many went.
+ */
+export const FORGET_RECENT = `
+local gone = {}
+for i = 1, #ARGV do gone[ARGV[i]] = true end
+local list = redis.call('LRANGE', KEYS[1], 0, -1)
+local keep = {}
+for _, v in ipairs(list) do
+  local ok, t = pcall(cjson.decode, v)
+  if not (ok and type(t) == 'table' and gone[t.person]) then keep[#keep + 1] = v end
+end
+if #keep < #list then
+  redis.call('DEL', KEYS[1])
+  for i = 1, #keep, ${LUA_SLICE} do redis.call('RPUSH', KEYS[1], unpack(keep, i, math.min(i + ${LUA_SLICE} - 1, #keep))) end
+end
+return #list - #keep
+`;
+
+/**
+ * Adds one batch's purchases to one topic's cross-selling counters (history/crm/cross-sell.ts
+ * countFollower, the same Space-Saving; key layout: store.ts `keys.crossSell`), in the topic's slot,
+ * so the counters stay within the capacity whatever workers add at once. Field CROSS_SELL_BUYERS counts the
+ * topic's purchases; every other field is a topic bought after it: `count`, or `count,error` once
+ * it took the place of another (the smallest count goes, equal counts: the greatest name).
+ * KEYS: the counters. ARGV: the capacity, purchases of the topic, then one follower per pair.
+ */
+export const CROSS_SELL = `
+local cap, key = tonumber(ARGV[1]), KEYS[1]
+if tonumber(ARGV[2]) > 0 then redis.call('HINCRBY', key, ${lua(CROSS_SELL_BUYERS)}, ARGV[2]) end
+local function put(y, c, e)
+  if e > 0 then redis.call('HSET', key, y, string.format('%d,%d', c, e))
+  else redis.call('HSET', key, y, string.format('%d', c)) end
+end
+for i = 3, #ARGV do
+  local y = ARGV[i]
+  local cur = redis.call('HGET', key, y)
+  if cur then
+    local c, e = string.match(cur, '^(%d+),?(%d*)$')
+    put(y, tonumber(c) + 1, tonumber(e) or 0)
+  elseif redis.call('HLEN', key) - redis.call('HEXISTS', key, ${lua(CROSS_SELL_BUYERS)}) < cap then
+    put(y, 1, 0)
+  else
+    local all = redis.call('HGETALL', key)
+    local minT, minC
+    for j = 1, #all, 2 do
+      local t = all[j]
+      if t ~= ${lua(CROSS_SELL_BUYERS)} then
+        local c = tonumber(string.match(all[j + 1], '^%d+'))
+        if not minC or c < minC or (c == minC and t > minT) then minT, minC = t, c end
+      end
+    end
+    redis.call('HDEL', key, minT)
+    put(y, minC + 1, minC)
+  end
+end
 return 1
 `;

@@ -1,6 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
-import { foldBatchWith, type FieldBackend, type FoldOutcome } from '../fold/fold-batch.js';
+import { foldBatchWith, type CrossSellStep, type FieldBackend, type FoldOutcome, type TrendStep } from '../fold/fold-batch.js';
+import { DEFAULT_FOLLOWER_CAPACITY, topFollowers, type FollowerCounts, type Followers } from '../crm/cross-sell.js';
+import type { Transition } from '../../contract/transition.js';
+import { DEFAULT_TREND_RETENTION, oldestKept, type Granularity } from '../crm/trends.js';
 import type { Dialogue, FoldOptions } from '../fold/fold.js';
 import type { Automation } from '../fold/automation.js';
 import type { AutomationWrite, BatchRecord, IndexEntry, PersonPlan } from '../fold/person-batch.js';
@@ -12,8 +15,10 @@ import {
   ADMIT,
   CLEAR_DUE,
   CLEAR_OUTBOX,
+  CROSS_SELL,
   ERASE_FROM_TOPIC,
   ERASE_ID,
+  FORGET_RECENT,
   HOURS_SUM,
   INDEX,
   LEASE,
@@ -22,15 +27,19 @@ import {
   NEEDS_PAGE,
   SEAL,
   STALLED,
+  TREND,
   WRITE_IF_VERSION,
 } from './redis-scripts.js';
 import {
+  CROSS_SELL_BUYERS,
   ERASE_MARKER_SECONDS,
   keys,
   MAX_OPEN_LISTINGS,
+  RECENT_TRANSITIONS,
   type NeedsPageQuery,
   type NeedsPageResult,
   type RankedEntry,
+  type RelatedCount,
   type AdmitCaps,
   type Admission,
   type AutomationEntry,
@@ -69,6 +78,9 @@ type Client = (Redis | Cluster) & {
   clickfoldAdmit(set: string, cap: string, ...members: string[]): Promise<number[]>;
   clickfoldClearDue(due: string, ...personTime: string[]): Promise<number>;
   clickfoldLease(lease: string, owner: string, ms: string): Promise<number>;
+  clickfoldTrend(counters: string, oldest: string, span: string, stages: string, ...bucketStageBy: string[]): Promise<number>;
+  clickfoldForgetRecent(list: string, ...ids: string[]): Promise<number>;
+  clickfoldCrossSell(counters: string, capacity: string, buyers: string, ...followers: string[]): Promise<number>;
   clickfoldEraseId(
     h: string,
     seen: string,
@@ -120,6 +132,11 @@ export class RedisHistoryStore implements HistoryStore {
       redis.defineCommand('clickfoldClearDue', { numberOfKeys: 1, lua: CLEAR_DUE });
       redis.defineCommand('clickfoldLease', { numberOfKeys: 1, lua: LEASE });
     }
+    if (!('clickfoldTrend' in redis)) {
+      redis.defineCommand('clickfoldTrend', { numberOfKeys: 1, lua: TREND });
+      redis.defineCommand('clickfoldForgetRecent', { numberOfKeys: 1, lua: FORGET_RECENT });
+    }
+    if (!('clickfoldCrossSell' in redis)) redis.defineCommand('clickfoldCrossSell', { numberOfKeys: 1, lua: CROSS_SELL });
     // The erase marker, the ladder's stage indexes, the topic's open listings; for the index update and
     // the erase also the topic's hour counters.
     const topicKeys = 2 + options.ladder.length;
@@ -192,6 +209,8 @@ export class RedisHistoryStore implements HistoryStore {
       },
       index: (entries) => this.updateIndex(entries),
       automate: (writes) => this.automate(writes),
+      trend: (step) => this.trendStep(step),
+      crossSell: (step) => this.crossSellStep(step),
       clearOutbox: async (items, partition) => {
         const p = this.pipeline();
         for (const { person, value } of items) p.clickfoldClearOutbox(k(person).outbox, partition, value);
@@ -292,6 +311,82 @@ export class RedisHistoryStore implements HistoryStore {
       n++;
     });
     if (n > 0) await exec(undo);
+  }
+
+  /**
+   * One script per topic and granularity in the topic's slot (TREND), and the latest transitions
+   * pushed onto their capped list. The list is away from the people's tombstones, so, as for the
+   * audience sets, an erase is guarded after the fact: the tombstones are read once the push is in,
+   * and an id erased since its write was read is taken out again (the erase takes its ids out after
+   * writing their tombstones, so one of the two always sees the other).
+   */
+  private async trendStep(step: TrendStep): Promise<void> {
+    const ladder = this.options.ladder;
+    const groups = new Map<string, { key: string; g: Granularity; args: string[] }>();
+    for (const i of step.increments) {
+      const stage = ladder.indexOf(i.stage);
+      if (stage < 0) continue;
+      const key = keys.trend(this.ns, i.topic, i.granularity === 'hour' ? 'h' : 'd');
+      let group = groups.get(key);
+      if (!group) groups.set(key, (group = { key, g: i.granularity, args: [] }));
+      group.args.push(String(i.bucket), String(stage), String(i.by));
+    }
+    const p = this.pipeline();
+    for (const { key, g, args } of groups.values()) {
+      const span = g === 'hour' ? DEFAULT_TREND_RETENTION.hours : DEFAULT_TREND_RETENTION.days;
+      p.clickfoldTrend(key, String(oldestKept(g, step.now, DEFAULT_TREND_RETENTION)), String(span), String(ladder.length), ...args);
+    }
+    const list = keys.recentTransitions(this.ns);
+    const recent = step.recent.slice(-RECENT_TRANSITIONS);
+    if (recent.length > 0) {
+      p.lpush(list, ...recent.map((r) => JSON.stringify(r.event)));
+      p.ltrim(list, 0, RECENT_TRANSITIONS - 1);
+    }
+    await exec(p);
+    if (recent.length === 0) return;
+    const persons = [...new Set(recent.map((r) => r.event.person))];
+    const check = this.pipeline();
+    for (const person of persons) check.get(keys.tombstone(this.ns, person));
+    const tombs = new Map((await exec<string | null>(check)).map((t, i) => [persons[i]!, Number(t ?? 0)]));
+    const gone = [...new Set(recent.filter((r) => tombs.get(r.event.person)! > r.erased).map((r) => r.event.person))];
+    if (gone.length > 0) await this.redis.clickfoldForgetRecent(list, ...gone);
+  }
+
+  async trend(topic: string, by: Granularity, from: number, to: number): Promise<number[][]> {
+    const width = this.options.ladder.length;
+    if (to < from) return [];
+    const fields: string[] = [];
+    for (let b = from; b <= to; b++) fields.push(String(b));
+    const values = await this.redis.hmget(keys.trend(this.ns, topic, by === 'hour' ? 'h' : 'd'), ...fields);
+    return values.map((v) => {
+      const counts = v === null ? [] : v.split(',').map(Number);
+      return Array.from({ length: width }, (_, s) => counts[s] ?? 0);
+    });
+  }
+
+  async recentTransitions(limit: number): Promise<Transition[]> {
+    if (limit <= 0) return [];
+    return (await this.redis.lrange(keys.recentTransitions(this.ns), 0, limit - 1)).map((v) => JSON.parse(v) as Transition);
+  }
+
+  /** One script per topic bought or followed, in the topic's slot (CROSS_SELL). */
+  private async crossSellStep(step: CrossSellStep): Promise<void> {
+    const p = this.pipeline();
+    for (const { topic, buyers, followers } of step.topics) {
+      p.clickfoldCrossSell(keys.crossSell(this.ns, topic), String(DEFAULT_FOLLOWER_CAPACITY), String(buyers), ...followers);
+    }
+    await exec(p);
+  }
+
+  async crossSell(topics: readonly string[]): Promise<FollowerCounts[]> {
+    if (topics.length === 0) return [];
+    const p = this.pipeline();
+    for (const t of topics) p.hgetall(keys.crossSell(this.ns, t));
+    return (await exec<Record<string, string>>(p)).map(followerCounts);
+  }
+
+  async related(topic: string, limit: number): Promise<RelatedCount[]> {
+    return topFollowers(followerCounts(await this.redis.hgetall(keys.crossSell(this.ns, topic))).followers, limit);
   }
 
   async automationPage(set: AutomationSet, after: AutomationEntry | undefined, limit: number): Promise<AutomationEntry[]> {
@@ -493,6 +588,7 @@ export class RedisHistoryStore implements HistoryStore {
     const p = this.pipeline();
     for (const x of done) p.zrem(keys.due(this.ns), x);
     for (const [key, x] of outOfSets) p.zrem(key, x);
+    p.clickfoldForgetRecent(keys.recentTransitions(this.ns), ...done);
     await exec(p);
     return { ids: [...done], held };
   }
@@ -601,4 +697,19 @@ async function exec<T = unknown>(p: ReturnType<Redis['pipeline']>): Promise<T[]>
     if (err) throw err;
     return value as T;
   });
+}
+
+/** A `keys.crossSell` hash as the counters it holds (an absent key: none). */
+function followerCounts(hash: Record<string, string>): FollowerCounts {
+  const followers: Followers = new Map();
+  let buyers = 0;
+  for (const [field, value] of Object.entries(hash)) {
+    if (field === CROSS_SELL_BUYERS) {
+      buyers = Number(value);
+      continue;
+    }
+    const [count, error] = value.split(',');
+    followers.set(field, { count: Number(count), error: Number(error ?? 0) });
+  }
+  return { buyers, followers };
 }

@@ -3,6 +3,9 @@ import type { Automation } from '../fold/automation.js';
 import type { Dialogue, FoldOptions } from '../fold/fold.js';
 import type { BatchRecord } from '../fold/person-batch.js';
 import type { PersonView } from './views.js';
+import type { Transition } from '../../contract/transition.js';
+import type { Granularity } from '../crm/trends.js';
+import type { FollowerCounts } from '../crm/cross-sell.js';
 
 /**
  * Where folded histories live. Two implementations, one contract suite:
@@ -74,6 +77,23 @@ export interface HistoryStore {
    * out of every index and listing. null: the listing expired or never was.
    */
   needsPage(q: NeedsPageQuery): Promise<NeedsPageResult | null>;
+  /**
+   * Transitions into each stage of a topic per UTC hour or day (history/crm/trends.ts buckets),
+   * buckets `from` to `to` inclusive, each the counts in ladder order (zeros where none). Counted by
+   * the fold's trend step from new transitions only; buckets past the retention
+   * (DEFAULT_TREND_RETENTION at the fold's clock) are pruned by it.
+   */
+  trend(topic: string, by: Granularity, from: number, to: number): Promise<number[][]>;
+  /** The latest stage transitions folded (at most RECENT_TRANSITIONS, the latest folded first), none of an erased id. */
+  recentTransitions(limit: number): Promise<Transition[]>;
+  /**
+   * Cross-selling (history/crm/cross-sell.ts): each topic's purchases and the topics bought after
+   * it (at most DEFAULT_FOLLOWER_CAPACITY, Space-Saving), as the fold's cross-selling step counted
+   * them; a topic never bought answers no buyers and no followers.
+   */
+  crossSell(topics: readonly string[]): Promise<FollowerCounts[]>;
+  /** The topics most bought after `topic`, best first (equal counts: by name), at most `limit`. */
+  related(topic: string, limit: number): Promise<RelatedCount[]>;
 
   // Stalls and audiences (history/automation/): what the fold keeps for them, and the sweeper's queue.
 
@@ -110,6 +130,13 @@ export interface AutomationEntry {
   person: string;
   /** Epoch ms: entered, stalled, or queued for. */
   at: number;
+}
+
+export interface RelatedCount {
+  topic: string;
+  /** Purchases of it after one of `topic` (Space-Saving: at most `error` too many). */
+  count: number;
+  error: number;
 }
 
 /** What an erase did. */
@@ -193,6 +220,12 @@ export const RANKING_ID = /^[A-Za-z0-9_-]{22}$/;
 
 export const DEFAULT_SEEN_SIZE = 32;
 
+/** How many of the latest transitions a store keeps for the dashboard's "Happening now" at load. */
+export const RECENT_TRANSITIONS = 50;
+
+/** The field of `keys.crossSell` that counts the topic's purchases: braces, so that no topic can be named so. */
+export const CROSS_SELL_BUYERS = '{n}';
+
 /** Key layout, shared by every component that touches Redis. The `{...}` hash tag keeps a person's keys in one cluster slot. */
 export const keys = {
   person: (ns: string, person: string) => `${ns}h:{${person}}`,
@@ -224,6 +257,20 @@ export const keys = {
    * before the erase finds it and removes instead of adding. Expires after ERASE_MARKER_SECONDS.
    */
   erasedFromTopic: (ns: string, topic: string, person: string) => `${ns}ie:{${topic}}:${person}`,
+  /**
+   * A topic's transitions per stage and UTC hour (`h`) or day (`d`), history/crm/trends.ts: field
+   * bucket -> counts in ladder order, comma-separated; field `p` the oldest bucket kept (the step
+   * prunes what falls behind it). Same slot as the topic's indexes.
+   */
+  trend: (ns: string, topic: string, by: 'h' | 'd') => `${ns}tr:{${topic}}:${by}`,
+  /**
+   * A topic's cross-selling counters (history/crm/cross-sell.ts): field CROSS_SELL_BUYERS its
+   * purchases; every other field a topic bought after it -> `count` or `count,error` (Space-Saving,
+   * at most DEFAULT_FOLLOWER_CAPACITY of them). Same slot as the topic's indexes.
+   */
+  crossSell: (ns: string, topic: string) => `${ns}xs:{${topic}}`,
+  /** The latest transitions folded, as JSON, newest first, capped at RECENT_TRANSITIONS. */
+  recentTransitions: (ns: string) => `${ns}rtx`,
   topics: (ns: string) => `${ns}topics`,
   /** People whose stalls or audiences change with time: person -> when (epoch ms). The sweeper sends them ticks. */
   due: (ns: string) => `${ns}due`,

@@ -39,7 +39,9 @@ export function personView(person: string, fields: Fields, ladder: readonly stri
   );
   const rfm = state.rfm ? { lastPurchase: iso(state.rfm.last), purchases: state.rfm.count, totalValue: state.rfm.total } : null;
   const linkedIds = decodeList(fields[F.linked]);
-  return { person, linkedIds, dialogues, rfm };
+  // By name, so every store shows the same object; fromEntries defines own properties, whatever the name.
+  const traits = Object.fromEntries([...(state.traits ?? [])].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)));
+  return { person, linkedIds, traits, dialogues, rfm };
 }
 
 /** Whether a hash holds anything to show (a sealed visitor holds only its pointer; an erased id its tombstone). */

@@ -71,9 +71,11 @@ function prepare(m: ConsumedMessage, map: TopicMap): Step<Omit<Candidate, 'm'>> 
   const event = verdict.kind === 'topic' ? foldEventOf(raw, verdict, map.ladder.length) : null;
   // identify links the anonymous visitor to the known person; its history merges once.
   const link = raw.type === 'identify' && raw.visitor && raw.visitor !== raw.person ? raw.visitor : undefined;
-  if (!event && !link) return { drop: 'unmatched', hintIgnored: verdict.hintIgnored };
+  // An identify that only sets traits (the import CLI's, a server's) still changes the person.
+  const traits = raw.type === 'identify' && raw.traits && Object.keys(raw.traits).length > 0 ? raw.traits : undefined;
+  if (!event && !link && !traits) return { drop: 'unmatched', hintIgnored: verdict.hintIgnored };
   return {
-    ok: { raw, record: { offset: Number(m.offset), person: raw.person, event, link, at: raw.ts, channel: raw.channel, rt: raw.rt } },
+    ok: { raw, record: { offset: Number(m.offset), person: raw.person, event, link, at: raw.ts, channel: raw.channel, rt: raw.rt, traits } },
     hintIgnored: verdict.hintIgnored,
   };
 }

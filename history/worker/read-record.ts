@@ -1,4 +1,4 @@
-import { PERSON_ID, RAW_LIMITS, RawEvent, SITE_ID } from '../../contract/raw-event.js';
+import { PERSON_ID, RAW_LIMITS, RawEvent, SITE_ID, traitsProblem } from '../../contract/raw-event.js';
 
 /** A record of `clicks.raw` read, or why it cannot be. */
 export type Read = { ok: true; event: RawEvent } | { ok: false; reason: 'invalid_json' | 'invalid_record'; detail: string };
@@ -38,7 +38,9 @@ function readable(j: unknown): j is RawEvent {
     optId(r.visitor) &&
     optId(r.user) &&
     (r.value === undefined || Number.isFinite(r.value)) &&
-    (r.props === undefined || (typeof r.props === 'object' && r.props !== null && !Array.isArray(r.props)))
+    (r.props === undefined || (typeof r.props === 'object' && r.props !== null && !Array.isArray(r.props))) &&
+    // Checked in full: the fold writes every trait into the person's hash.
+    (r.traits === undefined || traitsProblem(r.traits) === null)
   );
 }
 

@@ -2,7 +2,8 @@
  * The marketers' dashboard in real headless Chromium against the all-in-one app (embedded
  * backends, with an API key so the page has to ask for it). A scripted click-through posts collect
  * batches as the snippet would; the page must show each topic's funnel with the right counts, a
- * new transition in the live feed without a reload, the needs list and its CSV export, and a person.
+ * new transition in the live feed without a reload, the needs list and its CSV export, and a person
+ * (with what they might buy next).
  * A screenshot goes to test-artifacts/dashboard.png.
  *
  * Needs Debian's chromium at /usr/bin/chromium (or CHROMIUM_PATH). No browser is downloaded.
@@ -152,9 +153,21 @@ describe('dashboard in Chromium', () => {
     expect(await tab.locator('#person h3').first().textContent()).toBe('liam.t');
     expect(await tab.locator('#person tbody tr').first().locator('td').first().textContent()).toBe('product:sku-1');
 
+    // Someone who bought sku-1 went on to buy sku-2: emma, who bought sku-1, might buy it next.
+    expect((await post(app.url, batch('zoe.p', [page('/checkout/sku-1'), page('/checkout/sku-2')]))).status).toBe(202);
+    await eventually(
+      async () => {
+        const r = await fetch(`${app.url}/v1/topics/product:sku-1/related`, { headers: auth });
+        return ((await r.json()) as { related: unknown[] }).related.length > 0 ? true : undefined;
+      },
+      15_000,
+      'the purchase after a purchase counted',
+    );
     await tab.fill('#person-id', 'emma.w');
     await tab.click('#personform button');
     await expect.poll(() => tab.locator('#person .scores').textContent()).toBe('Bought recently 5/5Buys often 1/5Spends a lot 2/5');
+    expect(await tab.locator('#person h3').allTextContents()).toContain('Might buy next');
+    expect(await tab.locator('#person .next li').allTextContents()).toEqual(['product:sku-2 (1 of 3 who bought product:sku-1)']);
 
     // A few more live steps so the screenshot shows a lived-in feed.
     expect((await post(app.url, batch('ethan.j', [page('/products/sku-2/specs')]))).status).toBe(202);
@@ -163,9 +176,9 @@ describe('dashboard in Chromium', () => {
     await expect
       .poll(() => counts('product:sku-1'), { timeout: 10_000 })
       .toEqual([
-        ['intro', '6'],
-        ['detail', '6'],
-        ['purchase', '3'],
+        ['intro', '7'],
+        ['detail', '7'],
+        ['purchase', '4'],
       ]);
     await tab.evaluate(() => (globalThis as unknown as { scrollTo(x: number, y: number): void }).scrollTo(0, 0));
     mkdirSync(ARTIFACTS, { recursive: true });

@@ -19,10 +19,14 @@ interface D {
   stage: number;
   last: number;
 }
-const facts = (dialogues: Record<string, D>, opts: { rfm?: RfmScores | null; stalled?: string[] } = {}): PersonFacts => ({
+const facts = (
+  dialogues: Record<string, D>,
+  opts: { rfm?: RfmScores | null; stalled?: string[]; traits?: Record<string, string | number | boolean> } = {},
+): PersonFacts => ({
   dialogues: new Map(Object.entries(dialogues)),
   rfm: opts.rfm ?? null,
   stalled: (topic, rule) => (opts.stalled ?? []).includes(`${topic}/${rule}`),
+  traits: new Map(Object.entries(opts.traits ?? {})),
 });
 
 const parse = (v: unknown) => AudienceDefinition.parse(v);
@@ -46,6 +50,9 @@ describe('audience definitions: the grammar', () => {
   it('takes the documented example and the RFM condition', () => {
     expect(() => parse(EXAMPLE)).not.toThrow();
     expect(() => parse({ any: [{ rfm: { monetary: { atLeast: 4 } } }, { topic: 'plan:pro', exactly: 'purchase' }] })).not.toThrow();
+    expect(() =>
+      parse({ all: [{ trait: { name: 'company.size', in: ['51-200', 201] } }, { not: { trait: { name: 'churned', exists: true } } }] }),
+    ).not.toThrow();
   });
 
   it.each([
@@ -59,6 +66,15 @@ describe('audience definitions: the grammar', () => {
     ['an empty range', { rfm: { recency: {} } }],
     ['a string', 'everyone'],
     ['a stage that is not a word', { atLeast: 'DETAIL!' }],
+    ['a trait with no test', { trait: { name: 'plan' } }],
+    ['a trait with two tests', { trait: { name: 'plan', equals: 'pro', exists: true } }],
+    ['a trait with an empty in', { trait: { name: 'plan', in: [] } }],
+    ['a trait value that is an object', { trait: { name: 'plan', equals: { $ne: 1 } } }],
+    ['a trait value that is null', { trait: { name: 'plan', equals: null } }],
+    ['a trait name no allow-list can name', { trait: { name: 'plan type', exists: true } }],
+    ['__proto__ as a trait name', { trait: { name: '__proto__', exists: true } }],
+    ['a trait name past the bound', { trait: { name: 'x'.repeat(63), exists: true } }],
+    ['an unknown key in a trait', { trait: { name: 'plan', equals: 'pro', like: 'p%' } }],
   ])('refuses %s', (_, v) => {
     expect(AudienceDefinition.safeParse(v).success).toBe(false);
   });
@@ -167,6 +183,39 @@ describe('audience membership', () => {
     }
     expect(checked).toBeGreaterThan(500);
     expect(changedAtNext).toBeGreaterThan(50);
+  });
+
+  it('reads traits: equals and in by value and type, exists either way; a missing trait is no value', () => {
+    const pro = facts({}, { traits: { plan: 'pro', seats: 12, trial: false } });
+    const none = facts({});
+    const cases: [unknown, boolean, boolean][] = [
+      [{ trait: { name: 'plan', equals: 'pro' } }, true, false],
+      [{ trait: { name: 'plan', equals: 'Pro' } }, false, false],
+      [{ trait: { name: 'plan', in: ['team', 'pro'] } }, true, false],
+      [{ trait: { name: 'seats', equals: 12 } }, true, false],
+      // Typed: an imported CSV column is text unless its header says otherwise.
+      [{ trait: { name: 'seats', equals: '12' } }, false, false],
+      [{ trait: { name: 'trial', equals: false } }, true, false],
+      [{ trait: { name: 'plan', exists: true } }, true, false],
+      [{ trait: { name: 'plan', exists: false } }, false, true],
+      [{ trait: { name: 'tier', exists: true } }, false, false],
+      [{ not: { trait: { name: 'plan', equals: 'pro' } } }, false, true],
+    ];
+    for (const [def, member, memberWithout] of cases) {
+      const a = compile(def);
+      expect(isMember(a, pro, NOW), JSON.stringify(def)).toBe(member);
+      expect(isMember(a, none, NOW), JSON.stringify(def)).toBe(memberWithout);
+      // Time alone never changes what a trait says.
+      expect(nextChangeAt(a, pro, NOW)).toBeNull();
+    }
+  });
+
+  it('combines traits with dialogues: pro customers at detail of a product', () => {
+    const a = compile({ all: [{ trait: { name: 'plan', equals: 'pro' } }, { topic: 'product:*', atLeast: 'detail' }] });
+    expect(isMember(a, facts({ 'product:a': { stage: 1, last: NOW } }, { traits: { plan: 'pro' } }), NOW)).toBe(true);
+    expect(isMember(a, facts({ 'product:a': { stage: 1, last: NOW } }, { traits: { plan: 'free' } }), NOW)).toBe(false);
+    expect(isMember(a, facts({ 'product:a': { stage: 0, last: NOW } }, { traits: { plan: 'pro' } }), NOW)).toBe(false);
+    expect(nextChangeAt(a, facts({ 'product:a': { stage: 1, last: NOW } }, { traits: { plan: 'pro' } }), NOW)).toBe(NOW + QUIET + 1);
   });
 
   it('reads RFM scores and adds the moment the caller says they age', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { countFollower, type Followers, pairsOfPurchase, suggest } from '../../history/crm/cross-sell.js';
+import { countFollower, type Followers, pairsOfBatch, pairsOfPurchase, suggest } from '../../history/crm/cross-sell.js';
 import { prng } from '../support/prng.js';
 
 /** Counts a stream of people's purchase sequences as the fold would, one purchase at a time. */
@@ -70,5 +70,32 @@ describe('cross-selling', () => {
       ['b', 'c'],
     ]);
     expect(pairsOfPurchase(['a', 'b'], 'a')).toEqual([['b', 'a']]);
+  });
+
+  it('pairs a batch’s purchases with the ones before them: earlier batches whatever their time, the same batch only if earlier, the most recent first', () => {
+    const bought = [
+      { topic: 'old', at: 500 },
+      { topic: 'a', at: 100 },
+      { topic: 'b', at: 200 },
+    ];
+    // a and b bought in this batch, a first: one pair a→b, and `old` (an earlier batch, later clock) before both.
+    expect(
+      pairsOfBatch(bought, [
+        { topic: 'a', at: 100 },
+        { topic: 'b', at: 200 },
+      ]),
+    ).toEqual([
+      ['old', 'a'],
+      ['old', 'b'],
+      ['a', 'b'],
+    ]);
+    const many = Array.from({ length: 20 }, (_, i) => ({ topic: `t${i}`, at: i }));
+    const pairs = pairsOfBatch([...many, { topic: 'new', at: 99 }], [{ topic: 'new', at: 99 }], 16);
+    expect(pairs.map(([x]) => x)).toEqual(
+      many
+        .slice(4)
+        .reverse()
+        .map((t) => t.topic),
+    );
   });
 });

@@ -99,12 +99,13 @@ describe('dashboard funnel figures', () => {
     expect(topicFunnel(topics.ladder, topics.topics[0]!).stages.map((s) => s.reached)).toEqual([6, 4, 2]);
   });
 
-  it('bundles the shared arithmetic into the browser code, and no package (no zod)', async () => {
+  it('bundles the shared arithmetic into the browser code, and no package but the chart’s (no zod)', async () => {
     const { bundleDashboard, bundleProblem } = await import('../../history/dashboard/build.js');
     const b = await bundleDashboard();
     expect(b.inputs).toContain('history/query/funnel.ts');
     expect(b.inputs).toContain('history/dashboard/figures.ts');
-    expect(b.inputs.filter((f) => f.includes('node_modules/') || f.startsWith('contract/'))).toEqual([]);
+    expect(b.inputs.filter((f) => f.includes('node_modules/') || f.startsWith('contract/'))).toEqual(['node_modules/uplot/dist/uPlot.esm.js']);
+    expect(bundleProblem({ ...b, inputs: [...b.inputs, 'node_modules/zod/index.js'] })).toMatch(/pulls in packages \(node_modules\/zod/);
     expect(b.code).not.toMatch(/ZodError|\$ZodType/);
     expect(bundleProblem(b)).toBeNull();
   });
@@ -125,5 +126,29 @@ describe('dashboard funnel figures', () => {
       'recency score 4–5 or active in the last 1 week, gone quiet by rule “q” in any topic',
     );
     expect(backfillStatus({ state: 'running', total: 4, done: 1, startedAt: '', finishedAt: null })).toMatchObject({ progress: 25 });
+  });
+
+  it('trend figures: seconds for the time axis, a row and a total per stage, in words', async () => {
+    const { trendFigures } = await import('../../history/dashboard/figures.js');
+    const f = trendFigures(LADDER, {
+      by: 'hour',
+      buckets: [
+        { start: '2026-11-30T10:00:00.000Z', counts: { intro: 2, detail: 1, purchase: 0 } },
+        { start: '2026-11-30T11:00:00.000Z', counts: { intro: 1, detail: 0, purchase: 1 } },
+      ],
+    });
+    expect(f.xs).toEqual([Date.UTC(2026, 10, 30, 10) / 1000, Date.UTC(2026, 10, 30, 11) / 1000]);
+    expect(f.ys).toEqual([
+      [2, 1],
+      [1, 0],
+      [0, 1],
+    ]);
+    expect(f.totals.map((t) => [t.name, t.total])).toEqual([
+      ['Had a first look', 3],
+      ['Looked at the details', 1],
+      ['Bought', 1],
+    ]);
+    expect(f.summary).toBe('5 steps forward in the last 2 hours.');
+    expect(trendFigures(LADDER, { by: 'day', buckets: [] }).summary).toBe('Nobody moved a step in the last 0 days.');
   });
 });

@@ -36,6 +36,12 @@ describe('query API OpenAPI document, from contract/query.ts', () => {
       'Topics',
       'TopicSummary',
       'Funnel',
+      'Trend',
+      'TrendBucket',
+      'Suggestions',
+      'Suggestion',
+      'Related',
+      'RelatedTopic',
       'Needs',
       'Need',
       'Transition',
@@ -60,6 +66,8 @@ describe('query API OpenAPI document, from contract/query.ts', () => {
     expect(json('/v1/topics')).toEqual(ref('Topics'));
     expect(json('/v1/topics/{topic}/funnel')).toEqual(ref('Funnel'));
     expect(json('/v1/topics/{topic}/needs')).toEqual(ref('Needs'));
+    expect(json('/v1/people/{person}/suggestions')).toEqual(ref('Suggestions'));
+    expect(json('/v1/topics/{topic}/related')).toEqual(ref('Related'));
     expect(d.paths['/v1/transitions/stream']!.get!.responses['200']!.content!['text/event-stream']!.schema).toEqual(ref('Transition'));
     expect(d.paths['/v1/topics/{topic}/funnel']!.get!.responses['404']!.content!['application/json']!.schema).toEqual(ref('Error'));
   });
@@ -84,6 +92,7 @@ describe('query API OpenAPI document, from contract/query.ts', () => {
     const person: shapes.Person = {
       person: 'v-alice',
       linkedIds: [],
+      traits: { plan: 'pro' },
       dialogues: [
         {
           topic: 't',

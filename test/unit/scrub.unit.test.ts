@@ -307,6 +307,7 @@ describe('every channel goes through the same rules (toRawMessage)', () => {
     expect(byId.get('c2')?.el).toEqual({ tag: 'a', text: `Call ${MASK.phone}` });
     expect(byId.get('c3')?.props).toEqual({ plan: 'pro' });
     expect(byId.get('s1')?.props).toBeUndefined();
+    expect(byId.get('s1')?.traits).toBeUndefined();
     expect(records.find((r) => r.channel === 'email')).toMatchObject({
       url: 'https://shop.example/products/sku-1?utm_medium=email',
       props: { campaign: 'spring', product: 'sku-1' },
@@ -330,6 +331,9 @@ describe('every channel goes through the same rules (toRawMessage)', () => {
     expect(byId.get('o1')?.url).toBe('https://shop.example/products/sku-1?variant=blue');
     expect(byId.get('o2')?.props).toEqual({ plan: 'pro' });
     expect(byId.get('o3')?.props).toEqual({ plan: 'team' });
+    // What the person keeps of them (history/fold/codec.ts): the same allow-listed traits.
+    expect([byId.get('o2')?.traits, byId.get('o3')?.traits]).toEqual([{ plan: 'pro' }, { plan: 'team' }]);
+    expect(byId.get('o1')?.traits).toBeUndefined();
     expect(raw().find((r) => r.channel === 'email')?.props).toEqual({ campaign: 'c', email: 'b@example.com' });
   });
 });
