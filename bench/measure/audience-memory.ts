@@ -5,7 +5,7 @@
  * name:entered-at), by the bytes of that field. README "Stalls and audiences" quotes these.
  */
 import { Redis } from 'ioredis';
-import { F } from '../../history/fold/codec.js';
+import { AUDIENCE_PREFIX } from '../../history/fold/codec.js';
 import { keys } from '../../history/store/store.js';
 import type { Services } from '../harness.js';
 import { BENCH_AUDIENCE } from '../lib.js';
@@ -19,9 +19,10 @@ export async function measureAudienceMemory(services: Pick<Services, 'redis'>, n
     const set = Number((await redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0')) ?? 0);
     const sample = await redis.zrange(key, 0, 999);
     let field = 0;
-    for (const person of sample) field += (await redis.hget(keys.person(ns, person), F.audiences))?.length ?? 0;
-    // The field name (one byte) and the listpack's per-entry header (about two bytes) come with each value.
-    const perHash = sample.length ? field / sample.length + 3 : 0;
+    const name = AUDIENCE_PREFIX + BENCH_AUDIENCE;
+    for (const person of sample) field += (await redis.hget(keys.person(ns, person), name))?.length ?? 0;
+    // The field's name and the listpack's per-entry headers (about two bytes each) come with each value.
+    const perHash = sample.length ? field / sample.length + name.length + 4 : 0;
     return {
       figures: {
         audienceBytesPerMember: {
@@ -29,7 +30,7 @@ export async function measureAudienceMemory(services: Pick<Services, 'redis'>, n
           what: `Redis bytes per audience member: the member set (MEMORY USAGE of ${members.toLocaleString('en-US')} members) + the membership in the person hash`,
           unit: 'B',
           value: members ? round(set / members + perHash) : NaN,
-          note: `member set ${members ? round(set / members) : 'n/a'} B, person hash field ${round(perHash)} B (name "${BENCH_AUDIENCE}" and the time entered)`,
+          note: `member set ${members ? round(set / members) : 'n/a'} B, person hash field ${round(perHash)} B (a:${BENCH_AUDIENCE} -> the time entered)`,
         },
       },
     };

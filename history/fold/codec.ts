@@ -31,8 +31,6 @@ export const F = {
    * skipped, and every write compares it as it compares the version.
    */
   erased: 'e',
-  /** Audiences the person is in: name:entered-at (base 36),... (history/automation/evaluate.ts). */
-  audiences: 'a',
 } as const;
 
 /** An id's tombstone from its fields: when it was last erased, or 0. */
@@ -123,23 +121,22 @@ export function decodeDialogue(s: string): Dialogue {
   return d;
 }
 
-/** Audience memberships (F.audiences): name -> when entered. */
-export function decodeMemberships(s: string | undefined): Map<string, number> {
+/**
+ * `a:<audience>`: the person is in that audience since the value (epoch ms, base 36;
+ * history/automation/evaluate.ts). One field each, like traits: all of a person's memberships in
+ * one value would pass the listpack's 64 bytes with three or four audiences.
+ */
+export const AUDIENCE_PREFIX = 'a:';
+
+/** Audience memberships from a person's fields: name -> when entered. */
+export function decodeMemberships(f: Fields | null | undefined): Map<string, number> {
   const m = new Map<string, number>();
-  if (!s) return m;
-  for (const part of s.split(',')) {
-    const colon = part.lastIndexOf(':');
-    if (colon > 0) m.set(part.slice(0, colon), un36(part.slice(colon + 1)));
-  }
+  if (!f) return m;
+  for (const [k, v] of Object.entries(f)) if (k.startsWith(AUDIENCE_PREFIX)) m.set(k.slice(AUDIENCE_PREFIX.length), un36(v));
   return m;
 }
 
-export function encodeMemberships(m: ReadonlyMap<string, number>): string {
-  return [...m]
-    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
-    .map(([name, at]) => `${name}:${b36(at)}`)
-    .join(',');
-}
+export const encodeMembership = (at: number): string => b36(at);
 
 export function encodeRfm(r: Rfm): string {
   return `${b36(r.last)}|${r.count}|${r.total}`;

@@ -7,11 +7,12 @@ import {
   F,
   outboxField,
   decodeList,
+  AUDIENCE_PREFIX,
   decodeMemberships,
   decodeOffsets,
   decodeState,
   encodeDialogue,
-  encodeMemberships,
+  encodeMembership,
   encodeOffsets,
   encodeRfm,
   encodeSeen,
@@ -233,7 +234,7 @@ export function planPerson(
   // record from the log cannot fire a stall before its time).
   const autoWrites: AutomationWrite[] = [];
   const stalledNow = new Map<string, { rule: string; at: number }[]>();
-  const memberships = decodeMemberships(current[F.audiences]);
+  const memberships = decodeMemberships(current);
   let membershipsNow = memberships;
   if (automation && records.length > 0) {
     const now = Math.min(clock, Math.max(...records.map(receivedAt)));
@@ -265,7 +266,7 @@ export function planPerson(
     // A visitor merged here leaves its audiences: its id is a pointer now, the person holds the history.
     for (const r of fresh) {
       if (!r.link || r.link === person || !linked.has(r.link)) continue;
-      const vm = decodeMemberships(linkedFields.get(r.link)?.[F.audiences]);
+      const vm = decodeMemberships(linkedFields.get(r.link));
       if (vm.size === 0) continue;
       for (const name of vm.keys()) {
         transitions.push({ kind: 'exited', id: `${r.link}|audience:${name}|${now.toString(36)}|exited`, audience: name, person: r.link, at: now });
@@ -279,15 +280,17 @@ export function planPerson(
   const del = [...dropped].filter((t) => prev.dialogues.has(t)).map((t) => DIALOGUE_PREFIX + t);
   // A tick that changed nothing writes nothing: ticks need no guard against redelivery (what they
   // fire is marked), and an id with no history (erased, or never seen) must not get a hash for it.
-  const membershipsText = encodeMemberships(membershipsNow);
-  const membershipsChanged = membershipsText !== (current[F.audiences] ?? '');
+  const joined = [...membershipsNow].filter(([name, at]) => memberships.get(name) !== at);
+  const left = [...memberships.keys()].filter((name) => !membershipsNow.has(name));
+  const membershipsChanged = joined.length > 0 || left.length > 0;
   const idle = fresh.every((r) => r.tick) && changed.size === 0 && dropped.size === 0 && transitions.length === 0 && !membershipsChanged;
   if (fresh.length > 0 && !idle) {
     for (const topic of changed) set[DIALOGUE_PREFIX + topic] = encodeDialogue(state.dialogues.get(topic)!);
     if (state.seen.length !== prev.seen.length || state.seen.at(-1) !== prev.seen.at(-1)) set[F.seen] = encodeSeen(state.seen);
     if (state.rfm && (!prev.rfm || state.rfm.count !== prev.rfm.count)) set[F.rfm] = encodeRfm(state.rfm);
     if (newlyLinked) set[F.linked] = [...linked].join(',');
-    if (membershipsChanged) set[F.audiences] = membershipsText;
+    for (const [name, at] of joined) set[AUDIENCE_PREFIX + name] = encodeMembership(at);
+    for (const name of left) del.push(AUDIENCE_PREFIX + name);
     for (const [name, value] of traits) {
       const field = TRAIT_PREFIX + name;
       const text = encodeTrait(value);

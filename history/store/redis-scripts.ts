@@ -1,4 +1,4 @@
-import { DIALOGUE_PREFIX, F, OUTBOX_PREFIX } from '../fold/codec.js';
+import { AUDIENCE_PREFIX, DIALOGUE_PREFIX, F, OUTBOX_PREFIX } from '../fold/codec.js';
 import { LUA_HOURS } from './hour-counts.js';
 import { CROSS_SELL_BUYERS } from './store.js';
 
@@ -124,7 +124,7 @@ return 1
  * and a history begun since must stay.
  * KEYS: history hash, fingerprints, linked ids, outbox, tombstone. ARGV: the time, tombstone TTL (s), mode.
  * Returns {0} when nothing was done, else {1, held (1/0), alias or '', linked ids (comma-separated)
- * or '', audience memberships (codec.ts) or '', topic...}.
+ * or '', the audiences it is in (comma-separated) or '', topic...}.
  */
 export const ERASE_ID = `
 local at = tonumber(ARGV[1])
@@ -132,10 +132,13 @@ local t = tonumber(redis.call('GET', KEYS[5]) or '0')
 if ARGV[3] ~= '1' and t >= at then return {0} end
 if at > t then redis.call('SET', KEYS[5], ARGV[1], 'EX', ARGV[2]) end
 local held = redis.call('EXISTS', KEYS[1], KEYS[2], KEYS[3], KEYS[4]) > 0 and 1 or 0
-local out = {1, held, redis.call('HGET', KEYS[1], ${lua(F.alias)}) or '', redis.call('GET', KEYS[3]) or '', redis.call('HGET', KEYS[1], ${lua(F.audiences)}) or ''}
+local out = {1, held, redis.call('HGET', KEYS[1], ${lua(F.alias)}) or '', redis.call('GET', KEYS[3]) or '', ''}
+local audiences = {}
 for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
-  if string.sub(f, 1, ${DIALOGUE_PREFIX.length}) == ${lua(DIALOGUE_PREFIX)} then out[#out + 1] = string.sub(f, ${DIALOGUE_PREFIX.length + 1}) end
+  if string.sub(f, 1, ${DIALOGUE_PREFIX.length}) == ${lua(DIALOGUE_PREFIX)} then out[#out + 1] = string.sub(f, ${DIALOGUE_PREFIX.length + 1})
+  elseif string.sub(f, 1, ${AUDIENCE_PREFIX.length}) == ${lua(AUDIENCE_PREFIX)} then audiences[#audiences + 1] = string.sub(f, ${AUDIENCE_PREFIX.length + 1}) end
 end
+out[5] = table.concat(audiences, ',')
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 return out
 `;

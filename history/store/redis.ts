@@ -8,7 +8,7 @@ import type { Dialogue, FoldOptions } from '../fold/fold.js';
 import type { Automation } from '../fold/automation.js';
 import type { AutomationWrite, BatchRecord, IndexEntry, PersonPlan } from '../fold/person-batch.js';
 import { DEFAULT_RETENTION, tombstoneMs } from '../../lib/retention.js';
-import { DIALOGUE_PREFIX, decodeDialogue, decodeList, decodeMemberships, F, outboxField, type Fields } from '../fold/codec.js';
+import { DIALOGUE_PREFIX, decodeDialogue, decodeList, F, outboxField, type Fields } from '../fold/codec.js';
 import { hourWindow } from './hour-counts.js';
 import { compareRanked, floorOf, lastOf, rankScore } from './rank-key.js';
 import {
@@ -580,7 +580,7 @@ export class RedisHistoryStore implements HistoryStore {
         const [alias, linked, memberships, ...topics] = r.slice(2).map(String);
         if (asked) queue.push(...(alias && requested.has(round[i]!) ? [alias] : []), ...decodeList(linked));
         for (const topic of topics) fromTopics.push({ person: round[i]!, topic });
-        for (const name of decodeMemberships(memberships).keys()) outOfSets.push([keys.audienceMembers(this.ns, name), round[i]!]);
+        for (const name of decodeList(memberships)) outOfSets.push([keys.audienceMembers(this.ns, name), round[i]!]);
       });
     }
     await this.eraseFromTopics(fromTopics, at);
