@@ -50,8 +50,21 @@ export async function offsetsAt(admin: Admin, topic: string, at: StartAt): Promi
     const byTime = await admin.fetchTopicOffsetsByTimestamp(topic, at.timestamp);
     return new Map(byTime.map((p) => [p.partition, p.offset]));
   }
-  const ends = await admin.fetchTopicOffsets(topic);
+  const ends = await whenReady(() => admin.fetchTopicOffsets(topic));
   return new Map(ends.map((p) => [p.partition, at === 'beginning' ? p.low : p.high]));
+}
+
+/** Runs `fn` again while Kafka answers "not yet" (see NOT_YET), for up to `timeoutMs`. */
+export async function whenReady<T>(fn: () => Promise<T>, timeoutMs = 30_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!notYet(err) || Date.now() > until) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
 }
 
 /**
@@ -125,10 +138,11 @@ export async function deleteGroup(admin: Admin, group: string, logger: Logger | 
   }
 }
 
-/** Metadata answers that mean "not yet" right after a topic is created, while its leaders are elected and propagated. */
-const NOT_YET = /UNKNOWN_TOPIC_OR_PARTITION|LEADER_NOT_AVAILABLE|does not host this topic-partition|no leader for this topic-partition/i;
+/** Answers that mean "not yet" right after a topic is created (or a broker restarted), while its leaders are elected and loaded. */
+const NOT_YET =
+  /UNKNOWN_TOPIC_OR_PARTITION|LEADER_NOT_AVAILABLE|NOT_LEADER_FOR_PARTITION|NOT_LEADER_OR_FOLLOWER|does not host this topic-partition|no leader for this topic-partition|not the leader for that topic-partition/i;
 
-const notYet = (err: unknown): boolean => {
+export const notYet = (err: unknown): boolean => {
   const e = err as { type?: string; message?: string; originalError?: { type?: string; message?: string } };
   return [e.type, e.message, e.originalError?.type, e.originalError?.message].some((s) => typeof s === 'string' && NOT_YET.test(s));
 };

@@ -3,6 +3,7 @@
  * Redis: kafkajs and ioredis talk to them, and a broker survives stop/start
  * with its address and data.
  */
+import { createTopicsReady } from '../../lib/kafka/admin.js';
 import { randomUUID } from 'node:crypto';
 import { Kafka, Partitioners, logLevel } from 'kafkajs';
 import { Redis } from 'ioredis';
@@ -20,7 +21,7 @@ describe('shared services from global-setup', () => {
     const admin = kafka.admin();
     await admin.connect();
     try {
-      expect(await admin.createTopics({ topics: [{ topic, numPartitions: 3, replicationFactor: 1 }], waitForLeaders: true })).toBe(true);
+      expect(await createTopicsReady(admin, [{ topic, numPartitions: 3, replicationFactor: 1 }])).toBe(true);
     } finally {
       await admin.disconnect();
     }
@@ -85,7 +86,7 @@ describe('service lifecycle', () => {
 
     const admin = kafka.admin();
     await admin.connect();
-    await admin.createTopics({ topics: [{ topic, numPartitions: 2, replicationFactor: 1 }], waitForLeaders: true });
+    await createTopicsReady(admin, [{ topic, numPartitions: 2, replicationFactor: 1 }]);
     await admin.disconnect();
 
     const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });

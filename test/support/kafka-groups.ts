@@ -1,3 +1,4 @@
+import { whenReady } from '../../lib/kafka/admin.js';
 import { Kafka, logLevel } from 'kafkajs';
 import { TOPICS } from '../../contract/raw-event.js';
 import { ensureTopics } from '../../lib/kafka/client.js';
@@ -14,7 +15,7 @@ export async function startGroupAtEnd(group: string, brokers: string = kafkaBrok
   const admin = kafka.admin();
   await admin.connect();
   try {
-    const ends = await admin.fetchTopicOffsets(topic);
+    const ends = await whenReady(() => admin.fetchTopicOffsets(topic));
     await admin.setOffsets({ groupId: group, topic, partitions: ends.map((p) => ({ partition: p.partition, offset: p.high })) });
   } finally {
     await admin.disconnect();
