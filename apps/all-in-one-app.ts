@@ -89,6 +89,7 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
     slice: FOLD_SLICE,
     registry,
     sweepEveryMs: opts.sweepEveryMs,
+    crm: { everyMs: env.CRM_MODEL_INTERVAL_S * 1000, sample: env.CRM_MODEL_SAMPLE, horizonDays: env.CRM_LTV_HORIZON_DAYS },
   });
 
   const app = new Hono();
@@ -114,7 +115,18 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
       visitor: visitorOptionsFromEnv(env, backends.store, feed),
     }),
   );
-  app.route('/', createQueryApp({ store: backends.store, logger, feed, keys: apiKeysFromEnv(env), registry, stallRules }));
+  app.route(
+    '/',
+    createQueryApp({
+      store: backends.store,
+      logger,
+      feed,
+      keys: apiKeysFromEnv(env),
+      registry,
+      stallRules,
+      crm: { horizonDays: env.CRM_LTV_HORIZON_DAYS, everySeconds: env.CRM_MODEL_INTERVAL_S },
+    }),
+  );
   app.route('/', createDemoShop());
 
   if (opts.onTransitions) {

@@ -52,7 +52,18 @@ await runProcess('api', async (env, logger) => {
   const app = new Hono();
   app.get('/healthz', (c) => c.json({ ok: true }));
   app.get('/metrics', async (c) => c.body(await metrics.metrics(), 200, { 'content-type': metrics.contentType }));
-  app.route('/', createQueryApp({ store: backends.store, logger, feed, keys: apiKeysFromEnv(env), registry, stallRules }));
+  app.route(
+    '/',
+    createQueryApp({
+      store: backends.store,
+      logger,
+      feed,
+      keys: apiKeysFromEnv(env),
+      registry,
+      stallRules,
+      crm: { horizonDays: env.CRM_LTV_HORIZON_DAYS, everySeconds: env.CRM_MODEL_INTERVAL_S },
+    }),
+  );
   const { server, port } = await listen(app, env.PORT, env.HOST);
   const url = `http://${env.HOST}:${port}`;
   logger.info({ port, url, dashboard: `${url}/dashboard`, webhooks: env.WEBHOOK_URLS.length }, 'query API is listening');

@@ -21,7 +21,10 @@ export function describe(map: TopicMap, input: string, defaults: { site?: string
   }
   const v = map.classifyEvent(event);
   const hint = v.hintIgnored ? '  (data-topic ignored: no rule produces it, not in hintTopics)' : '';
-  if (v.kind === 'topic') return `${input}  ->  ${v.topic} @ ${map.ladder[v.stage]}${hint}`;
+  if (v.kind === 'topic') {
+    const signal = v.signal ? `, signal ${v.signal.name}${v.signal.close ? ' closed' : ''}` : '';
+    return `${input}  ->  ${v.topic} @ ${map.ladder[v.stage]}${signal}${hint}`;
+  }
   if (v.kind === 'refused') return `${input}  ->  refused (${v.reason}): ${v.detail}`;
   return `${input}  ->  (no rule: kept in Kafka, not in the history)${hint}`;
 }

@@ -31,7 +31,13 @@ await runProcess('worker', async (env, logger) => {
     file: env.AUDIENCES_FILE,
     ...backends.audiences,
   });
-  const worker = createWorker(backends, { topicMap, logger, metrics, registry });
+  const worker = createWorker(backends, {
+    topicMap,
+    logger,
+    metrics,
+    registry,
+    crm: { everyMs: env.CRM_MODEL_INTERVAL_S * 1000, sample: env.CRM_MODEL_SAMPLE, horizonDays: env.CRM_LTV_HORIZON_DAYS },
+  });
 
   // Probes first, so that /healthz answers and /readyz says "not running" while the group is joined.
   const { server, port } = await listen(createWorkerHttpApp({ metrics, readiness: worker.readiness, refresh: worker.refresh }), env.WORKER_PORT, env.HOST);

@@ -12,12 +12,14 @@ import { TRAIT_LIMITS, traitProblem } from './raw-event.js';
  *              | { "not": condition }             it does not hold
  *              | dialogue                         some dialogue of the person matches
  *              | { "rfm": { "recency"|"frequency"|"monetary": { "atLeast"?: 1-5, "atMost"?: 1-5 } } }
+ *              | { "ltv": { "atLeast"?: number, "atMost"?: number } }   projected lifetime value
  *              | { "trait": { "name": "plan", and one of
  *                             "equals": value | "in": [value, ...] | "exists": true|false } }
  *
  *   dialogue   = { "topic"?: "product:sku-1" | "product:*" | "*",   default "*": any topic
  *                  "atLeast"?: stage, "exactly"?: stage, "notReached"?: stage,
- *                  "activeWithin"?: duration, "stalled"?: stall rule name }
+ *                  "activeWithin"?: duration, "stalled"?: stall rule name,
+ *                  "signal"?: signal name, "open"?: true|false }
  *
  * All the keys of a `dialogue` must hold for one and the same dialogue: `{"topic": "product:*",
  * "atLeast": "detail", "notReached": "purchase"}` is someone at detail of a product who has not
@@ -60,9 +62,13 @@ export const DialogueCondition = z
     notReached: stage.optional(),
     activeWithin: Duration.optional(),
     stalled: z.string().regex(RULE, 'a stall rule name: lower-case letters, digits, - and _').optional(),
+    /** The dialogue carries this topic-map signal (`open`: still open, or closed). */
+    signal: z.string().regex(STAGE, 'a signal name: a lower-case letter, then up to 31 letters, digits, _ and -').optional(),
+    open: z.boolean().optional(),
   })
   .strict()
-  .refine((c) => Object.keys(c).length > 0, { message: 'an empty condition: name a topic, a stage, activeWithin or stalled' });
+  .refine((c) => Object.keys(c).length > 0, { message: 'an empty condition: name a topic, a stage, activeWithin, stalled or signal' })
+  .refine((c) => c.open === undefined || c.signal !== undefined, { message: 'open needs the signal it is about', path: ['open'] });
 export type DialogueCondition = z.infer<typeof DialogueCondition>;
 
 export const RfmCondition = z
@@ -74,6 +80,22 @@ export const RfmCondition = z
   })
   .strict();
 export type RfmCondition = z.infer<typeof RfmCondition>;
+
+/**
+ * Projected lifetime value over the deployment's horizon (README "Lifetime value and RFM by
+ * quantiles"): never holds for a person without a projection (no fitted model yet, no purchase, a
+ * history the fit leaves out).
+ */
+export const LtvCondition = z
+  .object({
+    ltv: z
+      .object({ atLeast: z.number().finite().min(0).optional(), atMost: z.number().finite().min(0).optional() })
+      .strict()
+      .refine((r) => r.atLeast !== undefined || r.atMost !== undefined, { message: 'give atLeast, atMost or both' })
+      .refine((r) => r.atLeast === undefined || r.atMost === undefined || r.atLeast <= r.atMost, { message: 'atLeast is above atMost' }),
+  })
+  .strict();
+export type LtvCondition = z.infer<typeof LtvCondition>;
 
 const TraitValue = z.union([z.string().max(256), z.number().finite(), z.boolean()]);
 export const TraitCondition = z
@@ -95,7 +117,7 @@ export const TraitCondition = z
   .strict();
 export type TraitCondition = z.infer<typeof TraitCondition>;
 
-export type Condition = { all: Condition[] } | { any: Condition[] } | { not: Condition } | DialogueCondition | RfmCondition | TraitCondition;
+export type Condition = { all: Condition[] } | { any: Condition[] } | { not: Condition } | DialogueCondition | RfmCondition | LtvCondition | TraitCondition;
 
 export const Condition: z.ZodType<Condition> = z.lazy(() =>
   z.union([
@@ -103,6 +125,7 @@ export const Condition: z.ZodType<Condition> = z.lazy(() =>
     z.object({ any: z.array(Condition).min(1).max(AUDIENCE_MAX_CONDITIONS) }).strict(),
     z.object({ not: Condition }).strict(),
     RfmCondition,
+    LtvCondition,
     TraitCondition,
     DialogueCondition,
   ]),

@@ -40,6 +40,10 @@ export const Dialogue = z
     firstReached: z.record(z.string(), z.string()).meta({ description: 'When each stage was first reached (stages never reached are absent).' }),
     counts: z.record(z.string(), z.number().int()).meta({ description: 'Interactions per stage.' }),
     channels: z.array(z.string()).meta({ example: ['web', 'email'] }),
+    signals: z.record(z.string(), z.object({ count: z.number().int(), open: z.boolean() })).meta({
+      description: 'Signals the topic map marked events of this dialogue with (an inquiry, a complaint): times raised, and whether still open; {} when none.',
+      example: { inquiry: { count: 2, open: true } },
+    }),
   })
   .meta({ id: 'Dialogue' });
 export type Dialogue = z.infer<typeof Dialogue>;
@@ -56,7 +60,7 @@ export const PastTransition = z
 export type PastTransition = z.infer<typeof PastTransition>;
 
 export const RfmInputs = z
-  .object({ lastPurchase: dateTime(), purchases: z.number().int(), totalValue: z.number() })
+  .object({ firstPurchase: dateTime(), lastPurchase: dateTime(), purchases: z.number().int(), totalValue: z.number() })
   .nullable()
   .meta({ description: 'RFM inputs, from purchase events that carry a value; null before the first.' });
 export type RfmInputs = z.infer<typeof RfmInputs>;
@@ -79,10 +83,31 @@ export const PersonHistory = z.object({
 });
 export type PersonHistory = z.infer<typeof PersonHistory>;
 
+/** Lifetime value: spent so far and projected over the horizon (README "Lifetime value and RFM by quantiles"). */
+export const Ltv = z
+  .object({
+    toDate: z.number().meta({ description: 'Total value of the purchases so far.' }),
+    projected: z.number().nullable().meta({
+      description:
+        'Expected value of the purchases in the next `horizonDays` (BG/NBD × Gamma-Gamma, undiscounted); null without a fitted model, or for a history the fit leaves out (over 1000 purchases, a mean value 1000× the median, a non-positive value).',
+    }),
+    horizonDays: z.number().int(),
+    model: z.enum(['bg-nbd+gamma-gamma']).nullable().meta({ description: 'null: too few purchasers yet for a fit (GET /v1/crm/model says how many).' }),
+  })
+  .meta({ id: 'Ltv' });
+export type Ltv = z.infer<typeof Ltv>;
+
+export const RfmScaleName = z.enum(['quantiles', 'fixed']).meta({
+  description:
+    '`quantiles`: the quintiles of the deployment’s purchasers (GET /v1/crm/model); `fixed`: the fixed thresholds, while there are too few purchasers.',
+});
+
 export const Person = PersonHistory.extend({
+  rfmScale: RfmScaleName,
+  ltv: Ltv,
   rfmScores: RfmScores.nullable().meta({
     description:
-      'Each 1 (weakest) to 5 (strongest), from fixed thresholds. Recency, days since the last purchase: ≤7 → 5, ≤30 → 4, ≤90 → 3, ≤180 → 2, older → 1. ' +
+      'Each 1 (weakest) to 5 (strongest): by the quintiles of GET /v1/crm/model when `rfmScale` is `quantiles`, else from fixed thresholds. Recency, days since the last purchase: ≤7 → 5, ≤30 → 4, ≤90 → 3, ≤180 → 2, older → 1. ' +
       'Frequency, purchases: ≥10 → 5, ≥5 → 4, ≥3 → 3, 2 → 2, 1 → 1. Monetary, total value: ≥1000 → 5, ≥500 → 4, ≥200 → 3, ≥50 → 2, less → 1.',
   }),
   recentTransitions: z.array(PastTransition).meta({
@@ -344,3 +369,44 @@ export const Related = z
   })
   .meta({ id: 'Related' });
 export type Related = z.infer<typeof Related>;
+
+const thresholdList = (what: string) =>
+  z
+    .array(z.number().nullable())
+    .length(4)
+    .meta({ description: `The smallest ${what} scoring 2, 3, 4 and 5 (null: no purchaser of the sample scores that high).` });
+
+/** GET /v1/crm/model: the CRM model in force (history/crm/model.ts). */
+export const CrmModelView = z
+  .object({
+    rfmScale: RfmScaleName,
+    thresholds: z
+      .object({
+        lastPurchase: z.array(dateTime().nullable()).length(4).meta({ description: 'Recency: the earliest last purchase scoring 2, 3, 4 and 5.' }),
+        purchases: thresholdList('number of purchases'),
+        totalValue: thresholdList('total value'),
+      })
+      .nullable()
+      .meta({ description: 'The quintile thresholds in use; null while the fixed scale applies (fewer than `minSample` purchasers).' }),
+    ltv: z
+      .object({
+        model: z.literal('bg-nbd+gamma-gamma'),
+        bgNbd: z.object({ r: z.number(), alpha: z.number(), a: z.number(), b: z.number() }).meta({ description: 'BG/NBD, times in days.' }),
+        gammaGamma: z.object({ p: z.number(), q: z.number(), gamma: z.number() }),
+        n: z.number().int().meta({ description: 'Purchasers fitted on.' }),
+        converged: z.boolean(),
+      })
+      .nullable()
+      .meta({ description: 'The lifetime-value fit; null without enough purchasers (`minFit`): people show value to date only.' }),
+    horizonDays: z.number().int(),
+    n: z.number().int().meta({ description: 'Purchasers sampled.' }),
+    purchasers: z.number().int().meta({ description: 'Purchasers known when it was computed.' }),
+    minSample: z.number().int(),
+    minFit: z.number().int(),
+    excluded: z.record(z.string(), z.number().int()).meta({ description: 'Purchasers left out of the fit (not of the quintiles), by reason.' }),
+    computedAt: dateTime().nullable().meta({ description: 'null: not computed yet.' }),
+    tookMs: z.number().int().nullable(),
+    everySeconds: z.number().int().nullable().meta({ description: 'How often it is recomputed (CRM_MODEL_INTERVAL_S), when this process knows.' }),
+  })
+  .meta({ id: 'CrmModel' });
+export type CrmModelView = z.infer<typeof CrmModelView>;

@@ -153,6 +153,12 @@ export const Env = z.object({
   EMBEDDED_LOG_MAX_AGE_HOURS: z.coerce.number().positive().default(168),
   /** With a data directory: how often the histories and the groups' offsets are written (when anything changed); a crash folds again what came since. */
   EMBEDDED_SNAPSHOT_INTERVAL_S: z.coerce.number().int().min(1).max(86_400).default(60),
+  /** How often the worker holding the lease recomputes the CRM model (RFM quintiles, lifetime value), s (README "Lifetime value and RFM by quantiles"). */
+  CRM_MODEL_INTERVAL_S: z.coerce.number().int().min(10).max(86_400).default(600),
+  /** Purchasers sampled per computation: the fit's time grows with it (about 2 s at 20,000 measured, up to 4 s). */
+  CRM_MODEL_SAMPLE: z.coerce.number().int().min(20).max(200_000).default(20_000),
+  /** The horizon of projected lifetime value, days. */
+  CRM_LTV_HORIZON_DAYS: z.coerce.number().int().min(1).max(3650).default(365),
   /** Query API keys with full access (read and erase), comma-separated. Required on the real stack. */
   API_KEYS: keyList,
   /** Query API keys that may only read (no erase), comma-separated. */

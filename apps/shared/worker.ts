@@ -1,6 +1,8 @@
 import type { HistoryEvent } from '../../contract/transition.js';
 import { createAutomation } from '../../history/automation/evaluate.js';
 import { startSweeper, type Sweeper } from '../../history/automation/sweeper.js';
+import { DEFAULT_LTV_HORIZON_DAYS } from '../../history/query/crm.js';
+import { type CrmModelJob, startCrmModelJob } from '../../history/worker/crm-model.js';
 import type { AudienceRegistry, AutomationWatch } from '../../history/automation/registry.js';
 import { compileStallRules } from '../../history/stalls/rules.js';
 import type { TopicMap } from '../../history/fold/topic-map.js';
@@ -43,6 +45,8 @@ export function createWorker(
      * would be a transaction of its own, which slowed the fold behind a lag (bench, all-in-one).
      */
     slice?: number;
+    /** The CRM model job (CRM_MODEL_INTERVAL_S, CRM_MODEL_SAMPLE) and the LTV horizon (CRM_LTV_HORIZON_DAYS). */
+    crm?: { everyMs: number; sample: number; horizonDays: number };
   },
 ): Worker {
   const { topicMap, logger, metrics } = deps;
@@ -60,12 +64,16 @@ export function createWorker(
   if (!deps.registry && stallRules.length > 0) {
     backends.store.setAutomation(createAutomation({ ladder: topicMap.ladder, quietMs: topicMap.quietMs, stallRules, audiences: [] }));
   }
+  const crmOptions = deps.crm ?? { everyMs: 600_000, sample: 20_000, horizonDays: DEFAULT_LTV_HORIZON_DAYS };
+  let crm: CrmModelJob | undefined;
+  const crmNow = () => ({ model: crm?.current() ?? null, horizonDays: crmOptions.horizonDays });
   return {
     consumer,
     readiness: () => workerReadiness({ consumer, redis: backends.redis, stopping: () => stopping }),
     refresh: async () => lag?.poll(),
     start: async () => {
-      if (deps.registry) watch = await deps.registry.watch(backends.store, stallRules);
+      crm = startCrmModelJob({ store: backends.store, logger, everyMs: crmOptions.everyMs, sample: crmOptions.sample });
+      if (deps.registry) watch = await deps.registry.watch(backends.store, stallRules, { crm: crmNow });
       const handler = createBatchHandler({
         store: backends.store,
         topicMap,
@@ -83,6 +91,7 @@ export function createWorker(
       stopping = true;
       lag?.stop();
       await sweeper?.stop();
+      await crm?.stop();
       await Promise.all([consumer.stop(), erasures.stop()]);
       await watch?.stop();
     },

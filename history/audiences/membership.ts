@@ -13,8 +13,10 @@ import { topicPattern, type TopicPattern } from '../fold/topic-pattern.js';
 
 /** What a person's membership depends on. */
 export interface PersonFacts {
-  dialogues: ReadonlyMap<string, Pick<Dialogue, 'stage' | 'last'>>;
+  dialogues: ReadonlyMap<string, Pick<Dialogue, 'stage' | 'last' | 'signals'>>;
   rfm: RfmScores | null;
+  /** Projected lifetime value (history/crm/model.ts ltvOf), or null without one. */
+  ltv?: number | null | undefined;
   /** Whether the dialogue about `topic` is stalled by `rule` now (fired, no activity since). */
   stalled(topic: string, rule: string): boolean;
   /** The identify traits the person holds, by name. */
@@ -24,8 +26,17 @@ export interface PersonFacts {
 type Compiled =
   | { k: 'all' | 'any'; of: Compiled[] }
   | { k: 'not'; of: Compiled }
-  | { k: 'dialogue'; topics: TopicPattern; min: number; max: number; withinMs: number | null; stalled: string | null }
+  | {
+      k: 'dialogue';
+      topics: TopicPattern;
+      min: number;
+      max: number;
+      withinMs: number | null;
+      stalled: string | null;
+      signal: { name: string; open: boolean | null } | null;
+    }
   | { k: 'rfm'; ranges: [keyof Omit<RfmScores, 'code'>, number, number][] }
+  | { k: 'ltv'; min: number; max: number }
   | { k: 'trait'; name: string; exists: boolean | null; values: readonly TraitValue[] };
 
 export interface CompiledAudience {
@@ -41,6 +52,8 @@ export interface AudienceContext {
   quietMs: number;
   /** The stall rules of the topic map, by name. */
   stallRules: ReadonlySet<string>;
+  /** The topic map's signals, by name (absent: signal names are not checked). */
+  signals?: ReadonlySet<string> | undefined;
 }
 
 export class AudienceError extends Error {}
@@ -69,7 +82,11 @@ export function compileAudience(def: AudienceDefinition, ctx: AudienceContext): 
         `stalled: "${c.stalled}" is not a stall rule of the topic map${ctx.stallRules.size ? ` (${[...ctx.stallRules].join(', ')})` : ''}`,
       );
     }
-    return { k: 'dialogue', topics: topicPattern(c.topic ?? '*'), min, max, withinMs: c.activeWithin ?? null, stalled: c.stalled ?? null };
+    if (c.signal !== undefined && ctx.signals && !ctx.signals.has(c.signal)) {
+      throw new AudienceError(`signal: "${c.signal}" is not a signal of the topic map${ctx.signals.size ? ` (${[...ctx.signals].join(', ')})` : ''}`);
+    }
+    const signal = c.signal === undefined ? null : { name: c.signal, open: c.open ?? null };
+    return { k: 'dialogue', topics: topicPattern(c.topic ?? '*'), min, max, withinMs: c.activeWithin ?? null, stalled: c.stalled ?? null, signal };
   };
   const walk = (c: Condition): Compiled => {
     if ('all' in c) return { k: 'all', of: c.all.map(walk) };
@@ -87,6 +104,11 @@ export function compileAudience(def: AudienceDefinition, ctx: AudienceContext): 
       });
       return { k: 'rfm', ranges };
     }
+    if ('ltv' in c) {
+      // The projection is derived from the RFM inputs: a purchase anywhere can change it.
+      readsRfm = true;
+      return { k: 'ltv', min: c.ltv.atLeast ?? 0, max: c.ltv.atMost ?? Number.POSITIVE_INFINITY };
+    }
     if ('trait' in c) {
       const t = c.trait;
       const values = t.in ?? (t.equals === undefined ? [] : [t.equals]);
@@ -98,7 +120,7 @@ export function compileAudience(def: AudienceDefinition, ctx: AudienceContext): 
 }
 
 /** The dialogues `topics` selects that are still going at `now`. */
-function* live(a: CompiledAudience, topics: TopicPattern, facts: PersonFacts, now: number): Generator<[string, Pick<Dialogue, 'stage' | 'last'>]> {
+function* live(a: CompiledAudience, topics: TopicPattern, facts: PersonFacts, now: number): Generator<[string, Pick<Dialogue, 'stage' | 'last' | 'signals'>]> {
   if (topics.exact !== null) {
     const d = facts.dialogues.get(topics.exact);
     if (d && now - d.last <= a.quietMs) yield [topics.exact, d];
@@ -117,6 +139,8 @@ function holds(a: CompiledAudience, c: Compiled, facts: PersonFacts, now: number
       return !holds(a, c.of, facts, now);
     case 'rfm':
       return facts.rfm !== null && c.ranges.every(([key, lo, hi]) => facts.rfm![key] >= lo && facts.rfm![key] <= hi);
+    case 'ltv':
+      return facts.ltv !== undefined && facts.ltv !== null && facts.ltv >= c.min && facts.ltv <= c.max;
     case 'trait': {
       const v = facts.traits.get(c.name);
       // includes compares with SameValueZero: by type, so 5 is not "5".
@@ -127,6 +151,11 @@ function holds(a: CompiledAudience, c: Compiled, facts: PersonFacts, now: number
         if (d.stage < c.min || d.stage > c.max) continue;
         if (c.withinMs !== null && now - d.last > c.withinMs) continue;
         if (c.stalled !== null && !facts.stalled(t, c.stalled)) continue;
+        if (c.signal !== null) {
+          const want = c.signal;
+          const s = d.signals?.find((x) => x.name === want.name);
+          if (!s || (want.open !== null && s.open !== want.open)) continue;
+        }
         return true;
       }
       return false;

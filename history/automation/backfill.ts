@@ -73,7 +73,7 @@ export function candidateTopics(c: Condition): TopicPattern[] | null {
     }
     // A trait holds without a dialogue; the candidates are still those with one (the stage indexes
     // are all there is to list people by), so a person who has only traits joins on their next record.
-    if ('not' in x || 'rfm' in x || 'trait' in x) return null;
+    if ('not' in x || 'rfm' in x || 'ltv' in x || 'trait' in x) return null;
     return [x.topic ?? '*'];
   };
   const patterns = needs(c);

@@ -3,6 +3,7 @@ import { type CompiledAudience, isMember, nextChangeAt, type PersonFacts } from 
 import type { Automation, AutomationInput, AutomationOutcome, StallRuleSummary } from '../fold/automation.js';
 import type { Dialogue } from '../fold/fold.js';
 import { DEFAULT_RFM_SCALE, rfmScores, type RfmScale } from '../query/rfm.js';
+import { type CrmModel, ltvOf, scoresOf } from '../crm/model.js';
 import { type CompiledStallRule, dueStalls, nextStallAt, stallId } from '../stalls/rules.js';
 
 /**
@@ -17,6 +18,12 @@ export interface AutomationConfig {
   stallRules: readonly CompiledStallRule[];
   audiences: readonly { name: string; compiled: CompiledAudience }[];
   rfmScale?: RfmScale;
+  /**
+   * The CRM model in force and the LTV horizon, read at each evaluation (a getter: a model the worker's
+   * job computes or reads applies with no recompiling). With quintiles, RFM conditions use them; `ltv`
+   * conditions read the projection.
+   */
+  crm?: (() => { model: CrmModel | null; horizonDays: number }) | undefined;
 }
 
 const DAY = 86_400_000;
@@ -86,17 +93,21 @@ export function createAutomation(config: AutomationConfig): Automation {
 
       const next = new Map<string, number>();
       if (audiences.length > 0) {
-        const scores = state.rfm ? rfmScores(state.rfm, now, scale) : null;
+        const crm = config.crm?.();
+        const quantiles = crm?.model?.thresholds ? crm.model : null;
+        // Quintiles score the time of the last purchase, not its age: they do not change with time.
+        const scores = state.rfm ? (quantiles ? scoresOf(quantiles, state.rfm, now).scores : rfmScores(state.rfm, now, scale)) : null;
         const facts: PersonFacts = {
           dialogues,
           rfm: scores,
+          ltv: crm ? ltvOf(crm.model, state.rfm, now, crm.horizonDays).projected : null,
           stalled: (topic, rule) => {
             const d = dialogues.get(topic);
             return !!d && firedRules(d).includes(rule);
           },
           traits: state.traits ?? NO_TRAITS,
         };
-        const rfmAt = state.rfm ? rfmChangesAt(state.rfm.last, now, scale) : null;
+        const rfmAt = state.rfm && !quantiles ? rfmChangesAt(state.rfm.last, now, scale) : null;
         for (const a of audiences) {
           const was = memberships.get(a.name);
           if (isMember(a.compiled, facts, now)) {

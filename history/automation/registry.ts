@@ -9,6 +9,7 @@ import {
   type Condition,
   DialogueCondition,
   RfmCondition,
+  LtvCondition,
 } from '../../contract/audience.js';
 import type { LogProducer } from '../../lib/log.js';
 import type { Logger } from '../../lib/logger.js';
@@ -16,7 +17,7 @@ import { AudienceError, type CompiledAudience, compileAudience } from '../audien
 import type { CompiledStallRule } from '../stalls/rules.js';
 import { type HistoryStore, keys } from '../store/store.js';
 import { type BackfillProgress, runBackfill } from './backfill.js';
-import { createAutomation } from './evaluate.js';
+import { type AutomationConfig, createAutomation } from './evaluate.js';
 
 /**
  * The audience definitions: named, validated against the topic map when written, kept where every
@@ -210,7 +211,7 @@ export class RedisDefinitions implements DefinitionsBackend {
 
 const NAME_HELP = 'an audience name is 1 to 64 lower-case letters, digits, - and _, starting with a letter or digit';
 const CONDITION_HELP =
-  'a condition is an object: {"all": [...]}, {"any": [...]}, {"not": {...}}, {"rfm": {...}} or a dialogue condition (topic, atLeast, exactly, notReached, activeWithin, stalled)';
+  'a condition is an object: {"all": [...]}, {"any": [...]}, {"not": {...}}, {"rfm": {...}}, {"ltv": {...}} or a dialogue condition (topic, atLeast, exactly, notReached, activeWithin, stalled)';
 const DIALOGUE_KEYS = ['topic', 'atLeast', 'exactly', 'notReached', 'activeWithin', 'stalled'];
 const MAX_ISSUES = 10;
 
@@ -231,7 +232,7 @@ function definitionIssues(v: unknown, path: string, out: Issue[]): void {
   }
   const o = v as Record<string, unknown>;
   const ks = Object.keys(o);
-  const lead = ks.find((k) => k === 'all' || k === 'any' || k === 'not' || k === 'rfm');
+  const lead = ks.find((k) => k === 'all' || k === 'any' || k === 'not' || k === 'rfm' || k === 'ltv');
   if (lead === undefined) {
     const r = DialogueCondition.safeParse(o);
     if (r.success) return;
@@ -259,8 +260,8 @@ function definitionIssues(v: unknown, path: string, out: Issue[]): void {
     definitionIssues(o.not, join(path, 'not'), out);
     return;
   }
-  if (lead === 'rfm') {
-    const r = RfmCondition.safeParse(o);
+  if (lead === 'rfm' || lead === 'ltv') {
+    const r = (lead === 'rfm' ? RfmCondition : LtvCondition).safeParse(o);
     if (!r.success) for (const i of r.error.issues) out.push({ path: [path, ...i.path.map(String)].join('.'), message: i.message });
     return;
   }
@@ -277,6 +278,8 @@ export interface DefinitionContext {
   quietMs: number;
   /** The topic map's stall rules, by name. */
   stallRules: ReadonlySet<string>;
+  /** The topic map's signals, by name. */
+  signals?: ReadonlySet<string> | undefined;
 }
 
 export interface ValidDefinition {
@@ -409,7 +412,12 @@ export class AudienceRegistry {
     private readonly opts: AudienceRegistryOptions,
   ) {
     this.store = opts.store;
-    this.ctx = { ladder: opts.store.options.ladder, quietMs: opts.store.options.quietMs, stallRules: new Set(opts.stallRules.map((r) => r.name)) };
+    this.ctx = {
+      ladder: opts.store.options.ladder,
+      quietMs: opts.store.options.quietMs,
+      stallRules: new Set(opts.stallRules.map((r) => r.name)),
+      signals: new Set(opts.store.options.signals?.keys() ?? []),
+    };
     this.now = opts.now ?? Date.now;
     this.settleMs = opts.settleMs ?? 3000;
   }
@@ -524,10 +532,19 @@ export class AudienceRegistry {
    * a bump was lost). A stored definition that no longer compiles (the topic map changed since) is
    * left out, with an error in the log.
    */
-  async watch(store: HistoryStore, stallRules: readonly CompiledStallRule[], opts: { everyMs?: number; refreshMs?: number } = {}): Promise<AutomationWatch> {
+  async watch(
+    store: HistoryStore,
+    stallRules: readonly CompiledStallRule[],
+    opts: { everyMs?: number; refreshMs?: number; crm?: AutomationConfig['crm'] } = {},
+  ): Promise<AutomationWatch> {
     const everyMs = opts.everyMs ?? 1000;
     const refreshMs = opts.refreshMs ?? 30_000;
-    const ctx: DefinitionContext = { ladder: store.options.ladder, quietMs: store.options.quietMs, stallRules: new Set(stallRules.map((r) => r.name)) };
+    const ctx: DefinitionContext = {
+      ladder: store.options.ladder,
+      quietMs: store.options.quietMs,
+      stallRules: new Set(stallRules.map((r) => r.name)),
+      signals: new Set(store.options.signals?.keys() ?? []),
+    };
     const log = this.opts.logger;
     let seenVersion: number | null = null;
     let lastFull = 0;
@@ -560,7 +577,9 @@ export class AudienceRegistry {
         }
       }
       store.setAutomation(
-        audiences.length > 0 || stallRules.length > 0 ? createAutomation({ ladder: ctx.ladder, quietMs: ctx.quietMs, stallRules, audiences }) : null,
+        audiences.length > 0 || stallRules.length > 0
+          ? createAutomation({ ladder: ctx.ladder, quietMs: ctx.quietMs, stallRules, audiences, crm: opts.crm })
+          : null,
       );
       applied = signature;
       log?.info({ audiences: audiences.map((a) => a.name), stallRules: stallRules.length }, 'audience definitions applied');

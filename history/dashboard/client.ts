@@ -774,10 +774,23 @@ async function lookUp(id: string): Promise<void> {
         h('dd', {}, p.rfm.totalValue.toLocaleString()),
         h('dt', {}, 'Last purchase'),
         h('dd', {}, `${ago(Date.parse(p.rfm.lastPurchase))} (${fullDate(Date.parse(p.rfm.lastPurchase))})`),
+        h('dt', {}, `Expected in the next ${p.ltv.horizonDays} days`),
+        h(
+          'dd',
+          { class: 'ltv', title: p.ltv.model ? 'BG/NBD and Gamma-Gamma, fitted to this shop’s purchasers' : '' },
+          p.ltv.projected !== null ? p.ltv.projected.toLocaleString() : p.ltv.model ? 'outside the model' : 'not enough purchasers yet',
+        ),
       ),
       h(
         'div',
-        { class: 'scores', title: 'Scores from 1 (weakest) to 5 (strongest)' },
+        {
+          class: 'scores',
+          'data-scale': p.rfmScale,
+          title:
+            p.rfmScale === 'quantiles'
+              ? 'Scores from 1 (weakest) to 5 (strongest): the fifth of this shop’s purchasers the person stands in'
+              : 'Scores from 1 (weakest) to 5 (strongest), on fixed thresholds (too few purchasers yet for the shop’s own)',
+        },
         h('span', { class: 'score' }, 'Bought recently ', h('b', {}, `${p.rfmScores.recency}/5`)),
         h('span', { class: 'score' }, 'Buys often ', h('b', {}, `${p.rfmScores.frequency}/5`)),
         h('span', { class: 'score' }, 'Spends a lot ', h('b', {}, `${p.rfmScores.monetary}/5`)),

@@ -141,6 +141,12 @@ function say(c: unknown, depth: number): string | null {
       .map(([k, r]) => `${k} score ${range(r ?? {})}`)
       .join(', ');
   }
+  if ('ltv' in o) {
+    const r = o.ltv as { atLeast?: number; atMost?: number } | null;
+    if (r === null || typeof r !== 'object') return null;
+    const bounds = [r.atLeast !== undefined ? `at least ${r.atLeast}` : null, r.atMost !== undefined ? `at most ${r.atMost}` : null].filter(Boolean);
+    return `expected to spend ${bounds.join(' and ')}`;
+  }
   const parts: string[] = [];
   const str = (k: string) => (typeof o[k] === 'string' ? (o[k] as string) : null);
   if (str('atLeast')) parts.push(`reached “${stepName(str('atLeast')!)}” or further`);

@@ -1,5 +1,5 @@
 import type { TraitValue } from '../../contract/raw-event.js';
-import { FINGERPRINT_WIDTH, type Dialogue, type PersonState, type Rfm } from './fold.js';
+import { FINGERPRINT_WIDTH, type Dialogue, type PersonState, type Rfm, type SignalCount } from './fold.js';
 
 /**
  * How a person's history is laid out as the fields of one small hash (Redis keeps it as a listpack
@@ -38,7 +38,9 @@ export const erasedAt = (f: Fields | null | undefined): number => Number(f?.[F.e
 
 /**
  * `d:<topic>`: a dialogue, stage|start|last-start|first-start per stage|counts per stage|channels,
- * and |since-start:rule,rule while stall rules have fired for its current quiet spell.
+ * and |since-start:rule,rule while stall rules have fired for its current quiet spell; then, only when
+ * the dialogue has signals, |name!count,name:count (`!` open, `:` closed; the 7th part empty when
+ * nothing fired), so a dialogue without signals is as short as before.
  */
 export const DIALOGUE_PREFIX = 'd:';
 
@@ -100,11 +102,23 @@ export function encodeDialogue(d: Dialogue): string {
   const firsts = d.first.map((f) => (f === 0 ? '' : b36(f - d.start))).join(',');
   const base = `${d.stage}|${b36(d.start)}|${b36(d.last - d.start)}|${firsts}|${d.counts.join(',')}|${d.channels.join(',')}`;
   // A marker of an earlier spell means nothing any more: it is not written.
-  return d.fired && d.fired.since === d.last && d.fired.rules.length > 0 ? `${base}|${b36(d.fired.since - d.start)}:${d.fired.rules.join(',')}` : base;
+  const fired = d.fired && d.fired.since === d.last && d.fired.rules.length > 0 ? `|${b36(d.fired.since - d.start)}:${d.fired.rules.join(',')}` : '';
+  if (!d.signals?.length) return base + fired;
+  return `${base}${fired || '|'}|${d.signals.map((x) => `${x.name}${x.open ? '!' : ':'}${x.count}`).join(',')}`;
+}
+
+function decodeSignals(s: string): SignalCount[] {
+  const out: SignalCount[] = [];
+  for (const part of s.split(',')) {
+    const at = part.search(/[!:]/);
+    if (at <= 0) continue;
+    out.push({ name: part.slice(0, at), open: part[at] === '!', count: Number(part.slice(at + 1)) || 0 });
+  }
+  return out;
 }
 
 export function decodeDialogue(s: string): Dialogue {
-  const [stage = '0', start36 = '', last36 = '', firsts = '', counts = '', channels = '', fired] = s.split('|');
+  const [stage = '0', start36 = '', last36 = '', firsts = '', counts = '', channels = '', fired, signals] = s.split('|');
   const start = un36(start36);
   const d: Dialogue = {
     stage: Number(stage),
@@ -118,6 +132,7 @@ export function decodeDialogue(s: string): Dialogue {
     const colon = fired.indexOf(':');
     d.fired = { since: start + un36(fired.slice(0, colon)), rules: fired.slice(colon + 1).split(',') };
   }
+  if (signals) d.signals = decodeSignals(signals);
   return d;
 }
 
@@ -138,13 +153,15 @@ export function decodeMemberships(f: Fields | null | undefined): Map<string, num
 
 export const encodeMembership = (at: number): string => b36(at);
 
+/** The first purchase comes last: a value written before it was kept still decodes (first = last). */
 export function encodeRfm(r: Rfm): string {
-  return `${b36(r.last)}|${r.count}|${r.total}`;
+  return `${b36(r.last)}|${r.count}|${r.total}|${b36(r.first)}`;
 }
 
 export function decodeRfm(s: string): Rfm {
-  const [last = '', count = '0', total = '0'] = s.split('|');
-  return { last: un36(last), count: Number(count), total: Number(total) };
+  const [last = '', count = '0', total = '0', first] = s.split('|');
+  const l = un36(last);
+  return { first: first === undefined ? l : un36(first), last: l, count: Number(count), total: Number(total) };
 }
 
 export function decodeOffsets(s: string | undefined): Map<string, number> {

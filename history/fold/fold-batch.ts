@@ -4,7 +4,7 @@ import { DEFAULT_TREND_RETENTION, oldestKept, trendIncrements, type TrendIncreme
 import type { Automation } from './automation.js';
 import type { Fields } from './codec.js';
 import type { FoldOptions } from './fold.js';
-import { erasedAt, F, outboxField } from './codec.js';
+import { decodeRfm, erasedAt, F, outboxField } from './codec.js';
 import { byPerson, linksOf, planPerson, receivedAt, type AutomationWrite, type BatchRecord, type IndexEntry, type PersonPlan } from './person-batch.js';
 
 /** A record the fold did not take: refused by a cap, or its person's history could not be folded. */
@@ -51,6 +51,11 @@ export interface FieldBackend {
    * and for new transitions only (see CrossSellStep).
    */
   crossSell(step: CrossSellStep): Promise<void>;
+  /**
+   * Last: the people whose RFM inputs this batch changed, into the purchasers set the CRM model
+   * samples (history/worker/crm-model.ts), scored by their last purchase. Idempotent (a set).
+   */
+  purchasers?(people: { person: string; last: number }[]): Promise<void>;
   /** Deletes the partition's outbox if it still holds exactly `value` (a later write keeps its own). */
   clearOutbox(items: { person: string; value: string }[], partition: string): Promise<void>;
 }
@@ -121,6 +126,7 @@ export async function foldBatchWith(
     return c;
   };
   const top = opts.ladder[opts.ladder.length - 1];
+  const buyers: { person: string; last: number }[] = [];
   const refused: FoldRefusal[] = [];
   let erased = 0;
   // Visitors linked in this batch join their person only after the first read has judged their
@@ -217,6 +223,8 @@ export async function foldBatchWith(
         for (const p of purchases) counters(p.topic).buyers++;
         for (const [x, y] of pairsOfBatch(plan.bought, purchases)) counters(x).followers.push(y);
       }
+      const rfm = plan.set[F.rfm];
+      if (rfm !== undefined) buyers.push({ person: plan.person, last: decodeRfm(rfm).last });
       index.push(...plan.index);
       autoWrites.push(...plan.automation);
       refused.push(...plan.refused);
@@ -238,6 +246,7 @@ export async function foldBatchWith(
     await backend.trend({ increments, recent, now });
   }
   if (crossSell.size > 0) await backend.crossSell({ topics: [...crossSell.values()] });
+  if (buyers.length > 0) await backend.purchasers?.(buyers);
   return {
     transitions,
     refused,

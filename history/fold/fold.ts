@@ -24,9 +24,26 @@ export interface Dialogue {
    * write of its own.
    */
   fired?: { since: number; rules: string[] } | undefined;
+  /**
+   * Signals the topic map marked events of this dialogue with (a call-centre complaint, an
+   * inquiry), by name in name order: how often each was raised, and whether it is still open (raised
+   * since it was last closed). Absent when none, so most dialogues encode as before.
+   */
+  signals?: SignalCount[] | undefined;
 }
 
+export interface SignalCount {
+  name: string;
+  count: number;
+  open: boolean;
+}
+
+/** Distinct signals kept per dialogue (the topic map declares at most as many): one hash field holds them. */
+export const MAX_DIALOGUE_SIGNALS = 16;
+
 export interface Rfm {
+  /** First purchase, epoch ms: the customer's age for lifetime value (history/crm/ltv.ts). */
+  first: number;
   last: number;
   count: number;
   total: number;
@@ -53,6 +70,8 @@ export interface FoldEvent {
   stage: number;
   /** Set on purchases that carry an amount; feeds the RFM inputs. */
   value?: number | undefined;
+  /** The topic map marked the event as a signal on its dialogue: raised, or settled with `close`. */
+  signal?: { name: string; close?: boolean | undefined } | undefined;
 }
 
 export interface FoldOptions {
@@ -64,6 +83,8 @@ export interface FoldOptions {
   maxDialogues?: number | undefined;
   /** Visitor ids that may be linked to one person (default DEFAULT_MAX_LINKS). */
   maxLinks?: number | undefined;
+  /** The topic map's signals: name -> what an open one adds to the needs ranking's weighted interactions. */
+  signals?: ReadonlyMap<string, number> | undefined;
 }
 
 export const DEFAULT_MAX_DIALOGUES = 200;
@@ -181,16 +202,66 @@ export function fold(person: string, prev: PersonState, events: readonly FoldEve
     }
     d.counts[e.stage] = (d.counts[e.stage] ?? 0) + 1;
     if (!d.channels.includes(e.channel)) d.channels.push(e.channel);
+    if (e.signal) {
+      const signals = markSignal(d.signals, e.signal.name, e.signal.close === true);
+      if (signals) d.signals = signals;
+    }
     state.dialogues.set(e.topic, d);
     changed.add(e.topic);
 
     if (e.value !== undefined) {
-      const r = state.rfm ?? { last: 0, count: 0, total: 0 };
-      state.rfm = { last: Math.max(r.last, e.ts), count: r.count + 1, total: r.total + e.value };
+      const r = state.rfm;
+      state.rfm = r
+        ? { first: Math.min(r.first, e.ts), last: Math.max(r.last, e.ts), count: r.count + 1, total: r.total + e.value }
+        : { first: e.ts, last: e.ts, count: 1, total: e.value };
     }
   }
   if (state.seen.length > opts.seenSize) state.seen.splice(0, state.seen.length - opts.seenSize);
   return { state, transitions, changed, dropped, applied };
+}
+
+/**
+ * The dialogue's signals with one more mark: a raise counts and opens, a close settles (a close of a
+ * signal never raised records nothing). Undefined when nothing changes. A new name past the cap is
+ * dropped: the map allows no more, so only a changed map's leftovers could get there.
+ */
+function markSignal(prev: readonly SignalCount[] | undefined, name: string, close: boolean): SignalCount[] | undefined {
+  const list = prev ? prev.map((x) => ({ ...x })) : [];
+  const at = list.findIndex((x) => x.name === name);
+  if (at >= 0) {
+    const x = list[at]!;
+    if (close) x.open = false;
+    else {
+      x.count++;
+      x.open = true;
+    }
+    return list;
+  }
+  if (close || list.length >= MAX_DIALOGUE_SIGNALS) return undefined;
+  list.push({ name, count: 1, open: true });
+  return list.sort((a, b) => (a.name < b.name ? -1 : 1));
+}
+
+/** Merged signals: counts summed, open if open on either side. */
+function mergeSignals(a: readonly SignalCount[] | undefined, b: readonly SignalCount[] | undefined): SignalCount[] | undefined {
+  if (!a?.length && !b?.length) return undefined;
+  const byName = new Map<string, SignalCount>();
+  for (const x of [...(a ?? []), ...(b ?? [])]) {
+    const y = byName.get(x.name);
+    byName.set(x.name, y ? { name: x.name, count: y.count + x.count, open: y.open || x.open } : { ...x });
+  }
+  return [...byName.values()].sort((x, y) => (x.name < y.name ? -1 : 1)).slice(0, MAX_DIALOGUE_SIGNALS);
+}
+
+/**
+ * What the dialogue's open signals add to the needs ranking's weighted interactions, as the map
+ * weighs them (a signal the map no longer declares weighs nothing).
+ */
+export function openSignalWeight(d: Pick<Dialogue, 'signals'>, weights: ReadonlyMap<string, number> | undefined): number {
+  if (!d.signals || !weights) return 0;
+  let w = 0;
+  for (const s of d.signals) if (s.open) w += weights.get(s.name) ?? 0;
+  return w;
 }
 
 function mkTransition(person: string, e: FoldEvent, start: number, from: string | null, ladder: readonly string[]): Transition {
@@ -210,7 +281,13 @@ export function mergeInto(person: string, target: PersonState, source: PersonSta
   for (const [topic, s] of [...source.dialogues].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
     const t = state.dialogues.get(topic);
     if (!t) {
-      state.dialogues.set(topic, { ...s, first: s.first.slice(), counts: s.counts.slice(), channels: s.channels.slice() });
+      state.dialogues.set(topic, {
+        ...s,
+        first: s.first.slice(),
+        counts: s.counts.slice(),
+        channels: s.channels.slice(),
+        ...(s.signals ? { signals: s.signals.map((x) => ({ ...x })) } : {}),
+      });
       transitions.push({ id: transitionId(person, topic, s.start, opts.ladder[s.stage]!), person, topic, from: null, to: opts.ladder[s.stage]!, at, channel });
     } else {
       const merged: Dialogue = {
@@ -227,6 +304,8 @@ export function mergeInto(person: string, target: PersonState, source: PersonSta
       // What fired for the merged dialogue's quiet spell (either side's) stays fired: not again.
       const fired = [t, s].flatMap((x) => (x.fired && x.fired.since === merged.last ? x.fired.rules : []));
       if (fired.length > 0) merged.fired = { since: merged.last, rules: [...new Set(fired)] };
+      const signals = mergeSignals(t.signals, s.signals);
+      if (signals) merged.signals = signals;
       if (merged.stage > t.stage) {
         transitions.push({
           id: transitionId(person, topic, t.start, opts.ladder[merged.stage]!),
@@ -245,8 +324,9 @@ export function mergeInto(person: string, target: PersonState, source: PersonSta
   const seen = [...new Set([...state.seen, ...source.seen])];
   state.seen = seen.slice(Math.max(0, seen.length - opts.seenSize));
   if (source.rfm) {
-    const r = state.rfm ?? { last: 0, count: 0, total: 0 };
-    state.rfm = { last: Math.max(r.last, source.rfm.last), count: r.count + source.rfm.count, total: r.total + source.rfm.total };
+    const r = state.rfm;
+    const s = source.rfm;
+    state.rfm = r ? { first: Math.min(r.first, s.first), last: Math.max(r.last, s.last), count: r.count + s.count, total: r.total + s.total } : { ...s };
   }
   // Two histories at the cap make one over it: keep the most recent dialogues of both.
   const dropped = new Set<string>();

@@ -20,7 +20,7 @@ import {
   TRAIT_PREFIX,
   type Fields,
 } from './codec.js';
-import { DEFAULT_MAX_LINKS, fold, mergeInto, type FoldEvent, type FoldOptions, type PersonState } from './fold.js';
+import { DEFAULT_MAX_LINKS, fold, mergeInto, openSignalWeight, type FoldEvent, type FoldOptions, type PersonState } from './fold.js';
 
 /**
  * Turns one person's slice of a consumed batch into the write a store must apply atomically.
@@ -73,6 +73,8 @@ export interface IndexEntry {
   last: number;
   /** Interactions per stage: with `last`, the needs ranking the stage index is ordered by (history/store/rank-key.ts). */
   counts?: readonly number[];
+  /** What the dialogue's open signals add to the weighted interactions (the topic map's weights): ranks it up or down. */
+  boost?: number;
   /**
    * The person's tombstone the write was planned against (0: never erased). An erase that came
    * after it leaves a marker the index update sees: the entry is then removed, not added.
@@ -315,6 +317,8 @@ export function planPerson(
     const d = state.dialogues.get(topic);
     if (!d) continue;
     const entry: IndexEntry = { person, topic, stage: d.stage, last: d.last, counts: d.counts, erased: tomb };
+    const boost = openSignalWeight(d, opts.signals);
+    if (boost !== 0) entry.boost = boost;
     if (automation) {
       const now = stalledNow.get(topic) ?? [];
       const before = prev.dialogues.get(topic);

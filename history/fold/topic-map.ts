@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { MAX_STALL_RULES, StallRule, type ParsedStallRule } from '../../contract/stall-rule.js';
 import type { FoldOptions } from './fold.js';
+import { W_MAX as W_LIMIT } from '../store/rank-key.js';
 import { DEFAULT_SEEN_SIZE } from '../store/store.js';
 
 /**
@@ -8,6 +9,12 @@ import { DEFAULT_SEEN_SIZE } from '../store/store.js';
  * Compiled once at start; `classify` is pure and runs per event on the worker's hot path.
  */
 const stageName = z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'a stage is a lower-case word');
+
+/** A signal's name (`inquiry`, `complaint`): short, because every dialogue that carries it stores it. */
+export const SIGNAL_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
+/** Signals per map, and so per dialogue: a dialogue's signals live in its one hash field. */
+export const MAX_SIGNALS = 16;
+const signalName = z.string().regex(SIGNAL_NAME, 'a signal is a lower-case word: a letter, then up to 31 letters, digits, _ and -');
 
 /** A topic is at most this many characters, after normalising (see `normaliseTopic`). */
 export const TOPIC_MAX_LENGTH = 128;
@@ -66,11 +73,15 @@ export const Rule = z
     /** A template: `product:{sku}` takes `sku` from the URL, `{props.product}` from the event. */
     topic: z.string().min(1).max(TOPIC_MAX_LENGTH),
     stage: stageName,
+    /** Marks the event as this signal on its dialogue (declared in the map's `signals`): raised, or with `close`, settled. */
+    signal: signalName.optional(),
+    close: z.boolean().optional(),
   })
   .strict()
   .refine((r) => r.url !== undefined || r.channel !== undefined || r.event !== undefined, {
     message: 'a rule needs at least one of url, channel, event',
-  });
+  })
+  .refine((r) => r.close === undefined || r.signal !== undefined, { message: 'close needs the signal it closes', path: ['close'] });
 export type Rule = z.infer<typeof Rule>;
 
 export const TopicMapConfig = z
@@ -90,6 +101,25 @@ export const TopicMapConfig = z
     /** Stall rules (contract/stall-rule.ts): a dialogue quiet at a stage for a while fires once. */
     stalls: z.array(StallRule).max(MAX_STALL_RULES).default([]),
     limits: Limits.default(DEFAULT_LIMITS),
+    /**
+     * The signals rules may mark events with, by name. `weight` is added to the needs ranking's
+     * weighted interactions while the signal is open on the dialogue (negative lowers it).
+     */
+    signals: z
+      .record(z.string(), z.object({ weight: z.number().int().min(-W_LIMIT).max(W_LIMIT).default(0) }).strict())
+      .superRefine((sig, ctx) => {
+        const names = Object.keys(sig);
+        if (names.length > MAX_SIGNALS) ctx.addIssue({ code: 'custom', message: `at most ${MAX_SIGNALS} signals, not ${names.length}` });
+        for (const n of names.slice(0, MAX_SIGNALS + 1)) {
+          if (!SIGNAL_NAME.test(n))
+            ctx.addIssue({
+              code: 'custom',
+              path: [n],
+              message: `"${n.slice(0, 40)}" is not a signal name: a letter, then up to 31 lower-case letters, digits, _ and -`,
+            });
+        }
+      })
+      .default({}),
     /** Rules per site, tried before the shared ones; the ladder is shared by every site and channel. */
     sites: z
       .record(
@@ -111,6 +141,14 @@ export const TopicMapConfig = z
       rules.forEach((r, i) => {
         if (!m.ladder.includes(r.stage)) {
           ctx.addIssue({ code: 'custom', path: [...path, i, 'stage'], message: `"${r.stage}" is not on the ladder (${m.ladder.join(' < ')})` });
+        }
+        if (r.signal !== undefined && !Object.hasOwn(m.signals, r.signal)) {
+          const known = Object.keys(m.signals);
+          ctx.addIssue({
+            code: 'custom',
+            path: [...path, i, 'signal'],
+            message: `"${r.signal}" is not declared in signals${known.length ? ` (${known.slice(0, MAX_SIGNALS).join(', ')})` : ' (none are)'}`,
+          });
         }
       });
     check(m.rules, ['rules']);
@@ -151,10 +189,18 @@ export interface Classifiable {
   props?: Record<string, unknown> | undefined;
 }
 
+/** A signal an event carries on its dialogue: raised, or settled (`close`). */
+export interface SignalMark {
+  name: string;
+  close?: boolean | undefined;
+}
+
 export interface Classification {
   topic: string;
   /** Index into the ladder. */
   stage: number;
+  /** Set when the rule that decided marks the event as a signal. */
+  signal?: SignalMark | undefined;
 }
 
 /**
@@ -174,6 +220,7 @@ interface CompiledRule {
   event: string | undefined;
   topic: string;
   stage: number;
+  signal: SignalMark | undefined;
   /** The topics this rule can produce, for judging `data-topic` hints. */
   produces: RegExp;
 }
@@ -183,6 +230,8 @@ export interface TopicMap {
   readonly quietMs: number;
   /** The stall rules, as configured (history/stalls/rules.ts compiles them). */
   readonly stalls: readonly ParsedStallRule[];
+  /** The declared signals, name -> needs weight while open, in the map's order. */
+  readonly signals: ReadonlyMap<string, number>;
   /** The caps of `site` (the map's, with the site's own overrides). */
   limits(site: string | undefined): Limits;
   classifyEvent(e: Classifiable): Verdict;
@@ -316,6 +365,7 @@ export function compileTopicMap(config: TopicMapConfig): TopicMap {
       event: r.event,
       topic: r.topic,
       stage: ladder.indexOf(r.stage),
+      signal: r.signal === undefined ? undefined : r.close ? { name: r.signal, close: true } : { name: r.signal },
       produces: templatePattern(r.topic, p?.constraints ?? new Map()),
     };
   };
@@ -364,7 +414,9 @@ export function compileTopicMap(config: TopicMapConfig): TopicMap {
           hintIgnored: false,
         };
       }
-      return { kind: 'topic', topic, stage: r.stage, hintIgnored: false };
+      return r.signal
+        ? { kind: 'topic', topic, stage: r.stage, signal: r.signal, hintIgnored: false }
+        : { kind: 'topic', topic, stage: r.stage, hintIgnored: false };
     }
     return { kind: 'unmatched', hintIgnored: false };
   }
@@ -400,11 +452,13 @@ export function compileTopicMap(config: TopicMapConfig): TopicMap {
     ladder,
     quietMs: config.quietDays * 86_400_000,
     stalls: config.stalls,
+    signals: new Map(Object.entries(config.signals).map(([name, s]) => [name, s.weight])),
     limits: (site) => siteOf(site).limits,
     classifyEvent,
     classify(e) {
       const v = classifyEvent(e);
-      return v.kind === 'topic' ? { topic: v.topic, stage: v.stage } : null;
+      if (v.kind !== 'topic') return null;
+      return v.signal ? { topic: v.topic, stage: v.stage, signal: v.signal } : { topic: v.topic, stage: v.stage };
     },
   };
 }
@@ -412,5 +466,7 @@ export function compileTopicMap(config: TopicMapConfig): TopicMap {
 /** The fold's options for a map: its ladder and quiet period, and the per-person caps. */
 export function foldOptionsOf(map: TopicMap, seenSize: number = DEFAULT_SEEN_SIZE): FoldOptions {
   const l = map.limits(undefined);
-  return { ladder: map.ladder, quietMs: map.quietMs, seenSize, maxDialogues: l.dialoguesPerPerson, maxLinks: l.linksPerPerson };
+  const opts: FoldOptions = { ladder: map.ladder, quietMs: map.quietMs, seenSize, maxDialogues: l.dialoguesPerPerson, maxLinks: l.linksPerPerson };
+  if (map.signals.size > 0) opts.signals = map.signals;
+  return opts;
 }

@@ -7,6 +7,7 @@ import type { LiveFeed } from '../transitions/live-feed.js';
 import { NO_KEYS, requireKey, type ApiKeys } from './auth.js';
 import { stageEnumOf, validationHook, type QueryRouteContext } from './routes/common.js';
 import { crossSellRoutes } from './routes/cross-sell.js';
+import { crmRoutes } from './routes/crm.js';
 import { eraseRoutes } from './routes/erase.js';
 import { funnelsRoutes } from './routes/funnels.js';
 import { needsRoutes } from './routes/needs.js';
@@ -33,6 +34,8 @@ export interface QueryApiOptions {
   registry?: AudienceRegistry | undefined;
   /** The topic map's compiled stall rules (GET /v1/stalls, the stalled lists). */
   stallRules?: readonly CompiledStallRule[] | undefined;
+  /** The horizon of projected lifetime value, days (CRM_LTV_HORIZON_DAYS), and how often the CRM model is recomputed, s. */
+  crm?: { horizonDays: number; everySeconds: number } | undefined;
 }
 
 /**
@@ -51,6 +54,8 @@ export function createQueryApp(opts: QueryApiOptions): OpenAPIHono {
     ladder: store.options.ladder,
     now: opts.now ?? Date.now,
     feed: opts.feed,
+    ltvHorizonDays: opts.crm?.horizonDays,
+    crmEverySeconds: opts.crm?.everySeconds,
     stageEnum: stageEnumOf(store.options.ladder),
     auth: { read: requireKey(keys, 'read'), erase: requireKey(keys, 'erase'), readStream: requireKey(keys, 'read', { allowCookie: true }) },
   };
@@ -69,6 +74,7 @@ export function createQueryApp(opts: QueryApiOptions): OpenAPIHono {
   funnelsRoutes(app, ctx);
   trendRoutes(app, ctx);
   crossSellRoutes(app, ctx);
+  crmRoutes(app, ctx);
   needsRoutes(app, ctx);
   transitionsRoutes(app, ctx);
   transitionsRecentRoutes(app, ctx);

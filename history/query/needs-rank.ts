@@ -11,6 +11,9 @@ import { intensityOf, NEED_HALF_LIFE_MS, weightedInteractions } from '../store/r
  *   weighted interactions = Σ interactions at stage i × (i + 1)          a step further along counts more,
  *                                                                        counted from 1 up to 4095
  *
+ * An open signal the topic map weighs (`signals.<name>.weight`: a complaint filed, an inquiry) adds
+ * its weight to the weighted interactions while it is open (negative lowers them, never below 1).
+ *
  * With the default ladder, one look at the intro weighs 1, one look at the details 2, one
  * purchase-page visit 3. A person seen an hour ago with 2 detail views (intensity log2 5 ≈ 2.3)
  * outranks one seen 4 days ago with 10 detail views (0.4 × log2 21 ≈ 1.7).
@@ -26,6 +29,8 @@ export interface NeedCandidate {
   last: number;
   /** Interactions per stage, ladder order. */
   counts: readonly number[];
+  /** The weights of the dialogue's open signals (fold.ts openSignalWeight). */
+  boost?: number | undefined;
 }
 
 export interface RankedNeed extends NeedCandidate {
@@ -40,7 +45,7 @@ export interface RankedNeed extends NeedCandidate {
  */
 export function needScore(c: NeedCandidate, now: number, halfLifeMs = NEED_HALF_LIFE_MS): { score: number; recency: number; intensity: number } {
   const recency = 0.5 ** ((now - c.last) / halfLifeMs);
-  const intensity = intensityOf(weightedInteractions(c.counts));
+  const intensity = intensityOf(weightedInteractions(c.counts) + (c.boost ?? 0));
   return { score: recency * intensity, recency, intensity };
 }
 

@@ -32,6 +32,12 @@ export interface NeedsQuery {
   limit: number;
   cursor?: string | undefined;
   now: number;
+  /**
+   * Only dialogues that carry this signal (`open`: true only while open, false only once closed).
+   * Read from each page's own dialogues, after the range read: a page can hold fewer rows than
+   * `limit` (none, even) while `nextCursor` still leads on, and `total` counts the list unfiltered.
+   */
+  signal?: { name: string; open?: boolean | undefined } | undefined;
 }
 
 /** A row of the list: the API's `Need` (contract/query.ts). */
@@ -71,7 +77,13 @@ interface Cursor {
 
 const queryTag = (q: NeedsQuery) =>
   createHash('sha256')
-    .update(JSON.stringify([q.topic, q.stage, q.notReached, q.activeWithinMs]))
+    .update(
+      JSON.stringify(
+        q.signal
+          ? [q.topic, q.stage, q.notReached, q.activeWithinMs, q.signal.name, q.signal.open ?? null]
+          : [q.topic, q.stage, q.notReached, q.activeWithinMs],
+      ),
+    )
     .digest('base64url')
     .slice(0, 12);
 
@@ -128,7 +140,9 @@ export async function queryNeeds(store: HistoryStore, ladder: readonly string[],
   if (q.cursor !== undefined) {
     c = decodeCursor(q.cursor);
     if (c.q !== tag)
-      throw new CursorError('this cursor belongs to another query: keep topic, stage, notReached and activeWithin as they were on the first page');
+      throw new CursorError(
+        'this cursor belongs to another query: keep topic, stage, notReached, activeWithin, signal and open as they were on the first page',
+      );
   }
   const asOf = c?.n ?? q.now;
   // One more than the page: whether another page follows, without an empty last page.
@@ -153,6 +167,12 @@ export async function queryNeeds(store: HistoryStore, ladder: readonly string[],
   return { rows, total, nextCursor, truncated: false, asOf };
 }
 
+function carries(d: Dialogue, want: NeedsQuery['signal']): boolean {
+  if (!want) return true;
+  const s = d.signals?.find((x) => x.name === want.name);
+  return s !== undefined && (want.open === undefined || s.open === want.open);
+}
+
 /** The rows of a page: each entry's current dialogue (people past the need or erased since are left out), scored as ranked. */
 async function rowsOf(store: HistoryStore, ladder: readonly string[], q: NeedsQuery, entries: readonly RankedEntry[], asOf: number): Promise<NeedRow[]> {
   const dialogues = await store.dialogues(
@@ -163,7 +183,7 @@ async function rowsOf(store: HistoryStore, ladder: readonly string[], q: NeedsQu
   entries.forEach((e, i) => {
     const d = dialogues[i] ?? null;
     // The index is updated just after the person's hash: trust the hash.
-    if (d && d.stage >= q.stage && d.stage < q.notReached) rows.push(toRow(e.person, d, ladder, scoreAt(e.score, asOf).score));
+    if (d && d.stage >= q.stage && d.stage < q.notReached && carries(d, q.signal)) rows.push(toRow(e.person, d, ladder, scoreAt(e.score, asOf).score));
   });
   return rows;
 }

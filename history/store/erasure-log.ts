@@ -78,6 +78,10 @@ class ErasureLoggingStore implements HistoryStore {
   dueTicks: HistoryStore['dueTicks'] = (now, limit) => this.inner.dueTicks(now, limit);
   clearDue: HistoryStore['clearDue'] = (entries) => this.inner.clearDue(entries);
   sweepLease: HistoryStore['sweepLease'] = (owner, ttlMs) => this.inner.sweepLease(owner, ttlMs);
+  purchasers: HistoryStore['purchasers'] = (limit) => this.inner.purchasers(limit);
+  crmModel: HistoryStore['crmModel'] = () => this.inner.crmModel();
+  setCrmModel: HistoryStore['setCrmModel'] = (m) => this.inner.setCrmModel(m);
+  crmLease: HistoryStore['crmLease'] = (owner, ttlMs) => this.inner.crmLease(owner, ttlMs);
   close: HistoryStore['close'] = () => this.inner.close();
 }
 

@@ -2,6 +2,7 @@ import type { Transition } from '../../contract/transition.js';
 import type { Granularity } from '../crm/trends.js';
 import type { Fields } from '../fold/codec.js';
 import type { MemoryHistoryStore } from './memory.js';
+import type { CrmModel } from '../crm/model.js';
 import { SortedIndex } from './sorted-index.js';
 
 /**
@@ -10,7 +11,7 @@ import { SortedIndex } from './sorted-index.js';
  * id's fields (histories, links, RFM inputs, fingerprints, offsets, outboxes), the stage indexes,
  * the topics, the sites' admitted topics, the tombstones of erased ids, and what stalls and audiences
  * keep (stalled sets, audience members, the sweeper's queue), the trend counters, the latest
- * transitions and the cross-selling counters (lines a snapshot before them lacks: it restores with none). Saved rankings are not
+ * transitions and the cross-selling counters, the purchasers and the CRM model (lines a snapshot before them lacks: it restores with none). Saved rankings are not
  * kept: they expire within minutes. One line per id keeps a line small and a snapshot streamable.
  */
 const FORMAT = 2;
@@ -33,7 +34,10 @@ type Line =
   | ['tr', string, Granularity, number, (number | number[])[]]
   | ['rt', Transition[]]
   /** A topic's cross-selling counters: its purchases, then follower, count, error, follower, count, error... */
-  | ['xs', string, number, (string | number)[]];
+  | ['xs', string, number, (string | number)[]]
+  /** Purchasers (person, last purchase, ...), and the CRM model (history/crm/model.ts). */
+  | ['pu', (string | number)[]]
+  | ['crm', CrmModel];
 
 /** Read synchronously, all at once: the snapshot must not see a write half done. */
 export function* storeLines(store: MemoryHistoryStore): Generator<string> {
@@ -66,6 +70,9 @@ export function* storeLines(store: MemoryHistoryStore): Generator<string> {
   const recent = s.recent.get();
   if (recent.length > 0) yield line(['rt', recent]);
   for (const [topic, c] of s.crossSell) yield line(['xs', topic, c.buyers, [...c.followers].flatMap(([y, x]) => [y, x.count, x.error])]);
+  for (const flat of chunks(s.purchasers)) yield line(['pu', flat]);
+  const model = s.crmModel.get();
+  if (model) yield line(['crm', model]);
 }
 
 function* chunks(set: SortedIndex): Generator<(string | number)[]> {
@@ -98,6 +105,8 @@ export function restoreStore(store: MemoryHistoryStore, lines: readonly string[]
   s.trends.clear();
   s.crossSell.clear();
   s.recent.set([]);
+  for (const [p] of [...s.purchasers.entries()]) s.purchasers.delete(p);
+  s.crmModel.set(null);
   let rebuild = false;
   lines.forEach((text, n) => {
     const l = JSON.parse(text) as Line;
@@ -164,6 +173,12 @@ export function restoreStore(store: MemoryHistoryStore, lines: readonly string[]
         s.crossSell.set(l[1], { buyers: l[2], followers });
         break;
       }
+      case 'pu':
+        fill(s.purchasers, l[1]);
+        break;
+      case 'crm':
+        s.crmModel.set(l[1]);
+        break;
       default:
         throw new Error(`snapshot line ${n + 1}: unknown kind ${JSON.stringify((l as unknown[])[0])}`);
     }

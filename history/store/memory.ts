@@ -4,8 +4,9 @@ import { foldBatchWith, type CrossSellStep, type FieldBackend, type FoldOutcome,
 import { countFollower, topFollowers, type FollowerCounts } from '../crm/cross-sell.js';
 import type { Transition } from '../../contract/transition.js';
 import { DEFAULT_TREND_RETENTION, oldestKept, type Granularity } from '../crm/trends.js';
-import type { Dialogue, FoldOptions } from '../fold/fold.js';
-import { F, OUTBOX_PREFIX, outboxField } from '../fold/codec.js';
+import { openSignalWeight, type Dialogue, type FoldOptions, type Rfm } from '../fold/fold.js';
+import type { CrmModel } from '../crm/model.js';
+import { decodeRfm, F, OUTBOX_PREFIX, outboxField } from '../fold/codec.js';
 import type { Automation } from '../fold/automation.js';
 import { sealedFields, type AutomationWrite, type BatchRecord, type IndexEntry, type PersonPlan } from '../fold/person-batch.js';
 import { hourOf, moveCount, sumHours } from './hour-counts.js';
@@ -68,6 +69,10 @@ export class MemoryHistoryStore implements HistoryStore {
   private recent: Transition[] = [];
   /** topic -> its purchases and the topics bought after it (Redis: `xs:{topic}`). */
   private readonly crossSellCounts = new Map<string, FollowerCounts>();
+  /** People with RFM inputs by last purchase (Redis: `pu`), and the CRM model (Redis: `crm`). */
+  private readonly purchaserSet = new SortedIndex();
+  private model: CrmModel | null = null;
+  private modelLease: { owner: string; until: number } | null = null;
 
   constructor(
     readonly options: FoldOptions,
@@ -103,6 +108,10 @@ export class MemoryHistoryStore implements HistoryStore {
       },
       trend: async (step) => this.trendStep(step),
       crossSell: async (step) => this.crossSellStep(step),
+      purchasers: async (people) => {
+        // An id erased since its write is not recorded again.
+        for (const { person, last } of people) if (this.people.get(person)?.[F.rfm] !== undefined) this.purchaserSet.set(person, last);
+      },
       clearOutbox: async (items, partition) => {
         const field = outboxField(partition);
         for (const { person, value } of items) {
@@ -154,7 +163,7 @@ export class MemoryHistoryStore implements HistoryStore {
     if (!stages) this.index.set(e.topic, (stages = new Map()));
     // A fold that wrote before an erase may update the index after it: the entry goes, it is not added.
     const stage = e.stage >= 0 && this.erasedAt(e.person) > (e.erased ?? 0) ? -1 : e.stage;
-    const score = stage >= 0 ? rankScore(e.last, e.counts ?? []) : 0;
+    const score = stage >= 0 ? rankScore(e.last, e.counts ?? [], e.boost) : 0;
     let oldStage = -1;
     let oldScore = 0;
     for (const [s, members] of stages) {
@@ -331,6 +340,37 @@ export class MemoryHistoryStore implements HistoryStore {
     return true;
   }
 
+  async purchasers(limit: number): Promise<{ total: number; sample: { person: string; rfm: Rfm }[] }> {
+    const ids = [...this.purchaserSet.entries()].map(([p]) => p);
+    // A partial Fisher-Yates: the first `limit` of a uniform shuffle.
+    for (let i = 0; i < Math.min(limit, ids.length - 1); i++) {
+      const j = i + Math.floor(Math.random() * (ids.length - i));
+      [ids[i], ids[j]] = [ids[j]!, ids[i]!];
+    }
+    const sample: { person: string; rfm: Rfm }[] = [];
+    for (const person of ids.slice(0, limit)) {
+      const v = this.people.get(person)?.[F.rfm];
+      if (v === undefined) this.purchaserSet.delete(person);
+      else sample.push({ person, rfm: decodeRfm(v) });
+    }
+    return { total: this.purchaserSet.size, sample };
+  }
+
+  async crmModel(): Promise<CrmModel | null> {
+    return this.model;
+  }
+
+  async setCrmModel(m: CrmModel): Promise<void> {
+    this.model = m;
+  }
+
+  async crmLease(owner: string, ttlMs: number): Promise<boolean> {
+    const now = Date.now();
+    if (this.modelLease && this.modelLease.owner !== owner && this.modelLease.until > now) return false;
+    this.modelLease = { owner, until: now + ttlMs };
+    return true;
+  }
+
   private hoursOf(topic: string, stage: number): Map<number, number> {
     let stages = this.hours.get(topic);
     if (!stages) this.hours.set(topic, (stages = new Map()));
@@ -424,6 +464,7 @@ export class MemoryHistoryStore implements HistoryStore {
     for (const rules of this.stalledSets.values()) for (const set of rules.values()) set.delete(id);
     for (const set of this.audienceSets.values()) set.delete(id);
     this.dueQueue.delete(id);
+    this.purchaserSet.delete(id);
     this.recent = this.recent.filter((t) => t.person !== id);
     // Out of every open listing: the others keep their places (a listing is ordered by score, not position).
     for (const open of this.listings.values()) {
@@ -524,6 +565,13 @@ export class MemoryHistoryStore implements HistoryStore {
       due: this.dueQueue,
       trends: this.trends,
       crossSell: this.crossSellCounts,
+      purchasers: this.purchaserSet,
+      crmModel: {
+        get: () => this.model,
+        set: (m: CrmModel | null) => {
+          this.model = m;
+        },
+      },
       recent: {
         get: () => this.recent,
         set: (list: Transition[]) => {
@@ -542,7 +590,8 @@ export class MemoryHistoryStore implements HistoryStore {
       for (const [field, value] of Object.entries(f)) {
         if (!field.startsWith(DIALOGUE_PREFIX)) continue;
         const d = decodeDialogue(value);
-        this.indexOne({ person, topic: field.slice(DIALOGUE_PREFIX.length), stage: d.stage, last: d.last, counts: d.counts });
+        const boost = openSignalWeight(d, this.options.signals);
+        this.indexOne({ person, topic: field.slice(DIALOGUE_PREFIX.length), stage: d.stage, last: d.last, counts: d.counts, ...(boost ? { boost } : {}) });
       }
     }
   }

@@ -51,9 +51,13 @@ export const MAX_DELTA_MS = DELTA[W_MAX]!;
 
 export const deltaOf = (w: number): number => DELTA[clampW(w)]!;
 
-/** The index score of a dialogue. */
-export function rankScore(last: number, counts: readonly number[]): number {
-  const w = clampW(weightedInteractions(counts));
+/**
+ * The index score of a dialogue. `boost`: what its open signals add to the weighted interactions
+ * (the topic map's weights, negative lowers), clamped with them into w's 12 bits, so a signal moves
+ * a person within the same one-number order.
+ */
+export function rankScore(last: number, counts: readonly number[], boost = 0): number {
+  const w = clampW(weightedInteractions(counts) + boost);
   const k = Math.max(-K_LIMIT, Math.min(K_LIMIT, Math.floor(last) + DELTA[w]! - RANK_EPOCH));
   return k * W_BITS + w;
 }

@@ -4,11 +4,12 @@ import { foldBatchWith, type CrossSellStep, type FieldBackend, type FoldOutcome,
 import { DEFAULT_FOLLOWER_CAPACITY, topFollowers, type FollowerCounts, type Followers } from '../crm/cross-sell.js';
 import type { Transition } from '../../contract/transition.js';
 import { DEFAULT_TREND_RETENTION, oldestKept, type Granularity } from '../crm/trends.js';
-import type { Dialogue, FoldOptions } from '../fold/fold.js';
+import type { Dialogue, FoldOptions, Rfm } from '../fold/fold.js';
+import { decodeModel, encodeModel, type CrmModel } from '../crm/model.js';
 import type { Automation } from '../fold/automation.js';
 import type { AutomationWrite, BatchRecord, IndexEntry, PersonPlan } from '../fold/person-batch.js';
 import { DEFAULT_RETENTION, tombstoneMs } from '../../lib/retention.js';
-import { DIALOGUE_PREFIX, decodeDialogue, decodeList, F, outboxField, type Fields } from '../fold/codec.js';
+import { DIALOGUE_PREFIX, decodeDialogue, decodeList, decodeRfm, F, outboxField, type Fields } from '../fold/codec.js';
 import { hourWindow } from './hour-counts.js';
 import { compareRanked, floorOf, lastOf, rankScore } from './rank-key.js';
 import {
@@ -211,6 +212,10 @@ export class RedisHistoryStore implements HistoryStore {
       automate: (writes) => this.automate(writes),
       trend: (step) => this.trendStep(step),
       crossSell: (step) => this.crossSellStep(step),
+      // A person erased since its write may be added back here: sampling drops ids without RFM inputs.
+      purchasers: async (people) => {
+        await this.redis.zadd(keys.purchasers(this.ns), ...people.flatMap(({ person, last }) => [String(last), person]));
+      },
       clearOutbox: async (items, partition) => {
         const p = this.pipeline();
         for (const { person, value } of items) p.clickfoldClearOutbox(k(person).outbox, partition, value);
@@ -433,6 +438,40 @@ export class RedisHistoryStore implements HistoryStore {
     return (await this.redis.clickfoldLease(keys.sweepLease(this.ns), owner, String(ttlMs))) === 1;
   }
 
+  async purchasers(limit: number): Promise<{ total: number; sample: { person: string; rfm: Rfm }[] }> {
+    const key = keys.purchasers(this.ns);
+    const total = await this.redis.zcard(key);
+    // ZRANDMEMBER with a positive count answers distinct members, uniformly.
+    const ids = total <= limit ? await this.redis.zrange(key, 0, -1) : await this.redis.zrandmember(key, limit);
+    const sample: { person: string; rfm: Rfm }[] = [];
+    const gone: string[] = [];
+    for (let i = 0; i < ids.length; i += 1000) {
+      const slice = ids.slice(i, i + 1000);
+      const p = this.pipeline();
+      for (const person of slice) p.hget(keys.person(this.ns, person), F.rfm);
+      const values = await exec<string | null>(p);
+      slice.forEach((person, j) => {
+        const v = values[j];
+        if (v) sample.push({ person, rfm: decodeRfm(v) });
+        else gone.push(person);
+      });
+    }
+    if (gone.length > 0) await this.redis.zrem(key, ...gone);
+    return { total: total - gone.length, sample };
+  }
+
+  async crmModel(): Promise<CrmModel | null> {
+    return decodeModel(await this.redis.get(keys.crmModel(this.ns)));
+  }
+
+  async setCrmModel(m: CrmModel): Promise<void> {
+    await this.redis.set(keys.crmModel(this.ns), encodeModel(m));
+  }
+
+  async crmLease(owner: string, ttlMs: number): Promise<boolean> {
+    return (await this.redis.clickfoldLease(keys.crmLease(this.ns), owner, String(ttlMs))) === 1;
+  }
+
   /** Admitted members never leave their set, so this process remembers them and asks Redis only about new ones. */
   private readonly admitted = new Set<string>();
 
@@ -486,7 +525,7 @@ export class RedisHistoryStore implements HistoryStore {
     const index = (p as unknown as Record<string, TopicScript>)[this.indexScript]!;
     entries.forEach((e, i) => {
       const ks = this.countedKeys(e.topic, e.person);
-      const score = e.stage >= 0 ? rankScore(e.last, e.counts ?? []) : 0;
+      const score = e.stage >= 0 ? rankScore(e.last, e.counts ?? [], e.boost) : 0;
       index.call(p, ...ks, e.person, String(e.stage), String(score), String(e.erased ?? 0), this.movesPrefix(e.topic));
       if (e.stage >= 0) topics.add(e.topic);
       const stalled = stalledOf[i]!;
@@ -587,6 +626,7 @@ export class RedisHistoryStore implements HistoryStore {
     // After the tombstones: an automation write that lands later sees them and takes itself out (automate).
     const p = this.pipeline();
     for (const x of done) p.zrem(keys.due(this.ns), x);
+    for (const x of done) p.zrem(keys.purchasers(this.ns), x);
     for (const [key, x] of outOfSets) p.zrem(key, x);
     p.clickfoldForgetRecent(keys.recentTransitions(this.ns), ...done);
     await exec(p);

@@ -1,6 +1,7 @@
 import type { FoldOutcome } from '../fold/fold-batch.js';
 import type { Automation } from '../fold/automation.js';
-import type { Dialogue, FoldOptions } from '../fold/fold.js';
+import type { Dialogue, FoldOptions, Rfm } from '../fold/fold.js';
+import type { CrmModel } from '../crm/model.js';
 import type { BatchRecord } from '../fold/person-batch.js';
 import type { PersonView } from './views.js';
 import type { Transition } from '../../contract/transition.js';
@@ -120,6 +121,20 @@ export interface HistoryStore {
   clearDue(entries: readonly AutomationEntry[]): Promise<void>;
   /** Takes or renews the sweep lease for `owner` (one sweeper at a time; another takes over when it lapses). */
   sweepLease(owner: string, ttlMs: number): Promise<boolean>;
+
+  // The CRM model (history/crm/model.ts), computed by the worker's model job (history/worker/crm-model.ts).
+
+  /**
+   * Up to `limit` of the purchasers the fold recorded (all of them when fewer, else a uniform random
+   * sample) with their RFM inputs, and how many there are. An id that holds none any more (merged
+   * into another person, erased) is taken out of the set and left out.
+   */
+  purchasers(limit: number): Promise<{ total: number; sample: { person: string; rfm: Rfm }[] }>;
+  /** The model in force, or null before the first one. */
+  crmModel(): Promise<CrmModel | null>;
+  setCrmModel(m: CrmModel): Promise<void>;
+  /** As `sweepLease`, for the model job. */
+  crmLease(owner: string, ttlMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -276,6 +291,12 @@ export const keys = {
   due: (ns: string) => `${ns}due`,
   /** Who sweeps `due` now (SET NX PX). */
   sweepLease: (ns: string) => `${ns}due:lease`,
+  /** People with RFM inputs (purchasers): person -> last purchase (epoch ms). Kept by the fold's purchasers step. */
+  purchasers: (ns: string) => `${ns}pu`,
+  /** The CRM model in force (history/crm/model.ts), JSON. */
+  crmModel: (ns: string) => `${ns}crm`,
+  /** Who computes the CRM model now (SET NX PX, as `sweepLease`). */
+  crmLease: (ns: string) => `${ns}crm:lease`,
   /** Dialogues of a topic stalled by one rule now: person -> when it stalled. Same slot as the topic's indexes. */
   stalled: (ns: string, topic: string, rule: string) => `${ns}sl:{${topic}}:${rule}`,
   /** An audience's members: person -> when they entered. */

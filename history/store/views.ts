@@ -31,13 +31,17 @@ export function personView(person: string, fields: Fields, ladder: readonly stri
       firstReached,
       counts,
       channels: d.channels,
+      // fromEntries: a signal named like an Object member is just a signal.
+      signals: Object.fromEntries((d.signals ?? []).map((x) => [x.name, { count: x.count, open: x.open }])),
     });
   }
   // Most recent first; the topic breaks ties, so every store lists the same dialogues in the same order.
   dialogues.sort((a, b) =>
     a.lastActivity !== b.lastActivity ? (a.lastActivity < b.lastActivity ? 1 : -1) : a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : 0,
   );
-  const rfm = state.rfm ? { lastPurchase: iso(state.rfm.last), purchases: state.rfm.count, totalValue: state.rfm.total } : null;
+  const rfm = state.rfm
+    ? { firstPurchase: iso(state.rfm.first), lastPurchase: iso(state.rfm.last), purchases: state.rfm.count, totalValue: state.rfm.total }
+    : null;
   const linkedIds = decodeList(fields[F.linked]);
   // By name, so every store shows the same object; fromEntries defines own properties, whatever the name.
   const traits = Object.fromEntries([...(state.traits ?? [])].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)));

@@ -50,7 +50,9 @@ interface Candidate {
 /** Turns a raw record and its classification into what the fold needs. */
 function foldEventOf(e: RawEvent, v: Verdict & { kind: 'topic' }, ladderLength: number): FoldEvent {
   const isTop = v.stage === ladderLength - 1;
-  return { id: e.id, ts: e.ts, channel: e.channel, topic: v.topic, stage: v.stage, value: isTop ? e.value : undefined };
+  const event: FoldEvent = { id: e.id, ts: e.ts, channel: e.channel, topic: v.topic, stage: v.stage, value: isTop ? e.value : undefined };
+  if (v.signal) event.signal = v.signal;
+  return event;
 }
 
 /** Turns a raw record into what the fold needs, or null when no topic-map rule takes it. */

@@ -7,6 +7,7 @@ import type { FoldEvent } from '../../history/fold/fold.js';
 import { LiveFeed } from '../../history/transitions/live-feed.js';
 import type { BatchRecord } from '../../history/fold/person-batch.js';
 import { createQueryApp } from '../../history/query/app.js';
+import type { CrmModel } from '../../history/crm/model.js';
 import { MemoryHistoryStore } from '../../history/store/memory.js';
 import { RedisHistoryStore } from '../../history/store/redis.js';
 import type { HistoryStore } from '../../history/store/store.js';
@@ -110,6 +111,7 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
       'GET /v1/audiences',
       'GET /v1/audiences/{name}',
       'GET /v1/audiences/{name}/members',
+      'GET /v1/crm/model',
       'GET /v1/people/{person}',
       'GET /v1/people/{person}/export',
       'GET /v1/people/{person}/suggestions',
@@ -180,6 +182,8 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
         }[];
         rfm: unknown;
         rfmScores: unknown;
+        rfmScale: string;
+        ltv: unknown;
         recentTransitions: { id: string; from: string | null; to: string; at: string }[];
         linkedIds: string[];
       }>('/v1/people/carol');
@@ -198,9 +202,18 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
           },
           counts: { intro: 1, detail: 1, purchase: 1 },
           channels: ['web'],
+          signals: {},
         },
       ]);
-      expect(carol.rfm).toEqual({ lastPurchase: new Date(NOW - 3 * DAY).toISOString(), purchases: 1, totalValue: 129 });
+      expect(carol.rfm).toEqual({
+        firstPurchase: new Date(NOW - 3 * DAY).toISOString(),
+        lastPurchase: new Date(NOW - 3 * DAY).toISOString(),
+        purchases: 1,
+        totalValue: 129,
+      });
+      // No CRM model computed yet: the fixed scale, value to date only.
+      expect(carol.rfmScale).toBe('fixed');
+      expect(carol.ltv).toEqual({ toDate: 129, projected: null, horizonDays: 365, model: null });
       // 3 days since the purchase: recency 5; one purchase: frequency 1; 129: value 2.
       expect(carol.rfmScores).toEqual({ recency: 5, frequency: 1, monetary: 2, code: '512' });
       const folded = published.filter((t) => t.person === 'carol').reverse();
@@ -526,6 +539,44 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
       const res = await noFeed.request('/v1/transitions/stream');
       expect(res.status).toBe(503);
       expect((await errorOf(res)).code).toBe('no_live_feed');
+    });
+  });
+
+  describe('GET /v1/crm/model', () => {
+    it('answers the fixed scale before a model, then the thresholds and parameters in force, which the person view uses', async () => {
+      const none = await json<{ rfmScale: string; thresholds: unknown; ltv: unknown; computedAt: unknown; horizonDays: number; minSample: number }>(
+        '/v1/crm/model',
+      );
+      expect(none).toMatchObject({ rfmScale: 'fixed', thresholds: null, ltv: null, computedAt: null, horizonDays: 365, minSample: 20 });
+      const model: CrmModel = {
+        computedAt: NOW - HOUR,
+        purchasers: 120,
+        n: 120,
+        thresholds: { last: [NOW - 30 * DAY, NOW - 20 * DAY, NOW - 10 * DAY, NOW - 2 * DAY], count: [2, 2, 3, 5], total: [50, 100, 200, 400] },
+        ltv: { bgNbd: { r: 0.8, alpha: 20, a: 1.6, b: 4 }, gammaGamma: { p: 6, q: 4, gamma: 15 }, n: 118, converged: true },
+        medianValue: 30,
+        excluded: { manyPurchases: 1, extremeValue: 1, nonPositiveValue: 0, noHistory: 0 },
+        tookMs: 12,
+      };
+      await store.setCrmModel(model);
+      const body = await json<Record<string, unknown>>('/v1/crm/model');
+      expect(body).toMatchObject({
+        rfmScale: 'quantiles',
+        thresholds: { lastPurchase: model.thresholds!.last.map((t) => new Date(t!).toISOString()), purchases: [2, 2, 3, 5], totalValue: [50, 100, 200, 400] },
+        ltv: { model: 'bg-nbd+gamma-gamma', bgNbd: model.ltv!.bgNbd, gammaGamma: model.ltv!.gammaGamma, n: 118, converged: true },
+        n: 120,
+        computedAt: new Date(NOW - HOUR).toISOString(),
+        excluded: model.excluded,
+      });
+      // carol: last purchase 3 days ago (4 of 5), one purchase (1), 129 (3).
+      const carol = await json<{ rfmScale: string; rfmScores: unknown; ltv: { toDate: number; projected: number; model: string } }>('/v1/people/carol');
+      expect(carol.rfmScale).toBe('quantiles');
+      expect(carol.rfmScores).toEqual({ recency: 4, frequency: 1, monetary: 3, code: '413' });
+      expect(carol.ltv).toMatchObject({ toDate: 129, horizonDays: 365, model: 'bg-nbd+gamma-gamma' });
+      expect(carol.ltv.projected).toBeGreaterThan(0);
+      const exported = await json<{ ltv: unknown }>('/v1/people/carol/export');
+      expect(exported.ltv).toEqual(carol.ltv);
+      expect((await get('/v1/crm/model', {})).status).toBe(401);
     });
   });
 

@@ -127,7 +127,12 @@ export function storeContract(name: string, make: (opts?: FoldOptions) => Promis
 
     it('keeps RFM inputs from purchases that carry a value', async () => {
       await foldAll('clicks.raw/0', [rec('hana', 2, T0, { value: 100 }), rec('hana', 2, T0 + 10, { value: 50.5 })]);
-      expect((await store.getPerson('hana'))?.rfm).toEqual({ lastPurchase: new Date(T0 + 10).toISOString(), purchases: 2, totalValue: 150.5 });
+      expect((await store.getPerson('hana'))?.rfm).toEqual({
+        firstPurchase: new Date(T0).toISOString(),
+        lastPurchase: new Date(T0 + 10).toISOString(),
+        purchases: 2,
+        totalValue: 150.5,
+      });
     });
 
     it('stores hostile topic and person names as plain data', async () => {

@@ -70,7 +70,7 @@ describe('fold', () => {
   it('unites channels and sums purchase values into the RFM inputs', () => {
     const r = fold('p', emptyState(), [ev(0, T0), ev(2, T0 + 5, { channel: 'email', value: 30 }), ev(2, T0 + 9, { value: 12.5 })], opts);
     expect(r.state.dialogues.get('product:sku-1')!.channels).toEqual(['web', 'email']);
-    expect(r.state.rfm).toEqual({ last: T0 + 9, count: 2, total: 42.5 });
+    expect(r.state.rfm).toEqual({ first: T0 + 5, last: T0 + 9, count: 2, total: 42.5 });
   });
 
   it('keeps only the newest fingerprints and does not mutate its input', () => {

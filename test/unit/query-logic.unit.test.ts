@@ -106,6 +106,7 @@ describe('recent transitions, read back from a dialogue', () => {
     firstReached: Object.fromEntries(Object.entries(firstReached).map(([k, v]) => [k, iso(v)])),
     counts: {},
     channels: ['web'],
+    signals: {},
   });
 
   it('gives each first arrival at a higher stage, with the worker’s transition ids', () => {

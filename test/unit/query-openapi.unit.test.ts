@@ -29,6 +29,7 @@ describe('query API OpenAPI document, from contract/query.ts', () => {
     expect(Object.keys(d.components.schemas)).toEqual([
       'Person',
       'Dialogue',
+      'Ltv',
       'PastTransition',
       'Error',
       'PersonExport',
@@ -42,6 +43,7 @@ describe('query API OpenAPI document, from contract/query.ts', () => {
       'Suggestion',
       'Related',
       'RelatedTopic',
+      'CrmModel',
       'Needs',
       'Need',
       'Transition',
@@ -68,6 +70,7 @@ describe('query API OpenAPI document, from contract/query.ts', () => {
     expect(json('/v1/topics/{topic}/needs')).toEqual(ref('Needs'));
     expect(json('/v1/people/{person}/suggestions')).toEqual(ref('Suggestions'));
     expect(json('/v1/topics/{topic}/related')).toEqual(ref('Related'));
+    expect(json('/v1/crm/model')).toEqual(ref('CrmModel'));
     expect(d.paths['/v1/transitions/stream']!.get!.responses['200']!.content!['text/event-stream']!.schema).toEqual(ref('Transition'));
     expect(d.paths['/v1/topics/{topic}/funnel']!.get!.responses['404']!.content!['application/json']!.schema).toEqual(ref('Error'));
   });
@@ -78,6 +81,8 @@ describe('query API OpenAPI document, from contract/query.ts', () => {
     expect(person.dialogues).toEqual({ type: 'array', items: ref('Dialogue'), description: 'Most recently active first.' });
     expect(person.recentTransitions!.items).toEqual(ref('PastTransition'));
     expect(person.rfm!.properties!.lastPurchase).toEqual({ type: 'string', format: 'date-time' });
+    expect(person.ltv).toEqual(ref('Ltv'));
+    expect(s.CrmModel!.properties!.computedAt).toEqual({ type: ['string', 'null'], format: 'date-time', description: 'null: not computed yet.' });
     expect(s.Dialogue!.properties!.started).toEqual({ type: 'string', format: 'date-time' });
     expect(s.Topics!.properties!.topics!.items).toEqual(ref('TopicSummary'));
     expect(s.Needs!.properties!.needs!.items).toEqual(ref('Need'));
@@ -102,10 +107,13 @@ describe('query API OpenAPI document, from contract/query.ts', () => {
           firstReached: { intro: '2026-06-01T00:00:00.000Z' },
           counts: { intro: 1 },
           channels: ['web'],
+          signals: { inquiry: { count: 1, open: true } },
         },
       ],
       rfm: null,
       rfmScores: null,
+      rfmScale: 'fixed',
+      ltv: { toDate: 0, projected: null, horizonDays: 365, model: null },
       recentTransitions: [],
     };
     expect(shapes.Person.parse(person)).toEqual(person);

@@ -20,6 +20,10 @@ export interface QueryRouteContext {
   now: () => number;
   /** Live transitions for the event stream; without one the stream answers 503. */
   feed: LiveFeed | undefined;
+  /** The horizon of projected lifetime value, days (CRM_LTV_HORIZON_DAYS; default 365). */
+  ltvHorizonDays?: number | undefined;
+  /** How often the CRM model is recomputed (CRM_MODEL_INTERVAL_S), for GET /v1/crm/model. */
+  crmEverySeconds?: number | undefined;
   /** A stage of the ladder, as a query parameter. */
   stageEnum: ReturnType<typeof stageEnumOf>;
   auth: {

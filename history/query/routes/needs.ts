@@ -1,6 +1,7 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { MAX_NEEDS, Needs } from '../../../contract/query.js';
+import { SIGNAL_NAME } from '../../fold/topic-map.js';
 import { csvLine, toCsv } from '../csv.js';
 import { CursorError, needsList, queryNeeds, type NeedRow, type NeedsPage, type NeedsQuery } from '../needs.js';
 import { DURATION, DURATION_HELP, parseDuration } from '../params.js';
@@ -18,7 +19,8 @@ export function needsRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
       summary: 'Who to contact: people standing at a stage and not past it',
       description:
         'People whose dialogue stands at `stage` (or above it but below `notReached`), ranked by recency × intensity ' +
-        '(recency halves every 3 days without activity; intensity = log2(1 + interactions, each weighted by its stage’s position: 1, 2, 3 …, counted up to 4095)), ' +
+        '(recency halves every 3 days without activity; intensity = log2(1 + interactions, each weighted by its stage’s position: 1, 2, 3 …, ' +
+        'plus the topic map’s weight of each signal open on the dialogue, counted from 1 up to 4095)), ' +
         'listed while their score is at least that of a single interaction `activeWithin` ago (a single look: last active within `activeWithin`; a more intense dialogue stays up to about 11 days longer). ' +
         'Paged by an opaque `cursor`: the list is fixed by the first page, so pages never repeat or skip a person while histories change (people erased or past the need since are left out). ' +
         'With `Accept: text/csv` the same list comes as CSV, or with `Accept: application/x-ndjson` as one JSON `Need` per line: without `limit` all of it, streamed, ' +
@@ -60,6 +62,20 @@ export function needsRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
             .max(512)
             .optional()
             .openapi({ param: { name: 'cursor', in: 'query' }, description: 'From `nextCursor` of the previous page.' }),
+          signal: z
+            .string()
+            .regex(SIGNAL_NAME, 'a signal name: a lower-case letter, then up to 31 letters, digits, _ and -')
+            .optional()
+            .openapi({
+              param: { name: 'signal', in: 'query' },
+              description:
+                'Only people whose dialogue carries this signal of the topic map. Filtered from each page’s own dialogues: a page may hold fewer than `limit` (even none) while `nextCursor` leads on; `total` counts the list unfiltered.',
+              example: 'inquiry',
+            }),
+          open: z
+            .enum(['true', 'false'])
+            .optional()
+            .openapi({ param: { name: 'open', in: 'query' }, description: 'With `signal`: `true` only while it is open, `false` only once closed.' }),
         }),
       },
       responses: {
@@ -97,8 +113,14 @@ export function needsRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
         if (typeof d !== 'number') throw bad('activeWithin', d.error);
         activeWithinMs = d;
       }
+      if (q.open !== undefined && q.signal === undefined) throw bad('open', 'open filters a signal: give signal too');
+      if (q.signal !== undefined && !store.options.signals?.has(q.signal)) {
+        const known = [...(store.options.signals?.keys() ?? [])];
+        throw bad('signal', `"${q.signal}" is not a signal of the topic map (${known.length ? known.join(', ') : 'it declares none'})`);
+      }
       await knownTopic(ctx, topic);
       const query: NeedsQuery = { topic, stage, notReached, activeWithinMs, limit: q.limit ?? 50, cursor: q.cursor, now: ctx.now() };
+      if (q.signal !== undefined) query.signal = { name: q.signal, open: q.open === undefined ? undefined : q.open === 'true' };
       const cursorErrors = async <T>(read: () => Promise<T>): Promise<T> => {
         try {
           return await read();

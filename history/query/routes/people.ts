@@ -2,7 +2,7 @@ import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import { Person, PersonExport } from '../../../contract/query.js';
 import { httpError } from '../../../lib/http-errors.js';
 import { recentTransitions } from '../recent-transitions.js';
-import { rfmScores } from '../rfm.js';
+import { DEFAULT_LTV_HORIZON_DAYS, personCrm } from '../crm.js';
 import { errors, notFound, personParam, security, type QueryRouteContext } from './common.js';
 
 /** `GET /v1/people/{person}`: a person's communication history; `.../export`: everything held about them. */
@@ -12,9 +12,8 @@ export function peopleRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
   const personOf = async (person: string): Promise<Person> => {
     const view = await store.getPerson(person);
     if (!view) throw httpError(404, 'unknown_person', `no history for person "${person}"`);
-    const rfm = view.rfm;
-    const scores = rfm ? rfmScores({ last: Date.parse(rfm.lastPurchase), count: rfm.purchases, total: rfm.totalValue }, ctx.now()) : null;
-    return { ...view, rfmScores: scores, recentTransitions: recentTransitions(view.person, view.dialogues, ladder) };
+    const crm = personCrm(await store.crmModel(), view, ctx.now(), ctx.ltvHorizonDays ?? DEFAULT_LTV_HORIZON_DAYS);
+    return { ...view, ...crm, recentTransitions: recentTransitions(view.person, view.dialogues, ladder) };
   };
 
   app.openapi(
@@ -23,7 +22,7 @@ export function peopleRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
       path: '/v1/people/{person}',
       summary: 'A person’s communication history',
       description:
-        'Dialogues (topic, stage, when each stage was first reached, last activity, counts, channels), linked visitor ids, RFM inputs and scores, recent transitions.',
+        'Dialogues (topic, stage, when each stage was first reached, last activity, counts, channels), linked visitor ids, RFM inputs and scores (`rfmScale` says on which scale), lifetime value (`ltv`), recent transitions.',
       tags: ['people'],
       security,
       middleware: [ctx.auth.read] as const,
