@@ -20,8 +20,7 @@ import { createDemoShop } from './demo-shop.js';
 import { openBackends, type Backends } from './shared/backends.js';
 import { ingestOptionsFromEnv } from './shared/ingest-options.js';
 import { createWorker } from './shared/worker.js';
-import { openAudienceRegistry } from '../history/automation/registry.js';
-import { compileStallRules } from '../history/stalls/rules.js';
+import { crmJobOptions, crmQueryOptions, openAutomation } from './shared/automation.js';
 import { visitorOptionsFromEnv } from './shared/visitor.js';
 import { startWebhooksFromEnv } from './shared/webhooks.js';
 
@@ -69,15 +68,7 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
   // The fold shares the event loop with every HTTP answer: reading a batch in slices (FOLD_SLICE
   // records) keeps a large one (a catch-up after a restart) from holding answers back.
   // One registry for the worker and the API: a definition PUT here is in force when the answer goes out.
-  const stallRules = compileStallRules(topicMap.stalls, topicMap.ladder, topicMap.quietMs).rules;
-  const registry = await openAudienceRegistry({
-    store: backends.store,
-    stallRules,
-    producer: backends.producer,
-    logger,
-    file: env.AUDIENCES_FILE,
-    ...backends.audiences,
-  }).catch(async (err: unknown) => {
+  const { stallRules, registry } = await openAutomation(env, topicMap, backends, logger).catch(async (err: unknown) => {
     await backends.close();
     throw err;
   });
@@ -89,7 +80,7 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
     slice: FOLD_SLICE,
     registry,
     sweepEveryMs: opts.sweepEveryMs,
-    crm: { everyMs: env.CRM_MODEL_INTERVAL_S * 1000, sample: env.CRM_MODEL_SAMPLE, horizonDays: env.CRM_LTV_HORIZON_DAYS },
+    crm: crmJobOptions(env),
   });
 
   const app = new Hono();
@@ -124,7 +115,7 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
       keys: apiKeysFromEnv(env),
       registry,
       stallRules,
-      crm: { horizonDays: env.CRM_LTV_HORIZON_DAYS, everySeconds: env.CRM_MODEL_INTERVAL_S },
+      crm: crmQueryOptions(env),
     }),
   );
   app.route('/', createDemoShop());

@@ -13,8 +13,7 @@ import { closeServer, listen } from '../lib/serve.js';
 import { openBackends } from './shared/backends.js';
 import { runProcess } from './shared/process.js';
 import { startWebhooksFromEnv } from './shared/webhooks.js';
-import { openAudienceRegistry } from '../history/automation/registry.js';
-import { compileStallRules } from '../history/stalls/rules.js';
+import { crmQueryOptions, openAutomation } from './shared/automation.js';
 
 /**
  * The query API and dashboard as a process of their own (the real stack): `npx tsx apps/api.ts`.
@@ -37,16 +36,8 @@ await runProcess('api', async (env, logger) => {
   const live = await followTransitions(backends.logPort, feed, logger, env.KAFKA_GROUP_ID);
   const webhooks = await startWebhooksFromEnv(env, { backends, logger, metrics: createWebhookMetrics(metrics) });
 
-  const stallRules = compileStallRules(topicMap.stalls, topicMap.ladder, topicMap.quietMs).rules;
   // The API writes definitions and runs their backfills; the workers apply them (each watches the registry).
-  const registry = await openAudienceRegistry({
-    store: backends.store,
-    stallRules,
-    producer: backends.producer,
-    logger,
-    file: env.AUDIENCES_FILE,
-    ...backends.audiences,
-  });
+  const { stallRules, registry } = await openAutomation(env, topicMap, backends, logger);
   // Not folding here, but the store's erase takes people out of the stalled sets of the rules in force.
   const watch = await registry.watch(backends.store, stallRules);
   const app = new Hono();
@@ -61,7 +52,7 @@ await runProcess('api', async (env, logger) => {
       keys: apiKeysFromEnv(env),
       registry,
       stallRules,
-      crm: { horizonDays: env.CRM_LTV_HORIZON_DAYS, everySeconds: env.CRM_MODEL_INTERVAL_S },
+      crm: crmQueryOptions(env),
     }),
   );
   const { server, port } = await listen(app, env.PORT, env.HOST);

@@ -7,8 +7,7 @@ import { closeServer, listen } from '../lib/serve.js';
 import { openBackends } from './shared/backends.js';
 import { runProcess } from './shared/process.js';
 import { createWorker } from './shared/worker.js';
-import { openAudienceRegistry } from '../history/automation/registry.js';
-import { compileStallRules } from '../history/stalls/rules.js';
+import { crmJobOptions, openAutomation } from './shared/automation.js';
 
 /**
  * The history worker as a process of its own (the real stack): one member of the consumer group on
@@ -22,21 +21,13 @@ await runProcess('worker', async (env, logger) => {
   // Refuses a Redis whose eviction policy could drop histories (lib/redis.ts checkEvictionPolicy).
   const backends = await openBackends(env, foldOptionsOf(topicMap), logger);
   const metrics = createWorkerMetrics({ process: true });
-  const stallRules = compileStallRules(topicMap.stalls, topicMap.ladder, topicMap.quietMs).rules;
-  const registry = await openAudienceRegistry({
-    store: backends.store,
-    stallRules,
-    producer: backends.producer,
-    logger,
-    file: env.AUDIENCES_FILE,
-    ...backends.audiences,
-  });
+  const { registry } = await openAutomation(env, topicMap, backends, logger);
   const worker = createWorker(backends, {
     topicMap,
     logger,
     metrics,
     registry,
-    crm: { everyMs: env.CRM_MODEL_INTERVAL_S * 1000, sample: env.CRM_MODEL_SAMPLE, horizonDays: env.CRM_LTV_HORIZON_DAYS },
+    crm: crmJobOptions(env),
   });
 
   // Probes first, so that /healthz answers and /readyz says "not running" while the group is joined.

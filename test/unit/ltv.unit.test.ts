@@ -11,26 +11,8 @@ import {
   type GammaGamma,
   type Purchaser,
 } from '../../history/crm/ltv.js';
+import { gammaSample } from '../support/clv-population.js';
 import { prng } from '../support/prng.js';
-
-/** Gamma(shape, rate) by Marsaglia & Tsang. */
-function gammaSample(u: () => number, shape: number, rate: number): number {
-  if (shape < 1) return gammaSample(u, shape + 1, rate) * u() ** (1 / shape);
-  const d = shape - 1 / 3;
-  const c = 1 / Math.sqrt(9 * d);
-  for (;;) {
-    let x: number;
-    let v: number;
-    do {
-      // Box-Muller for a standard normal.
-      x = Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
-      v = 1 + c * x;
-    } while (v <= 0);
-    v = v * v * v;
-    const w = u();
-    if (w < 1 - 0.0331 * x ** 4 || Math.log(w) < 0.5 * x * x + d * (1 - v + Math.log(v))) return (d * v) / rate;
-  }
-}
 
 /** Purchasers drawn from the two models with known parameters: what a fit must give back. */
 function population(seed: number, n: number, bg: BgNbd, gg: GammaGamma) {
