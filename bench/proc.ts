@@ -13,6 +13,11 @@
  *   app      the all-in-one app on Kafka + Redis, reporting probe transitions as they happen
  */
 import { isTransition } from '../contract/transition.js';
+import { AudienceDefinition } from '../contract/audience.js';
+import { StallRule } from '../contract/stall-rule.js';
+import { compileAudience } from '../history/audiences/membership.js';
+import { createAutomation } from '../history/automation/evaluate.js';
+import { compileStallRules } from '../history/stalls/rules.js';
 import { BENCH_AUDIENCE } from './lib.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,7 +36,7 @@ import { createBatchHandler, toFoldEvent } from '../history/worker/batch.js';
 import { MemoryHistoryStore } from '../history/store/memory.js';
 import { RawEvent, TOPICS } from '../contract/raw-event.js';
 import { RedisHistoryStore } from '../history/store/redis.js';
-import { compileTopicMap, DEFAULT_TOPIC_MAP, foldOptionsOf } from '../history/fold/topic-map.js';
+import { compileTopicMap, DEFAULT_TOPIC_MAP, foldOptionsOf, type TopicMap } from '../history/fold/topic-map.js';
 import { createIngestApp } from '../ingest/app.js';
 import { parseEnv } from '../lib/config.js';
 import { createTopicsReady } from '../lib/kafka/admin.js';
@@ -305,6 +310,23 @@ async function platformaticRaw(): Promise<RawSend> {
 }
 
 /** One worker process folding a pre-filled topic into Redis until every record is committed. */
+/** What the bench's `features: 'on'` fold has in force: the README's stall rule and three audiences. */
+function benchAutomation(map: TopicMap) {
+  const stallRules = compileStallRules([StallRule.parse({ name: 'quiet-at-detail', stage: 'detail', after: '3d' })], map.ladder, map.quietMs).rules;
+  const ctx = { ladder: map.ladder, quietMs: map.quietMs, stallRules: new Set(['quiet-at-detail']) };
+  const definitions = {
+    'hot-leads': { all: [{ topic: 'product:*', atLeast: 'detail', notReached: 'purchase', activeWithin: '7d' }, { not: { stalled: 'quiet-at-detail' } }] },
+    buyers: { exactly: 'purchase' },
+    'active-week': { activeWithin: '7d' },
+  };
+  return createAutomation({
+    ladder: map.ladder,
+    quietMs: map.quietMs,
+    stallRules,
+    audiences: Object.entries(definitions).map(([name, d]) => ({ name, compiled: compileAudience(AudienceDefinition.parse(d), ctx) })),
+  });
+}
+
 async function fold() {
   const expected = num('expected');
   const topic = str('topic');
@@ -312,7 +334,11 @@ async function fold() {
   const kafka = createKafka(str('brokers'), 'bench-fold', logger);
   const topicMap = compileTopicMap(DEFAULT_TOPIC_MAP);
   const redis = new Redis(str('redisUrl'), { maxRetriesPerRequest: null, enableAutoPipelining: false });
-  const store = new RedisHistoryStore(redis, foldOptionsOf(topicMap), str('ns'));
+  // features 'off': the stages alone (no CRM steps, no stall rules or audiences); 'on': the CRM steps and
+  // a stall rule with three audiences in force; unset: the product's defaults (CRM steps on, nothing in force).
+  const features = args.features as 'off' | 'on' | undefined;
+  const store = new RedisHistoryStore(redis, { ...foldOptionsOf(topicMap), crmSteps: features !== 'off' }, str('ns'));
+  if (features === 'on') store.setAutomation(benchAutomation(topicMap));
   const producer = new KafkaLogProducer(kafka, { ackTimeoutMs: 5000, client: DEFAULT_CLIENT, brokers: str('brokers') });
   await producer.connect();
   const consumerOptions = (args.consumer ?? {}) as Partial<KafkaConsumerOptions>;

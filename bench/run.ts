@@ -159,6 +159,10 @@ async function main(): Promise<void> {
       const tx = await measureFold(h, s, raw.topics, prepared, undefined, true);
       take({ figures: { throughput: tx.figures.throughput } });
       take({ figures: { cost: transactionCost(tx.figures.throughput, fold.figures.throughput) } });
+      // What the CRM steps, the stall rules and audiences cost the fold: the same records both ways.
+      const off = await measureFold(h, s, raw.topics.slice(0, 1), prepared, undefined, false, 'off');
+      const on = await measureFold(h, s, raw.topics.slice(0, 1), prepared, undefined, false, 'on');
+      take({ figures: { featuresOff: off.figures.throughput, featuresOn: on.figures.throughput } });
     }
     // Last of the Kafka measurements: a broker fresh from start spends much of its CPU compiling
     // (the JVM's C2 thread at 25% of a core in the first minute), which the runs above got past.

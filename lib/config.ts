@@ -72,6 +72,12 @@ export const Env = z.object({
    * of the fold's throughput and several times the click-to-stage latency.
    */
   WORKER_TRANSACTIONS: z.stringbool().default(false),
+  /**
+   * The fold's CRM steps after each batch's write: trend counters and the latest transitions,
+   * cross-selling counters, the purchasers the CRM model samples. Off: none of them is kept (trends,
+   * suggestions and the LTV model stay empty), for a deployment that wants only the stages.
+   */
+  WORKER_CRM_STEPS: z.stringbool().default(true),
   /** How long the broker lets a worker's transaction stay open before aborting it (a dead worker's, if nobody fences it sooner). */
   WORKER_TRANSACTION_TIMEOUT_MS: z.coerce.number().int().min(1000).max(900_000).default(10_000),
   /** redis://host:port. Unset: the embedded in-memory store. */

@@ -69,7 +69,8 @@ export async function openLog(env: Env, logger: Logger, opts: { clientId?: strin
 }
 
 /** `defaultDataDir`: the embedded mode's folder when DATA_DIR is unset (`npm start`'s; others stay in memory). */
-export async function openBackends(env: Env, fold: FoldOptions, logger: Logger, opts: { defaultDataDir?: string } = {}): Promise<Backends> {
+export async function openBackends(env: Env, foldOptions: FoldOptions, logger: Logger, opts: { defaultDataDir?: string } = {}): Promise<Backends> {
+  const fold: FoldOptions = { ...foldOptions, crmSteps: env.WORKER_CRM_STEPS };
   if (!env.KAFKA_BROKERS !== !hasRedis(env)) {
     throw new Error('set both KAFKA_BROKERS and REDIS_URL (or REDIS_CLUSTER_NODES) for the real stack, or neither for the embedded mode');
   }

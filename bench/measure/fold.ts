@@ -42,6 +42,8 @@ export async function measureFold(
   prepared: Prepared,
   profiler?: Profiler,
   transactions = false,
+  /** 'off': the stages alone; 'on': the CRM steps, a stall rule and three audiences (bench/proc.ts benchAutomation). */
+  features?: 'off' | 'on',
 ): Promise<FoldResult> {
   const redis = new Redis(h.services.redis.url);
   const rates: number[] = [];
@@ -66,6 +68,7 @@ export async function measureFold(
         expected: prepared.records,
         consumer: { ...o.consumer, transactional: transactions },
         nullProducer: o.nullProducer,
+        features,
       },
       i === topics.length - 1 ? (profiler?.args('fold') ?? []) : [],
     );
@@ -84,8 +87,14 @@ export async function measureFold(
   return {
     figures: {
       throughput: {
-        key: transactions ? 'fold.throughputTx' : 'fold.throughput',
-        what: `fold, one worker (${prepared.records.toLocaleString('en-US')} records, ${o.partitions} partitions) until lag 0${transactions ? ', in transactions' : ''}`,
+        key: features ? `fold.throughputFeatures${features === 'on' ? 'On' : 'Off'}` : transactions ? 'fold.throughputTx' : 'fold.throughput',
+        what: `fold, one worker (${prepared.records.toLocaleString('en-US')} records, ${o.partitions} partitions) until lag 0${transactions ? ', in transactions' : ''}${
+          features === 'on'
+            ? ', CRM steps on, a stall rule and 3 audiences in force'
+            : features === 'off'
+              ? ', the stages alone (no CRM steps, nothing in force)'
+              : ''
+        }`,
         unit: 'events/s',
         value: s,
         target: targetText(TARGETS.fold),

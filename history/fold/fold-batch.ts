@@ -240,13 +240,14 @@ export async function foldBatchWith(
   if (seals.length > 0) await backend.seal(seals);
   if (index.length > 0) await backend.index(index);
   if (autoWrites.length > 0) await backend.automate(autoWrites);
-  if (recent.length > 0) {
+  const crm = opts.crmSteps !== false;
+  if (crm && recent.length > 0) {
     const now = clock();
     const increments = trendIncrements(recent.map((r) => r.event)).filter((i) => i.bucket >= oldestKept(i.granularity, now, DEFAULT_TREND_RETENTION));
     await backend.trend({ increments, recent, now });
   }
-  if (crossSell.size > 0) await backend.crossSell({ topics: [...crossSell.values()] });
-  if (buyers.length > 0) await backend.purchasers?.(buyers);
+  if (crm && crossSell.size > 0) await backend.crossSell({ topics: [...crossSell.values()] });
+  if (crm && buyers.length > 0) await backend.purchasers?.(buyers);
   return {
     transitions,
     refused,

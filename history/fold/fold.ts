@@ -85,6 +85,12 @@ export interface FoldOptions {
   maxLinks?: number | undefined;
   /** The topic map's signals: name -> what an open one adds to the needs ranking's weighted interactions. */
   signals?: ReadonlyMap<string, number> | undefined;
+  /**
+   * The CRM's post-write steps (trends and the latest transitions, cross-selling, the purchasers the
+   * CRM model samples); default on. Off (WORKER_CRM_STEPS=false) saves their Redis writes; the bench
+   * measures the fold both ways.
+   */
+  crmSteps?: boolean | undefined;
 }
 
 export const DEFAULT_MAX_DIALOGUES = 200;
