@@ -196,6 +196,15 @@ export const Need = z
     interactions: z.number().int(),
     channels: z.array(z.string()),
     score: z.number().meta({ description: 'recency × intensity at `asOf`; higher is more worth contacting first.' }),
+    ltv: z
+      .object({
+        toDate: z.number().meta({ description: 'Spent so far (the person’s total purchase value; 0 without purchases).' }),
+        projected: z.number().nullable().meta({
+          description:
+            'Expected spending over the CRM horizon (GET /v1/crm/model `horizonDays`) at `asOf`; null without a fitted model, or for a history the fit leaves out.',
+        }),
+      })
+      .meta({ description: 'Lifetime value, as in the person view’s `ltv`. Not part of the ranking.' }),
   })
   .meta({ id: 'Need' });
 export type Need = z.infer<typeof Need>;

@@ -32,6 +32,7 @@ import {
   funnelBox,
   fullDate,
   people,
+  signalWords,
   STEP_HELP,
   stepName,
   stepVerb,
@@ -740,22 +741,43 @@ async function lookUp(id: string): Promise<void> {
   const wrap = h('div', { class: 'person' });
   wrap.append(h('h3', {}, p.person === id ? p.person : `${id} is ${p.person}`));
   if (p.linkedIds.length) wrap.append(h('p', { class: 'hint' }, `Also seen anonymously as ${p.linkedIds.join(', ')} before signing in.`));
+  // Identify traits the site allow-lists, by name: names and values as sent, so text nodes only.
+  const traits = Object.entries(p.traits).sort(([a], [b]) => (a < b ? -1 : 1));
+  if (traits.length) {
+    const rows = h('tbody');
+    for (const [name, v] of traits) rows.append(h('tr', { 'data-trait': name }, h('th', {}, name), h('td', {}, String(v))));
+    wrap.append(h('h3', {}, 'Traits'), h('table', { class: 'table traits' }, rows));
+  }
 
+  const signals = p.dialogues.some((d) => Object.keys(d.signals).length > 0);
   const table = h(
     'table',
-    { class: 'table' },
-    h('thead', {}, h('tr', {}, h('th', {}, 'Interested in'), h('th', {}, 'Got as far as'), h('th', {}, 'Last seen'), h('th', {}, 'Channels'))),
+    { class: 'table dialogues' },
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        h('th', {}, 'Interested in'),
+        h('th', {}, 'Got as far as'),
+        h('th', {}, 'Last seen'),
+        h('th', {}, 'Channels'),
+        signals && h('th', {}, 'Signals'),
+      ),
+    ),
   );
   const body = h('tbody');
   for (const d of p.dialogues) {
     body.append(
       h(
         'tr',
-        {},
+        { 'data-topic': d.topic },
         h('td', {}, d.topic),
         h('td', {}, h('span', { class: 'pill' }, stepName(d.stage))),
         h('td', { title: fullDate(Date.parse(d.lastActivity)) }, ago(Date.parse(d.lastActivity))),
         h('td', {}, d.channels.join(', ')),
+        signals && h('td', { class: 'signals' }, ...signalWords(d.signals).map((w) => h('span', { class: w.endsWith('open') ? 'pill open' : 'pill' }, w))),
       ),
     );
   }

@@ -5,7 +5,7 @@
  * API itself (history/query/funnel.ts), so that a box and `GET /v1/topics/{topic}/funnel` never
  * disagree.
  */
-import type { AudienceBackfill, FunnelFigures, TopicSummary, Trend } from '../../contract/query.js';
+import type { AudienceBackfill, Dialogue, FunnelFigures, TopicSummary, Trend } from '../../contract/query.js';
 import { computeFunnel } from '../query/funnel.js';
 
 // --- words ------------------------------------------------------------------------------------
@@ -22,6 +22,12 @@ export const stepName = (stage: string) => STEP_NAMES[stage] ?? stage.charAt(0).
 export const stepVerb = (stage: string) => STEP_VERBS[stage] ?? `reached “${stage}” on`;
 export const people = (n: number) => `${n.toLocaleString()} ${n === 1 ? 'person' : 'people'}`;
 export const percent = (r: number) => `${Math.round(r * 100)}%`;
+
+/** A dialogue's signals in words, open ones first, then by name: "complaint ×2 open", "inquiry ×1 settled". */
+export const signalWords = (signals: Dialogue['signals']): string[] =>
+  Object.entries(signals)
+    .sort(([a, x], [b, y]) => Number(y.open) - Number(x.open) || (a < b ? -1 : 1))
+    .map(([name, s]) => `${name} ×${s.count} ${s.open ? 'open' : 'settled'}`);
 
 export function ago(ms: number, now = Date.now()): string {
   const s = Math.max(0, (now - ms) / 1000);

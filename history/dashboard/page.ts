@@ -256,6 +256,11 @@ button:disabled{opacity:.6;cursor:default}
 .person h3{margin:.9rem 0 .3rem}
 .person .next{margin:.3rem 0;padding-left:1.2rem;font-size:.9rem}
 .person .next li{margin:.2rem 0}
+.person .traits{width:auto;margin:.3rem 0}
+.person .traits th{border:0;padding:.15rem .8rem .15rem 0}
+.person .traits td{border:0;padding:.15rem 0}
+.signals .pill{margin:0 .25rem .2rem 0}
+.pill.open{background:#fde8e6;color:#a3261b}
 .scores{display:flex;gap:.5rem;flex-wrap:wrap;margin:.3rem 0}
 .score{border:1px solid var(--line);border-radius:6px;padding:.25rem .5rem;font-size:.85rem}
 .score b{font-size:1rem}

@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { Need } from '../../contract/query.js';
+import { ltvOf } from '../crm/model.js';
 import type { Dialogue } from '../fold/fold.js';
 import { floorOf, scoreAt } from '../store/rank-key.js';
 import { RANKING_ID, type HistoryStore, type RankedEntry } from '../store/store.js';
+import { DEFAULT_LTV_HORIZON_DAYS } from './crm.js';
 
 /**
  * The needs of a topic: people standing at a stage and not past it, ranked (needs-rank.ts), page by page.
@@ -38,6 +40,14 @@ export interface NeedsQuery {
    * `limit` (none, even) while `nextCursor` still leads on, and `total` counts the list unfiltered.
    */
   signal?: { name: string; open?: boolean | undefined } | undefined;
+  /**
+   * Only people whose lifetime value is at least this: the projection when there is one, else the
+   * value to date (no fitted model, or a history the fit leaves out). Filtered as `signal` is: from
+   * each page's own rows, after the range read (fewer rows than `limit`, `total` unfiltered).
+   */
+  minLtv?: number | undefined;
+  /** The horizon of the projected lifetime value, days (CRM_LTV_HORIZON_DAYS); default DEFAULT_LTV_HORIZON_DAYS. */
+  ltvHorizonDays?: number | undefined;
 }
 
 /** A row of the list: the API's `Need` (contract/query.ts). */
@@ -78,11 +88,13 @@ interface Cursor {
 const queryTag = (q: NeedsQuery) =>
   createHash('sha256')
     .update(
-      JSON.stringify(
-        q.signal
+      JSON.stringify([
+        ...(q.signal
           ? [q.topic, q.stage, q.notReached, q.activeWithinMs, q.signal.name, q.signal.open ?? null]
-          : [q.topic, q.stage, q.notReached, q.activeWithinMs],
-      ),
+          : [q.topic, q.stage, q.notReached, q.activeWithinMs]),
+        // Absent: the tag of the queries before minLtv existed, so their cursors stay valid.
+        ...(q.minLtv === undefined ? [] : [{ minLtv: q.minLtv }]),
+      ]),
     )
     .digest('base64url')
     .slice(0, 12);
@@ -121,7 +133,7 @@ export function decodeCursor(s: string): Cursor {
   return c as Cursor;
 }
 
-function toRow(person: string, d: Dialogue, ladder: readonly string[], score: number): NeedRow {
+function toRow(person: string, d: Dialogue, ladder: readonly string[], score: number, ltv: NeedRow['ltv']): NeedRow {
   const reachedAt = d.first[d.stage] ?? 0;
   return {
     person,
@@ -131,6 +143,7 @@ function toRow(person: string, d: Dialogue, ladder: readonly string[], score: nu
     interactions: d.counts.reduce((a, b) => a + b, 0),
     channels: d.channels,
     score: Math.round(score * 1000) / 1000,
+    ltv,
   };
 }
 
@@ -141,7 +154,7 @@ export async function queryNeeds(store: HistoryStore, ladder: readonly string[],
     c = decodeCursor(q.cursor);
     if (c.q !== tag)
       throw new CursorError(
-        'this cursor belongs to another query: keep topic, stage, notReached, activeWithin, signal and open as they were on the first page',
+        'this cursor belongs to another query: keep topic, stage, notReached, activeWithin, signal, open and minLtv as they were on the first page',
       );
   }
   const asOf = c?.n ?? q.now;
@@ -173,17 +186,30 @@ function carries(d: Dialogue, want: NeedsQuery['signal']): boolean {
   return s !== undefined && (want.open === undefined || s.open === want.open);
 }
 
-/** The rows of a page: each entry's current dialogue (people past the need or erased since are left out), scored as ranked. */
+/**
+ * The rows of a page: each entry's current dialogue (people past the need or erased since are left
+ * out), scored as ranked, with its lifetime value at `asOf`. The model is read once per page, and
+ * the RFM inputs of the rows the dialogue filter keeps in one pipelined round (one HGET each).
+ */
 async function rowsOf(store: HistoryStore, ladder: readonly string[], q: NeedsQuery, entries: readonly RankedEntry[], asOf: number): Promise<NeedRow[]> {
   const dialogues = await store.dialogues(
     q.topic,
     entries.map((e) => e.person),
   );
-  const rows: NeedRow[] = [];
+  const kept: { e: RankedEntry; d: Dialogue }[] = [];
   entries.forEach((e, i) => {
     const d = dialogues[i] ?? null;
     // The index is updated just after the person's hash: trust the hash.
-    if (d && d.stage >= q.stage && d.stage < q.notReached && carries(d, q.signal)) rows.push(toRow(e.person, d, ladder, scoreAt(e.score, asOf).score));
+    if (d && d.stage >= q.stage && d.stage < q.notReached && carries(d, q.signal)) kept.push({ e, d });
+  });
+  if (kept.length === 0) return [];
+  const horizon = q.ltvHorizonDays ?? DEFAULT_LTV_HORIZON_DAYS;
+  const [model, rfms] = await Promise.all([store.crmModel(), store.rfms(kept.map(({ e }) => e.person))]);
+  const rows: NeedRow[] = [];
+  kept.forEach(({ e, d }, i) => {
+    const v = ltvOf(model, rfms[i] ?? null, asOf, horizon);
+    if (q.minLtv !== undefined && !((v.projected ?? v.toDate) >= q.minLtv)) return;
+    rows.push(toRow(e.person, d, ladder, scoreAt(e.score, asOf).score, { toDate: v.toDate, projected: v.projected }));
   });
   return rows;
 }

@@ -65,6 +65,7 @@ class ErasureLoggingStore implements HistoryStore {
   stageCounts: HistoryStore['stageCounts'] = (topics, window) => this.inner.stageCounts(topics, window);
   stageMembers: HistoryStore['stageMembers'] = (topic, stage, since, limit) => this.inner.stageMembers(topic, stage, since, limit);
   dialogues: HistoryStore['dialogues'] = (topic, persons) => this.inner.dialogues(topic, persons);
+  rfms: HistoryStore['rfms'] = (persons) => this.inner.rfms(persons);
   needsPage: HistoryStore['needsPage'] = (q) => this.inner.needsPage(q);
   trend: HistoryStore['trend'] = (topic, by, from, to) => this.inner.trend(topic, by, from, to);
   recentTransitions: HistoryStore['recentTransitions'] = (limit) => this.inner.recentTransitions(limit);

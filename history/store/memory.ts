@@ -542,6 +542,13 @@ export class MemoryHistoryStore implements HistoryStore {
     return { entries };
   }
 
+  async rfms(persons: readonly string[]): Promise<(Rfm | null)[]> {
+    return persons.map((p) => {
+      const v = this.people.get(p)?.[F.rfm];
+      return v === undefined ? null : decodeRfm(v);
+    });
+  }
+
   async dialogues(topic: string, persons: readonly string[]): Promise<(Dialogue | null)[]> {
     return persons.map((p) => {
       const v = this.people.get(p)?.[DIALOGUE_PREFIX + topic];

@@ -720,6 +720,13 @@ export class RedisHistoryStore implements HistoryStore {
     return first ? { entries, total: Number(r[0]), listing: Number(r[1]) === 1 ? id : null } : { entries };
   }
 
+  async rfms(persons: readonly string[]): Promise<(Rfm | null)[]> {
+    if (persons.length === 0) return [];
+    const p = this.pipeline();
+    for (const person of persons) p.hget(keys.person(this.ns, person), F.rfm);
+    return (await exec<string | null>(p)).map((v) => (v === null ? null : decodeRfm(v)));
+  }
+
   async dialogues(topic: string, persons: readonly string[]): Promise<(Dialogue | null)[]> {
     if (persons.length === 0) return [];
     const p = this.pipeline();

@@ -66,6 +66,8 @@ export interface HistoryStore {
   stageMembers(topic: string, stage: string, since: number, limit: number): Promise<StageMember[]>;
   /** The current dialogue about `topic` of each person (canonical ids, as the indexes hold them), or null. */
   dialogues(topic: string, persons: readonly string[]): Promise<(Dialogue | null)[]>;
+  /** The RFM inputs of each person (canonical ids), or null: one field each, for the rows of a page (their lifetime value). */
+  rfms(persons: readonly string[]): Promise<(Rfm | null)[]>;
   /**
    * One page of a topic's needs ranking: the people of stage indexes [from, to) whose index score
    * (rank-key.ts) is at least `min`, best first. The first page (no `listing`) answers the total and,

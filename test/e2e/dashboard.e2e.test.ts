@@ -126,7 +126,7 @@ describe('dashboard in Chromium', () => {
     const csv = readFileSync((await download.path())!, 'utf8')
       .trim()
       .split('\r\n');
-    expect(csv[0]).toBe('person,topic,stage,last_activity,stage_reached_at,interactions,channels,score');
+    expect(csv[0]).toBe('person,topic,stage,last_activity,stage_reached_at,interactions,channels,score,ltv_to_date,ltv_projected');
     expect(csv.slice(1).map((l) => l.split(',')[0])).toEqual(['liam.t', 'olivia.r']);
   });
 

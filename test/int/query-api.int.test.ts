@@ -409,7 +409,16 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
       await fold(hostile.map((p, i) => rec(p, 1, NOW - (i + 1) * MIN, { topic, channel: i % 2 ? 'email' : 'web' })));
       const url = `/v1/topics/${topic}/needs?stage=detail`;
       const list = await json<{
-        needs: { person: string; stage: string; lastActivity: string; stageReachedAt: string; interactions: number; channels: string[]; score: number }[];
+        needs: {
+          person: string;
+          stage: string;
+          lastActivity: string;
+          stageReachedAt: string;
+          interactions: number;
+          channels: string[];
+          score: number;
+          ltv: { toDate: number; projected: number | null };
+        }[];
       }>(url);
       const res = await get(url, { authorization: `Bearer ${FULL_KEY}`, accept: 'text/csv' });
       expect(res.status).toBe(200);
@@ -418,7 +427,18 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
       expect(res.headers.get('x-total-count')).toBe('7');
       const text = await res.text();
       const rows = parseCsv(text);
-      expect(rows[0]).toEqual(['person', 'topic', 'stage', 'last_activity', 'stage_reached_at', 'interactions', 'channels', 'score']);
+      expect(rows[0]).toEqual([
+        'person',
+        'topic',
+        'stage',
+        'last_activity',
+        'stage_reached_at',
+        'interactions',
+        'channels',
+        'score',
+        'ltv_to_date',
+        'ltv_projected',
+      ]);
       expect(rows.slice(1)).toEqual(
         list.needs.map((n) => [
           /^[=+\-@]/.test(n.person) ? `'${n.person}` : n.person,
@@ -429,6 +449,8 @@ describe.each<Kind>(['Redis', 'in-memory'])('query API on the %s store', (kind) 
           String(n.interactions),
           n.channels.join(';'),
           String(n.score),
+          String(n.ltv.toDate),
+          n.ltv.projected === null ? '' : String(n.ltv.projected),
         ]),
       );
       expect(text).toContain(`"'=HYPERLINK(""http://evil.example"",""click"")"`);

@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest';
 import type { Funnel, Topics } from '../../contract/query.js';
-import { funnelBox, topicFunnel } from '../../history/dashboard/figures.js';
+import { funnelBox, signalWords, topicFunnel } from '../../history/dashboard/figures.js';
 import type { BatchRecord } from '../../history/fold/person-batch.js';
 import { createQueryApp } from '../../history/query/app.js';
 import * as shared from '../../history/query/funnel.js';
@@ -150,5 +150,14 @@ describe('dashboard funnel figures', () => {
     ]);
     expect(f.summary).toBe('5 steps forward in the last 2 hours.');
     expect(trendFigures(LADDER, { by: 'day', buckets: [] }).summary).toBe('Nobody moved a step in the last 0 days.');
+  });
+
+  it('words for a dialogue’s signals: open ones first, then by name', () => {
+    expect(signalWords({})).toEqual([]);
+    expect(signalWords({ inquiry: { count: 1, open: false }, refund: { count: 3, open: true }, complaint: { count: 2, open: true } })).toEqual([
+      'complaint ×2 open',
+      'refund ×3 open',
+      'inquiry ×1 settled',
+    ]);
   });
 });

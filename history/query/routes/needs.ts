@@ -2,12 +2,27 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { MAX_NEEDS, Needs } from '../../../contract/query.js';
 import { SIGNAL_NAME } from '../../fold/topic-map.js';
-import { csvLine, toCsv } from '../csv.js';
+import { type CsvValue, csvLine, toCsv } from '../csv.js';
 import { CursorError, needsList, queryNeeds, type NeedRow, type NeedsPage, type NeedsQuery } from '../needs.js';
 import { DURATION, DURATION_HELP, parseDuration } from '../params.js';
+import { DEFAULT_LTV_HORIZON_DAYS } from '../crm.js';
 import { bad, errors, knownTopic, notFound, PAGE_MAX, security, topicParam, type QueryRouteContext } from './common.js';
 
-const CSV_COLUMNS = ['person', 'topic', 'stage', 'last_activity', 'stage_reached_at', 'interactions', 'channels', 'score'];
+const CSV_COLUMNS = ['person', 'topic', 'stage', 'last_activity', 'stage_reached_at', 'interactions', 'channels', 'score', 'ltv_to_date', 'ltv_projected'];
+
+/** A row's CSV cells, CSV_COLUMNS order (a null projection: an empty cell). */
+const csvRow = (r: NeedRow, topic: string): CsvValue[] => [
+  r.person,
+  topic,
+  r.stage,
+  r.lastActivity,
+  r.stageReachedAt,
+  r.interactions,
+  r.channels.join(';'),
+  r.score,
+  r.ltv.toDate,
+  r.ltv.projected,
+];
 
 /** `GET /v1/topics/{topic}/needs`: who to contact, ranked (../needs.ts, ../needs-rank.ts), as JSON pages or CSV. */
 export function needsRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
@@ -24,7 +39,9 @@ export function needsRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
         'listed while their score is at least that of a single interaction `activeWithin` ago (a single look: last active within `activeWithin`; a more intense dialogue stays up to about 11 days longer). ' +
         'Paged by an opaque `cursor`: the list is fixed by the first page, so pages never repeat or skip a person while histories change (people erased or past the need since are left out). ' +
         'With `Accept: text/csv` the same list comes as CSV, or with `Accept: application/x-ndjson` as one JSON `Need` per line: without `limit` all of it, streamed, ' +
-        'with `limit` one page (the next cursor, if any, in the `X-Next-Cursor` header).',
+        'with `limit` one page (the next cursor, if any, in the `X-Next-Cursor` header). ' +
+        'Each row carries the person’s lifetime value (`ltv`: to date and projected, as in the person view), which `minLtv` filters on; ' +
+        'it does not change the order: the list is read from indexes ordered by the ranking, so there is no `sort` (a `sort` parameter is refused).',
       tags: ['topics'],
       security,
       middleware: [ctx.auth.read] as const,
@@ -76,6 +93,17 @@ export function needsRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
             .enum(['true', 'false'])
             .optional()
             .openapi({ param: { name: 'open', in: 'query' }, description: 'With `signal`: `true` only while it is open, `false` only once closed.' }),
+          minLtv: z
+            .string()
+            .regex(/^\d{1,15}(\.\d{1,6})?$/, 'a non-negative number, such as 250 or 99.5')
+            .optional()
+            .openapi({
+              param: { name: 'minLtv', in: 'query' },
+              description:
+                'Only people whose lifetime value is at least this: `ltv.projected` when it is a number, else `ltv.toDate` (no fitted model yet, or a history the fit leaves out). ' +
+                'Filtered from each page’s own rows, as `signal` is: a page may hold fewer than `limit` (even none) while `nextCursor` leads on; `total` counts the list unfiltered.',
+              example: '250',
+            }),
         }),
       },
       responses: {
@@ -86,7 +114,8 @@ export function needsRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
             'application/json': { schema: Needs },
             'text/csv': {
               schema: z.string().openapi({
-                description: 'person,topic,stage,last_activity,stage_reached_at,interactions,channels,score; formula-like cells start with an apostrophe.',
+                description:
+                  'person,topic,stage,last_activity,stage_reached_at,interactions,channels,score,ltv_to_date,ltv_projected (empty when null); formula-like cells start with an apostrophe.',
               }),
             },
             'application/x-ndjson': { schema: z.string().openapi({ description: 'One `Need` object per line.' }) },
@@ -113,6 +142,11 @@ export function needsRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
         if (typeof d !== 'number') throw bad('activeWithin', d.error);
         activeWithinMs = d;
       }
+      if (c.req.query('sort') !== undefined)
+        throw bad(
+          'sort',
+          'the needs list has one order, its ranking (recency × intensity), which its indexes are kept in; filter by lifetime value with minLtv instead',
+        );
       if (q.open !== undefined && q.signal === undefined) throw bad('open', 'open filters a signal: give signal too');
       if (q.signal !== undefined && !store.options.signals?.has(q.signal)) {
         const known = [...(store.options.signals?.keys() ?? [])];
@@ -121,6 +155,8 @@ export function needsRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
       await knownTopic(ctx, topic);
       const query: NeedsQuery = { topic, stage, notReached, activeWithinMs, limit: q.limit ?? 50, cursor: q.cursor, now: ctx.now() };
       if (q.signal !== undefined) query.signal = { name: q.signal, open: q.open === undefined ? undefined : q.open === 'true' };
+      if (q.minLtv !== undefined) query.minLtv = Number(q.minLtv);
+      query.ltvHorizonDays = ctx.ltvHorizonDays ?? DEFAULT_LTV_HORIZON_DAYS;
       const cursorErrors = async <T>(read: () => Promise<T>): Promise<T> => {
         try {
           return await read();
@@ -134,10 +170,7 @@ export function needsRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
         const list = needsList(store, ladder, query);
         const head = await cursorErrors(() => list.next());
         const { total, asOf } = head.value as { total: number; asOf: number };
-        const line =
-          format === 'csv'
-            ? (r: NeedRow) => csvLine([r.person, topic, r.stage, r.lastActivity, r.stageReachedAt, r.interactions, r.channels.join(';'), r.score])
-            : (r: NeedRow) => `${JSON.stringify(r)}\n`;
+        const line = format === 'csv' ? (r: NeedRow) => csvLine(csvRow(r, topic)) : (r: NeedRow) => `${JSON.stringify(r)}\n`;
         return c.body(pullStream(format === 'csv' ? csvLine(CSV_COLUMNS) : '', list as AsyncGenerator<NeedRow>, line), 200, {
           ...exportHeaders(format, topic, q.stage, asOf),
           'x-total-count': String(total),
@@ -149,7 +182,7 @@ export function needsRoutes(app: OpenAPIHono, ctx: QueryRouteContext): void {
           format === 'csv'
             ? toCsv(
                 CSV_COLUMNS,
-                page.rows.map((r) => [r.person, topic, r.stage, r.lastActivity, r.stageReachedAt, r.interactions, r.channels.join(';'), r.score]),
+                page.rows.map((r) => csvRow(r, topic)),
               )
             : page.rows.map((r) => `${JSON.stringify(r)}\n`).join('');
         const headers: Record<string, string> = { ...exportHeaders(format, topic, q.stage, page.asOf), 'x-total-count': String(page.total) };
