@@ -16,6 +16,12 @@ const KEY_KINDS: [string, string][] = [
   ['r:{', 'event fingerprints (expiring)'],
   ['x:{', 'transition outboxes'],
   ['topics', 'topics set'],
+  // The CRM steps' keys (WORKER_CRM_STEPS): per topic or per purchaser, not per dialogue.
+  ['ih:{', 'stage hour counters'],
+  ['tr:{', 'trend counters'],
+  ['xs:{', 'cross-selling counters'],
+  ['pu', 'purchasers'],
+  ['rtx', 'latest transitions'],
 ];
 /** Kinds that do not last: they are left out of the durable bytes. */
 const TRANSIENT = ['event fingerprints (expiring)', 'transition outboxes'];
