@@ -1,4 +1,4 @@
-import { nelderMead } from './nelder-mead.js';
+import { nelderMeadSteps, runSteps } from './nelder-mead.js';
 
 /**
  * Customer lifetime value, pure: the BG/NBD model of how often a customer buys and whether they are
@@ -129,7 +129,12 @@ export interface Fit<P> {
 /** Fewer purchasers than this and a fit says little: callers show value to date only. */
 export const MIN_PURCHASERS_TO_FIT = 50;
 
-function maximumLikelihood<P>(names: (keyof P)[], ll: (p: P, c: Purchaser) => number, customers: readonly Purchaser[], start: number[]): Fit<P> {
+function* maximumLikelihood<P>(
+  names: (keyof P)[],
+  ll: (p: P, c: Purchaser) => number,
+  customers: readonly Purchaser[],
+  start: number[],
+): Generator<void, Fit<P>> {
   // In log space, so every parameter stays positive whatever the simplex tries.
   const of = (theta: readonly number[]) => Object.fromEntries(names.map((k, i) => [k, Math.exp(theta[i]!)])) as P;
   const negative = (theta: readonly number[]) => {
@@ -139,22 +144,26 @@ function maximumLikelihood<P>(names: (keyof P)[], ll: (p: P, c: Purchaser) => nu
     for (const c of customers) sum += ll(p, c);
     return -sum;
   };
-  let best = nelderMead(negative, start.map(Math.log), { maxIterations: 4000 });
+  let best = yield* nelderMeadSteps(negative, start.map(Math.log), { maxIterations: 4000 });
   // A restart from where it stopped: the simplex can shrink early on a flat ridge.
-  best = nelderMead(negative, best.x, { maxIterations: 4000, step: 0.1 });
+  best = yield* nelderMeadSteps(negative, best.x, { maxIterations: 4000, step: 0.1 });
   return { params: of(best.x), logLikelihood: -best.value, converged: best.converged, n: customers.length };
 }
 
-export function fitBgNbd(customers: readonly Purchaser[]): Fit<BgNbd> {
+export const fitBgNbd = (customers: readonly Purchaser[]): Fit<BgNbd> => runSteps(fitBgNbdSteps(customers));
+export const fitGammaGamma = (customers: readonly Purchaser[]): Fit<GammaGamma> => runSteps(fitGammaGammaSteps(customers));
+
+/** The fits as steps (nelder-mead.ts nelderMeadSteps), for a caller that runs them in slices. */
+export function* fitBgNbdSteps(customers: readonly Purchaser[]): Generator<void, Fit<BgNbd>> {
   const meanAge = customers.reduce((s, c) => s + c.age, 0) / Math.max(1, customers.length);
   const meanRepeat = customers.reduce((s, c) => s + c.count - 1, 0) / Math.max(1, customers.length);
-  return maximumLikelihood<BgNbd>(['r', 'alpha', 'a', 'b'], bgNbdLogLikelihood, customers, [1, Math.max(1, meanAge / (meanRepeat + 1)), 1.5, 3]);
+  return yield* maximumLikelihood<BgNbd>(['r', 'alpha', 'a', 'b'], bgNbdLogLikelihood, customers, [1, Math.max(1, meanAge / (meanRepeat + 1)), 1.5, 3]);
 }
 
-export function fitGammaGamma(customers: readonly Purchaser[]): Fit<GammaGamma> {
+export function* fitGammaGammaSteps(customers: readonly Purchaser[]): Generator<void, Fit<GammaGamma>> {
   const buyers = customers.filter((c) => c.total > 0);
   const mean = buyers.reduce((s, c) => s + c.total / c.count, 0) / Math.max(1, buyers.length);
-  return maximumLikelihood<GammaGamma>(['p', 'q', 'gamma'], gammaGammaLogLikelihood, buyers, [2, 3, Math.max(1, mean)]);
+  return yield* maximumLikelihood<GammaGamma>(['p', 'q', 'gamma'], gammaGammaLogLikelihood, buyers, [2, 3, Math.max(1, mean)]);
 }
 
 export interface Ltv {

@@ -1,7 +1,8 @@
 import type { RfmScores } from '../../contract/query.js';
 import type { Rfm } from '../fold/fold.js';
 import { DEFAULT_RFM_SCALE, rfmScores } from '../query/rfm.js';
-import { type BgNbd, fitBgNbd, fitGammaGamma, type GammaGamma, lifetimeValue, MIN_PURCHASERS_TO_FIT, type Purchaser } from './ltv.js';
+import { type BgNbd, fitBgNbdSteps, fitGammaGammaSteps, type GammaGamma, lifetimeValue, MIN_PURCHASERS_TO_FIT, type Purchaser } from './ltv.js';
+import { runSteps } from './nelder-mead.js';
 import { MIN_RFM_SAMPLE, quantileScale, thresholdsOf } from './rfm-quantiles.js';
 
 /**
@@ -68,7 +69,16 @@ function median(xs: number[]): number {
 }
 
 /** Computes the model from the sampled purchasers' RFM inputs at `now` (about 2 s at 20,000: README). */
-export function computeModel(sample: readonly Rfm[], now: number, purchasers: number, clock: () => number = () => performance.now()): CrmModel {
+export const computeModel = (sample: readonly Rfm[], now: number, purchasers: number, clock: () => number = () => performance.now()): CrmModel =>
+  runSteps(computeModelSteps(sample, now, purchasers, clock));
+
+/** The same as steps (yielding between the fits' iterations), for the worker's job to run in slices. */
+export function* computeModelSteps(
+  sample: readonly Rfm[],
+  now: number,
+  purchasers: number,
+  clock: () => number = () => performance.now(),
+): Generator<void, CrmModel> {
   const t0 = clock();
   const valid = sample.filter((r) => r.count >= 1 && Number.isFinite(r.total) && Number.isFinite(r.last));
   const thresholds = valid.length >= MIN_RFM_SAMPLE ? thresholdsOf(quantileScale(valid)) : null;
@@ -82,8 +92,8 @@ export function computeModel(sample: readonly Rfm[], now: number, purchasers: nu
   }
   let ltv: CrmModel['ltv'] = null;
   if (thresholds && fitSet.length >= Math.max(MIN_RFM_SAMPLE, MIN_PURCHASERS_TO_FIT)) {
-    const bg = fitBgNbd(fitSet);
-    const gg = fitGammaGamma(fitSet);
+    const bg = yield* fitBgNbdSteps(fitSet);
+    const gg = yield* fitGammaGammaSteps(fitSet);
     // Gamma-Gamma's expected value per purchase needs q > 1; BG/NBD's expected purchases a > 1.
     if (gg.params.q > 1 && bg.params.a > 1) ltv = { bgNbd: bg.params, gammaGamma: gg.params, n: fitSet.length, converged: bg.converged && gg.converged };
   }

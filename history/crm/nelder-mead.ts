@@ -10,11 +10,29 @@ export interface Minimum {
   converged: boolean;
 }
 
-export function nelderMead(
-  f: (x: readonly number[]) => number,
-  start: readonly number[],
-  opts: { step?: number; maxIterations?: number; tolerance?: number } = {},
-): Minimum {
+/** Runs a computation written as steps (a generator that yields between them) to its end, at once. */
+export function runSteps<T>(steps: Generator<void, T>): T {
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+export function nelderMead(f: (x: readonly number[]) => number, start: readonly number[], opts: NelderMeadOptions = {}): Minimum {
+  return runSteps(nelderMeadSteps(f, start, opts));
+}
+
+export interface NelderMeadOptions {
+  step?: number;
+  maxIterations?: number;
+  tolerance?: number;
+}
+
+/**
+ * The same minimisation, yielding after each iteration: a caller on an event loop (the worker's CRM
+ * job) runs it in slices, so a fit of seconds never holds up folds, probes or a SIGTERM.
+ */
+export function* nelderMeadSteps(f: (x: readonly number[]) => number, start: readonly number[], opts: NelderMeadOptions = {}): Generator<void, Minimum> {
   const n = start.length;
   const step = opts.step ?? 0.5;
   const maxIterations = opts.maxIterations ?? 2000;
@@ -47,6 +65,7 @@ export function nelderMead(
       if (vc < Math.min(vr, worst.v)) simplex[n] = { x: contracted, v: vc };
       else simplex = simplex.map((p, i) => (i === 0 ? p : { x: along(best.x, p.x, 0.5), v: 0 })).map((p, i) => (i === 0 ? p : { x: p.x, v: value(p.x) }));
     }
+    yield;
   }
   simplex.sort((p, q) => p.v - q.v);
   return { x: simplex[0]!.x, value: simplex[0]!.v, iterations, converged: false };

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '../../lib/logger.js';
-import { computeModel, type CrmModel } from '../crm/model.js';
+import { computeModelSteps, type CrmModel } from '../crm/model.js';
 import type { HistoryStore } from '../store/store.js';
 
 /**
@@ -31,6 +31,27 @@ export interface CrmModelJob {
   stop(): Promise<void>;
 }
 
+/** How long the fit may hold the event loop before it lets folds, probes and signals through. */
+const SLICE_MS = 10;
+
+/**
+ * Runs a computation written as steps a slice at a time: after each slice of about SLICE_MS, a
+ * turn of the event loop. A fit of seconds then never holds a fold, a probe or a SIGTERM for longer
+ * than a slice (the npm scripts' tsx wrapper kills a child that does not answer a signal within
+ * 30 ms). Undefined when `stopped` says to give up.
+ */
+async function inSlices<T>(steps: Generator<void, T>, stopped: () => boolean): Promise<T | undefined> {
+  let until = performance.now() + SLICE_MS;
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    if (performance.now() < until) continue;
+    await new Promise((resolve) => setImmediate(resolve));
+    if (stopped()) return undefined;
+    until = performance.now() + SLICE_MS;
+  }
+}
+
 export function startCrmModelJob(opts: CrmModelJobOptions): CrmModelJob {
   const { store, logger, everyMs, sample } = opts;
   const clock = opts.clock ?? Date.now;
@@ -47,11 +68,15 @@ export function startCrmModelJob(opts: CrmModelJobOptions): CrmModelJob {
     if (!(await store.crmLease(owner, everyMs * 2 + 60_000))) return model;
     if (stored && now - stored.computedAt < everyMs * 0.9) return model;
     const { total, sample: drawn } = await store.purchasers(sample);
-    const next = computeModel(
-      drawn.map((d) => d.rfm),
-      now,
-      total,
+    const next = await inSlices(
+      computeModelSteps(
+        drawn.map((d) => d.rfm),
+        now,
+        total,
+      ),
+      () => stopped,
     );
+    if (!next) return model;
     await store.setCrmModel(next);
     model = next;
     logger.info(

@@ -11,6 +11,7 @@ import {
   type GammaGamma,
   type Purchaser,
 } from '../../history/crm/ltv.js';
+import { nelderMead, nelderMeadSteps, runSteps } from '../../history/crm/nelder-mead.js';
 import { gammaSample } from '../support/clv-population.js';
 import { prng } from '../support/prng.js';
 
@@ -136,5 +137,22 @@ describe('LTV: fitted to a synthetic population with known parameters', () => {
     const repeaters = people.filter((x) => x.seen.count > 1);
     const meanAlive = (xs: typeof repeaters) => xs.reduce((s, x) => s + probabilityAlive(fit.params, x.seen), 0) / xs.length;
     expect(meanAlive(repeaters.filter((x) => !x.dead))).toBeGreaterThan(meanAlive(repeaters.filter((x) => x.dead)) + 0.2);
+  });
+});
+
+describe('LTV: the fit in steps', () => {
+  it('yields after every iteration and ends where the fit in one go ends', () => {
+    // Rosenbrock's valley: a few hundred iterations.
+    const f = (x: readonly number[]) => (1 - x[0]!) ** 2 + 100 * (x[1]! - x[0]! ** 2) ** 2;
+    const whole = nelderMead(f, [-1.2, 1]);
+    const steps = nelderMeadSteps(f, [-1.2, 1]);
+    let yields = 0;
+    let r = steps.next();
+    for (; !r.done; r = steps.next()) yields++;
+    expect(yields).toBe(whole.iterations);
+    expect(yields).toBeGreaterThan(50);
+    expect(r.value).toEqual(whole);
+    expect(runSteps(nelderMeadSteps(f, [-1.2, 1]))).toEqual(whole);
+    expect(whole.x[0]).toBeCloseTo(1, 3);
   });
 });
