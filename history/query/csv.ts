@@ -23,3 +23,38 @@ export function csvLine(values: readonly CsvValue[]): string {
 export function toCsv(header: readonly string[], rows: readonly (readonly CsvValue[])[]): string {
   return csvLine(header) + rows.map(csvLine).join('');
 }
+
+/**
+ * A body that reads a list only when the client takes more (the exports of needs, stalled
+ * dialogues and audience members): `pull` is called when the stream's small queue has room, so a
+ * slow client holds the reads back (back-pressure) and memory stays one page; a client that goes
+ * away cancels it, which ends the list. A read that fails (a needs listing that expired under a
+ * very slow reader) ends the body with an error: the client sees a cut transfer, not a short list.
+ */
+export function pullStream<R>(head: string, rows: AsyncGenerator<R>, line: (r: R) => string): ReadableStream<Uint8Array> {
+  const enc = new TextEncoder();
+  let first = head;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let chunk = first;
+        first = '';
+        // About 64 KiB per enqueue: fewer, larger writes than one per row.
+        while (chunk.length < 65_536) {
+          const next = await rows.next();
+          if (next.done) {
+            if (chunk) controller.enqueue(enc.encode(chunk));
+            controller.close();
+            return;
+          }
+          chunk += line(next.value);
+        }
+        controller.enqueue(enc.encode(chunk));
+      },
+      async cancel() {
+        await rows.return(undefined);
+      },
+    },
+    { highWaterMark: 1 },
+  );
+}

@@ -2,7 +2,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { MAX_NEEDS, Needs } from '../../../contract/query.js';
 import { SIGNAL_NAME } from '../../fold/topic-map.js';
-import { type CsvValue, csvLine, toCsv } from '../csv.js';
+import { type CsvValue, csvLine, pullStream, toCsv } from '../csv.js';
 import { CursorError, needsList, queryNeeds, type NeedRow, type NeedsPage, type NeedsQuery } from '../needs.js';
 import { DURATION, DURATION_HELP, parseDuration } from '../params.js';
 import { DEFAULT_LTV_HORIZON_DAYS } from '../crm.js';
@@ -220,38 +220,4 @@ function exportHeaders(format: 'csv' | 'ndjson', topic: string, stage: string, a
     'content-type': format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8',
     'content-disposition': `attachment; filename="${name}"`,
   };
-}
-
-/**
- * A body that reads the list only when the client takes more: `pull` is called when the stream's
- * small queue has room, so a slow client holds the reads back (back-pressure) and memory stays one
- * page. A client that goes away cancels it, which ends the list. A listing that expires under a very
- * slow reader ends the body with an error (the client sees a cut transfer, not a short list).
- */
-function pullStream(head: string, rows: AsyncGenerator<NeedRow>, line: (r: NeedRow) => string): ReadableStream<Uint8Array> {
-  const enc = new TextEncoder();
-  let first = head;
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        let chunk = first;
-        first = '';
-        // About 64 KiB per enqueue: fewer, larger writes than one per row.
-        while (chunk.length < 65_536) {
-          const next = await rows.next();
-          if (next.done) {
-            if (chunk) controller.enqueue(enc.encode(chunk));
-            controller.close();
-            return;
-          }
-          chunk += line(next.value);
-        }
-        controller.enqueue(enc.encode(chunk));
-      },
-      async cancel() {
-        await rows.return(undefined);
-      },
-    },
-    { highWaterMark: 1 },
-  );
 }

@@ -6,7 +6,7 @@ import { STALL_RULE_NAME } from '../../../contract/stall-rule.js';
 import { httpError } from '../../../lib/http-errors.js';
 import type { CompiledStallRule } from '../../stalls/rules.js';
 import type { AutomationEntry, AutomationSet, HistoryStore } from '../../store/store.js';
-import { csvLine } from '../csv.js';
+import { csvLine, pullStream } from '../csv.js';
 import { bad, errors, knownTopic, MAX_ID, notFound, PAGE_MAX, type QueryRouteContext, security, topicParam } from './common.js';
 
 /**
@@ -139,34 +139,6 @@ export async function* setRows<R>(store: HistoryStore, set: AutomationSet, after
     if (!page.next) return;
     cursor = page.next;
   }
-}
-
-/** A body that reads the list only as the client takes it (back-pressure; memory stays one page); a client that goes away ends the reads. */
-export function pullStream<R>(head: string, rows: AsyncGenerator<R>, line: (r: R) => string): ReadableStream<Uint8Array> {
-  const enc = new TextEncoder();
-  let first = head;
-  return new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        let chunk = first;
-        first = '';
-        while (chunk.length < 65_536) {
-          const next = await rows.next();
-          if (next.done) {
-            if (chunk) controller.enqueue(enc.encode(chunk));
-            controller.close();
-            return;
-          }
-          chunk += line(next.value);
-        }
-        controller.enqueue(enc.encode(chunk));
-      },
-      async cancel() {
-        await rows.return(undefined);
-      },
-    },
-    { highWaterMark: 1 },
-  );
 }
 
 /**
