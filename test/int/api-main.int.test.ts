@@ -1,6 +1,5 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOPICS } from '../../contract/raw-event.js';
@@ -12,7 +11,6 @@ import { kafkaBrokers, redisUrl } from '../support/services.js';
  * it refuses to start without API_KEYS; with a key it serves the API and the dashboard, and its
  * live feed comes from a kafkajs consumer on history.transitions; SIGTERM ends open streams and exits 0.
  */
-const TSX = fileURLToPath(new URL('../../node_modules/tsx/dist/cli.mjs', import.meta.url));
 const KEY = `api-main-key-${randomUUID()}`;
 
 interface Child {
@@ -22,7 +20,7 @@ interface Child {
 }
 
 function spawnApi(env: Record<string, string>): Child {
-  const proc = spawn(process.execPath, [TSX, 'apps/api.ts'], {
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'apps/api.ts'], {
     env: {
       ...process.env,
       KAFKA_BROKERS: kafkaBrokers(),

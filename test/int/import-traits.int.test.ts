@@ -3,7 +3,6 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOPICS, TRAIT_LIMITS, type RawEvent } from '../../contract/raw-event.js';
 import { RedisHistoryStore } from '../../history/store/redis.js';
@@ -17,13 +16,12 @@ import { FOLD_OPTIONS } from '../support/store-contract.js';
  * `npm run import-traits` as an operator runs it: its own process, the run's Kafka broker, a sites
  * file and a small CSV; the records it writes are read back from `clicks.raw`.
  */
-const TSX = fileURLToPath(new URL('../../node_modules/tsx/dist/cli.mjs', import.meta.url));
 
 function run(args: string[], env: Record<string, string | undefined>): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      [TSX, 'apps/import-traits.ts', ...args],
+      ['--import', 'tsx', 'apps/import-traits.ts', ...args],
       { env: { ...process.env, KAFKA_PARTITIONS: '3', LOG_LEVEL: 'warn', ...env }, timeout: 60_000 },
       (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
     );

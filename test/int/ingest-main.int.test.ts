@@ -3,7 +3,6 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TOPICS } from '../../contract/raw-event.js';
@@ -13,7 +12,6 @@ import { kafkaBrokers } from '../support/services.js';
  * The standalone ingest process (`npx tsx apps/ingest.ts`) against the run's Kafka: its /metrics
  * counts what was sent, and SIGTERM under load loses nothing it acknowledged.
  */
-const TSX = fileURLToPath(new URL('../../node_modules/tsx/dist/cli.mjs', import.meta.url));
 const RUN = randomUUID().slice(0, 8);
 const SITE = `ops-${RUN}`;
 const WRITE_KEY = `wk_ops_${RUN}_secret`;
@@ -29,9 +27,9 @@ async function startIngest(): Promise<Child> {
   const dir = mkdtempSync(join(tmpdir(), 'clickfold-ingest-'));
   const sitesFile = join(dir, 'sites.json');
   writeFileSync(sitesFile, JSON.stringify({ sites: [{ id: SITE, origins: ['*'], writeKeys: [WRITE_KEY] }] }));
-  // `npx tsx apps/ingest.ts` minus npx: npm's exec wrapper dies on SIGTERM without passing it on
-  // (the process would be orphaned), so supervisors must run tsx, or node --import tsx, directly.
-  const proc = spawn(process.execPath, [TSX, 'apps/ingest.ts'], {
+  // As a supervisor should run it: npx's exec wrapper dies on SIGTERM without passing it on (the
+  // process would be orphaned), and tsx's CLI SIGKILLs a child that is busy for 30 ms when relaying one.
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'apps/ingest.ts'], {
     env: {
       ...process.env,
       KAFKA_BROKERS: kafkaBrokers(),
