@@ -20,6 +20,7 @@ import { cpuMeter, loopDelayOf, now, pacedLoad, percentile, sleep, spread, type 
 import { cpuNote, log, middle, round, type Figure } from '../report.js';
 import type { Settings, Topology } from '../settings.js';
 import { meets, targetText, TARGETS } from '../targets.js';
+import { INGEST_NODE_FLAGS } from '../../apps/shared/node-flags.js';
 
 export type ClickToCallbackOptions = Pick<
   Settings,
@@ -133,7 +134,7 @@ export async function measureClickToCallback(h: Harness, o: ClickToCallbackOptio
       ns: 'cbsplit:',
       consumer: o.consumer,
     });
-    p = await h.start('ingest', { brokers: kafka.brokers, partitions: o.partitions, redisUrl: redis.url, ns: 'cbsplit:' });
+    p = await h.start('ingest', { brokers: kafka.brokers, partitions: o.partitions, redisUrl: redis.url, ns: 'cbsplit:' }, [...INGEST_NODE_FLAGS]);
     started.push(p, w);
   }
   const scenario = createScenario({ seed: 91 });

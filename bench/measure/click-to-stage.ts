@@ -16,6 +16,7 @@ import type { LoopDelay } from '../proc.js';
 import { cpuNote, log, middle, round, type Figure } from '../report.js';
 import type { Settings, Topology } from '../settings.js';
 import { meets, targetText, TARGETS } from '../targets.js';
+import { INGEST_NODE_FLAGS } from '../../apps/shared/node-flags.js';
 
 export type ClickToStageOptions = Pick<
   Settings,
@@ -75,7 +76,7 @@ export async function measureClickToStage(
       ns: 'split:',
       consumer: { ...o.consumer, transactional: transactions },
     });
-    p = await h.start('ingest', { brokers: kafka.brokers, partitions: o.partitions });
+    p = await h.start('ingest', { brokers: kafka.brokers, partitions: o.partitions }, [...INGEST_NODE_FLAGS]);
     started.push(p, w);
   }
   const reporter = started[started.length - 1]!;

@@ -7,6 +7,7 @@ import { roles, type Harness } from '../harness.js';
 import { cpuMeter, spread, type CpuReport } from '../lib.js';
 import { cpuNote, cpuPerEvent, middle, type Figure } from '../report.js';
 import type { Settings } from '../settings.js';
+import { INGEST_NODE_FLAGS } from '../../apps/shared/node-flags.js';
 
 export type ContextOptions = Pick<Settings, 'runs' | 'contextSeconds' | 'connections'>;
 
@@ -38,7 +39,8 @@ export function ingestCpuRatio(ingestUs: number, honoUs: number, rawUs: number):
 }
 
 async function measureServer(h: Harness, o: ContextOptions, mode: 'bare' | 'hono'): Promise<{ throughput: Figure; cpu: Figure; cpuPerEvent: number }> {
-  const p = await h.start(mode, {});
+  // Under ingest's V8 flags: the floor of ingest's work, measured as ingest runs.
+  const p = await h.start(mode, {}, [...INGEST_NODE_FLAGS]);
   await cannon(p.port!, o.connections, 2, 7); // warm-up
   const rates: number[] = [];
   const cpus: CpuReport[] = [];

@@ -13,6 +13,7 @@ import type { ProfileSummary } from '../profile.js';
 import { cpuNote, cpuPerEvent, middle, type Figure } from '../report.js';
 import type { Settings } from '../settings.js';
 import { meets, targetText, TARGETS } from '../targets.js';
+import { INGEST_NODE_FLAGS } from '../../apps/shared/node-flags.js';
 
 export type IngestOptions = Pick<Settings, 'runs' | 'ingestSeconds' | 'halfLoadSeconds' | 'connections' | 'pacedConnections' | 'partitions'>;
 
@@ -41,7 +42,10 @@ export interface IngestResult {
 export async function measureIngest(h: Harness, o: IngestOptions, profiler?: Profiler, client: ProducerClient = 'kafkajs'): Promise<IngestResult> {
   const k = client === 'kafkajs' ? 'ingest' : `ingest.${client}`;
   const on = client === 'kafkajs' ? '' : ` (${client} producer)`;
-  const p = await h.start('ingest', { brokers: h.services.kafka.brokers, partitions: o.partitions, client }, profiler?.args(`ingest-${client}`) ?? []);
+  const p = await h.start('ingest', { brokers: h.services.kafka.brokers, partitions: o.partitions, client }, [
+    ...INGEST_NODE_FLAGS,
+    ...(profiler?.args(`ingest-${client}`) ?? []),
+  ]);
   await cannon(p.port!, o.connections, 3, 1); // warm-up: JIT, Kafka connections, metadata
   const loops: Record<string, LoopDelay | undefined> = {};
   resetLoopDelay(p);

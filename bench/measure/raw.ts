@@ -14,6 +14,7 @@ import { cpuNote, cpuPerEvent, middle, round, type Figure } from '../report.js';
 import type { Settings } from '../settings.js';
 import { meets, targetText, TARGETS } from '../targets.js';
 import type { ProducerClient } from '../../lib/kafka/producer.js';
+import { INGEST_NODE_FLAGS } from '../../apps/shared/node-flags.js';
 
 export type RawOptions = Pick<Settings, 'runs' | 'connections' | 'partitions' | 'send10Records' | 'producers'>;
 
@@ -71,15 +72,20 @@ async function measureClient(
       const topic = `bench.raw.${client}.${m.name}.${Date.now()}`;
       let p: Proc | undefined;
       const meter = cpuMeter(roles(h.services, { producer: undefined }, () => ({ producer: p })));
-      p = await h.start('raw', {
-        brokers: h.services.kafka.brokers,
-        partitions: o.partitions,
-        topic,
-        records: file,
-        requestSize: m.requestSize,
-        concurrency: m.concurrency,
-        client,
-      });
+      // Under ingest's V8 flags, as the process it is the floor of.
+      p = await h.start(
+        'raw',
+        {
+          brokers: h.services.kafka.brokers,
+          partitions: o.partitions,
+          topic,
+          records: file,
+          requestSize: m.requestSize,
+          concurrency: m.concurrency,
+          client,
+        },
+        [...INGEST_NODE_FLAGS],
+      );
       const r = (await p.result) as { eventsPerSecond: number };
       cpus.push(meter.stop());
       await p.stop();
