@@ -250,8 +250,9 @@ async function raw() {
   const kafka = createKafka(str('brokers'), 'bench-raw', logger);
   const topic = str('topic');
   await createTopic(kafka, topic, num('partitions'));
-  const produce = args.client === 'platformatic' ? await platformaticRaw() : await kafkajsRaw(kafka);
   const size = num('requestSize');
+  if (args.rate !== undefined) return rawPaced(kafka, topic, records, size);
+  const produce = args.client === 'platformatic' ? await platformaticRaw() : await kafkajsRaw(kafka);
   const concurrency = num('concurrency');
   // Warm the connection and the metadata outside the timed part.
   await produce(`${topic}.warm`, records.slice(0, 10));
@@ -271,6 +272,49 @@ async function raw() {
   const cpu = process.cpuUsage(cpu0);
   await produce.close();
   send({ type: 'result', result: { events: records.length, seconds, eventsPerSecond: records.length / seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 } });
+  setTimeout(() => process.exit(0), 50);
+}
+
+/**
+ * Ingest's producer alone at a paced rate: KafkaLogProducer as ingest opens it (the same client, its
+ * queue), `rate` sends a second of `requestSize` records each, at evenly spaced intended times for
+ * `seconds`, none waiting for another (open loop, as the paced generator sends to ingest); each
+ * send's latency from its intended time to Kafka's acknowledgement. The floor of ingest's latency
+ * at the same rate: what the producer and the broker take without HTTP.
+ */
+async function rawPaced(kafka: Kafka, topic: string, records: { key: string; value: string }[], size: number) {
+  const client = (args.client ?? 'kafkajs') as ProducerClient;
+  const producer = new KafkaLogProducer(kafka, { ackTimeoutMs: 5000, client, brokers: str('brokers'), clientId: 'bench-raw' });
+  await producer.connect();
+  // Warm the connection and the metadata outside the timed part (the producer does not create topics).
+  await producer.send(topic, records.slice(0, size));
+  const rate = num('rate');
+  const total = Math.round(rate * num('seconds'));
+  const latencies: number[] = [];
+  let failed = 0;
+  let firstError: string | undefined;
+  const pending: Promise<void>[] = [];
+  const t0 = now() + 50;
+  for (let i = 0; i < total; i++) {
+    const intended = t0 + (i * 1000) / rate;
+    const wait = intended - now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    const from = (i * size) % Math.max(1, records.length - size);
+    pending.push(
+      producer.send(topic, records.slice(from, from + size)).then(
+        () => void latencies.push(now() - intended),
+        (err: unknown) => {
+          failed++;
+          firstError ??= String((err as Error)?.message ?? err);
+        },
+      ),
+    );
+  }
+  await Promise.all(pending);
+  await producer.close();
+  latencies.sort((a, b) => a - b);
+  const at = (q: number) => latencies[Math.min(latencies.length - 1, Math.ceil(q * latencies.length) - 1)] ?? NaN;
+  send({ type: 'result', result: { sends: total, failed, firstError, p50: at(0.5), p99: at(0.99), max: latencies.at(-1) ?? NaN } });
   setTimeout(() => process.exit(0), 50);
 }
 

@@ -123,7 +123,7 @@ async function main(): Promise<void> {
     const ingests: IngestResult[] = [];
     if (want('ingest')) {
       for (const client of s.producers) {
-        const ingest = await measureIngest(h, s, profiler, client);
+        const ingest = await measureIngest(h, s, prepared.file, profiler, client);
         take(ingest);
         ingests.push(ingest);
       }

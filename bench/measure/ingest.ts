@@ -1,13 +1,14 @@
 /**
  * Ingest: `bench/proc.ts ingest` (createIngestApp + KafkaLogProducer) under autocannon playing the
  * scenario (throughput, 202 responses x 10), then its latency at half the throughput just
- * measured: autocannon's overallRate (bursty) and the open-loop paced generator.
+ * measured: autocannon's overallRate (bursty) and the open-loop paced generator; then the producer
+ * alone at the same paced rate (bench/proc.ts raw with `rate`), the floor of that latency.
  */
 import { CONTENT_TYPE, createScenario } from '../../load/scenario.js';
 import { cannon, responses } from '../cannon.js';
 import { roles, type Harness, type Profiler } from '../harness.js';
 import type { ProducerClient } from '../../lib/kafka/producer.js';
-import { cpuMeter, loopDelayOf, pacedLoad, resetLoopDelay, spread, type CpuReport, type PacedResult } from '../lib.js';
+import { cpuMeter, loopDelayOf, pacedLoad, resetLoopDelay, spread, type CpuReport, type PacedResult, type Proc } from '../lib.js';
 import type { LoopDelay } from '../proc.js';
 import type { ProfileSummary } from '../profile.js';
 import { cpuNote, cpuPerEvent, middle, type Figure } from '../report.js';
@@ -27,6 +28,7 @@ export interface IngestResult {
     throughput: Figure;
     cpu: Figure;
     halfLoadAutocannon: Figure;
+    producerPaced: Figure;
     halfLoadP50: Figure;
     halfLoadP99: Figure;
     loopDelay: Figure;
@@ -39,7 +41,13 @@ export interface IngestResult {
  * `client`: the producer's (KAFKA_PRODUCER). Figure keys are `ingest.*` for kafkajs (the default)
  * and `ingest.<client>.*` for the other, so that both are measured side by side.
  */
-export async function measureIngest(h: Harness, o: IngestOptions, profiler?: Profiler, client: ProducerClient = 'kafkajs'): Promise<IngestResult> {
+export async function measureIngest(
+  h: Harness,
+  o: IngestOptions,
+  records: string,
+  profiler?: Profiler,
+  client: ProducerClient = 'kafkajs',
+): Promise<IngestResult> {
   const k = client === 'kafkajs' ? 'ingest' : `ingest.${client}`;
   const on = client === 'kafkajs' ? '' : ` (${client} producer)`;
   const p = await h.start('ingest', { brokers: h.services.kafka.brokers, partitions: o.partitions, client }, [
@@ -123,6 +131,39 @@ export async function measureIngest(h: Harness, o: IngestOptions, profiler?: Pro
   const p99 = spread(p99s);
   const result = (await p.stop()) as { producer?: unknown } | undefined;
   const lp = loops.halfLoadPaced;
+
+  // The same paced rate without HTTP: the producer alone, 10 records per send, what the broker's
+  // acknowledgements take on this machine (the part of ingest's tail that is not ingest's).
+  const floorP50s: number[] = [];
+  const floorP99s: number[] = [];
+  const floorCpu: CpuReport[] = [];
+  for (let i = 0; i < o.runs; i++) {
+    let f: Proc | undefined;
+    const meter = cpuMeter(roles(h.services, { producer: undefined }, () => ({ producer: f })));
+    f = await h.start(
+      'raw',
+      {
+        brokers: h.services.kafka.brokers,
+        partitions: o.partitions,
+        topic: `bench.paced.${client}.${Date.now()}`,
+        records,
+        requestSize: 10,
+        concurrency: 1,
+        rate: half,
+        seconds: o.halfLoadSeconds,
+        client,
+      },
+      [...INGEST_NODE_FLAGS],
+    );
+    const r = (await f.result) as { p50: number; p99: number; failed: number; firstError?: string };
+    floorCpu.push(meter.stop());
+    await f.stop();
+    if (r.failed > 0) throw new Error(`the paced producer had ${r.failed} failed sends: ${r.firstError}`);
+    floorP50s.push(r.p50);
+    floorP99s.push(r.p99);
+  }
+  const floorP99 = spread(floorP99s);
+  const floorP50 = spread(floorP50s);
   return {
     client,
     eventsPerSecond: max.median,
@@ -140,6 +181,13 @@ export async function measureIngest(h: Harness, o: IngestOptions, profiler?: Pro
         target: targetText(TARGETS.ingestP99),
         ok: meets(TARGETS.ingestP99, p99.median),
         note: cpuNote(middle(pacedCpu)),
+      },
+      producerPaced: {
+        key: `${k}.halfLoad.producerP99`,
+        what: `raw ${client} producer alone at the same paced rate (${half} sends/s of 10 records), p99 (p50 ${floorP50.median.toFixed(1)} ms)`,
+        unit: 'ms',
+        value: floorP99,
+        note: `the floor of ingest's p99 at half load: the broker's acknowledgements on this machine; ${cpuNote(middle(floorCpu))}`,
       },
       loopDelay: {
         key: `${k}.halfLoad.loopDelay`,
