@@ -132,8 +132,8 @@ export async function measureIngest(
   const result = (await p.stop()) as { producer?: unknown } | undefined;
   const lp = loops.halfLoadPaced;
 
-  // The same paced rate without HTTP: the producer alone, 10 records per send, what the broker's
-  // acknowledgements take on this machine (the part of ingest's tail that is not ingest's).
+  // The same paced rate without HTTP: ingest's producer alone, 10 records per send (the part of
+  // ingest's tail that is the producer's and the broker's, not ingest's own).
   const floorP50s: number[] = [];
   const floorP99s: number[] = [];
   const floorCpu: CpuReport[] = [];
@@ -187,7 +187,7 @@ export async function measureIngest(
         what: `raw ${client} producer alone at the same paced rate (${half} sends/s of 10 records), p99 (p50 ${floorP50.median.toFixed(1)} ms)`,
         unit: 'ms',
         value: floorP99,
-        note: `the floor of ingest's p99 at half load: the broker's acknowledgements on this machine; ${cpuNote(middle(floorCpu))}`,
+        note: `the floor of ingest's p99 at half load: its producer and the broker without HTTP; ${cpuNote(middle(floorCpu))}`,
       },
       loopDelay: {
         key: `${k}.halfLoad.loopDelay`,
