@@ -21,6 +21,11 @@ export interface IngestOptions {
   maxBodyBytes: number;
   retryAfterSeconds: number;
   clientIp?: (c: Context) => string | undefined;
+  /**
+   * Proxies in front of ingest (TRUST_PROXY, as `clientIp` counts them): the forwarded host and
+   * scheme (`X-Forwarded-Host`, `X-Forwarded-Proto`) are read only behind one. Default 0.
+   */
+  trustProxy?: number;
   /** Sites, their origins, write keys, limits and bot policy; default: the demo site (`DEMO_SITES`). */
   sites?: SiteRegistry;
   /** Secret for e-mail click-link signatures; unset: only allow-listed redirect hosts. */
@@ -63,6 +68,7 @@ export function createIngestApp(opts: IngestOptions): Hono {
     sites: opts.sites ?? compileSites(DEMO_SITES),
     logger: opts.logger,
     clientIp: oncePerRequest(opts.clientIp ?? (() => undefined)),
+    trustProxy: opts.trustProxy ?? 0,
     parseUa: createUaParser(),
     now: opts.now ?? Date.now,
   };

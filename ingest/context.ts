@@ -12,6 +12,8 @@ export interface RouteDeps {
   logger: Logger;
   /** The client address (socket, or X-Forwarded-For behind a trusted proxy). */
   clientIp: (c: Context) => string | undefined;
+  /** Proxies in front of ingest (TRUST_PROXY): 0 means no forwarded header is believed. */
+  trustProxy: number;
   /** Cached user-agent parsing and bot detection. */
   parseUa: (ua: string | undefined) => UaResult;
   now: () => number;

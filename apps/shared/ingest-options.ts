@@ -19,6 +19,7 @@ export function ingestOptionsFromEnv(env: Env, deps: { producer: LogProducer; lo
     maxBodyBytes: env.INGEST_MAX_BODY,
     retryAfterSeconds: env.INGEST_RETRY_AFTER_S,
     clientIp: clientIpResolver(env.TRUST_PROXY, () => metrics.forwardedFallbacks.inc()),
+    trustProxy: env.TRUST_PROXY,
     deadLettersPerSecond: env.INGEST_DEAD_LETTERS_PER_SECOND,
     sites: compileSites(sites),
     linkSecret: env.INGEST_LINK_SECRET,

@@ -14,7 +14,7 @@ const SHOP = 'https://shop.example';
 const CHROME = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36';
 const auth = (key: string) => `Basic ${Buffer.from(`${key}:`).toString('base64')}`;
 
-function setup() {
+function setup(trustProxy = 0) {
   const log = new PartitionedLog(2);
   const sites = compileSites(
     SitesFile.parse({
@@ -31,6 +31,7 @@ function setup() {
     retryAfterSeconds: 2,
     sites,
     clientIp: (c) => c.req.header('x-test-ip'),
+    trustProxy,
   });
   /** As analytics.js sends from a page: text/plain, the page's Origin and agent. */
   const browser = (path: string, body: unknown, headers: Record<string, string> = {}) =>
@@ -220,13 +221,29 @@ describe('the settings document (GET /v1/projects/:writeKey/settings)', () => {
     for (const secret of ['acme-store', OTHER_KEY, 'blog', 'https://']) expect(text).not.toContain(secret);
   });
 
-  it('names the host and scheme the browser used behind a proxy', async () => {
-    const { app } = setup();
-    const res = await get(app, KEY, { 'x-forwarded-host': 'T.Shop.Example, ingest.internal', 'x-forwarded-proto': 'https' });
-    expect(SegmentSettings.parse(await res.json()).integrations['Segment.io']).toMatchObject({ apiHost: 't.shop.example/v1', protocol: 'https' });
-    const bad = await get(app, KEY, { 'x-forwarded-host': 'evil.example/"><script>' });
+  it('names the host and scheme the browser used behind trusted proxies, counted from the right as X-Forwarded-For', async () => {
+    const apiOf = async (res: Response) => SegmentSettings.parse(await res.json()).integrations['Segment.io'];
+    // Two proxies: the outer one saw the browser's host, the inner one the outer's.
+    const two = setup(2).app;
+    expect(await apiOf(await get(two, KEY, { 'x-forwarded-host': 'T.Shop.Example, ingest.internal', 'x-forwarded-proto': 'https, http' }))).toMatchObject({
+      apiHost: 't.shop.example/v1',
+      protocol: 'https',
+    });
+    // One proxy that appends: what a client sent ahead of it is not believed.
+    const one = setup(1).app;
+    expect(await apiOf(await get(one, KEY, { 'x-forwarded-host': 'evil.example, t.shop.example', 'x-forwarded-proto': 'https' }))).toMatchObject({
+      apiHost: 't.shop.example/v1',
+      protocol: 'https',
+    });
+    const bad = await get(one, KEY, { 'x-forwarded-host': 'evil.example/"><script>' });
     expect(bad.status).toBe(400);
     expect(await bad.json()).toMatchObject({ error: { code: 'invalid_host' } });
+  });
+
+  it('ignores forwarded host and scheme without a trusted proxy (TRUST_PROXY 0): the request’s own Host', async () => {
+    const { app } = setup();
+    const res = await get(app, KEY, { host: 'ingest.example:8443', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https' });
+    expect(SegmentSettings.parse(await res.json()).integrations['Segment.io']).toMatchObject({ apiHost: 'ingest.example:8443/v1', protocol: 'http' });
   });
 
   it('answers 404 to unknown, overlong and path-like write keys, and 403 to a foreign origin', async () => {
