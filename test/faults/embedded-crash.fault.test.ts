@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -44,14 +44,25 @@ describe.sequential('the all-in-one process on its data directory', () => {
     await start();
     const restarts: string[] = [];
     let startedAt = Date.now();
-    /** Resolves once the running process has written a snapshot since it started. */
+    let lastAckAt = 0;
+    /**
+     * Resolves once the running process has written a snapshot since it started. A process that has
+     * taken nothing since it started (the clients were done before the kill, and the snapshot it
+     * loaded held everything) writes none, as nothing changed: the snapshot it loaded is behind it.
+     */
     const snapshotSinceStart = async () => {
       const dir = join(data, 'snapshots');
       for (let i = 0; i < 100; i++) {
         if (existsSync(dir) && readdirSync(dir).some((f) => f.endsWith('.snap') && statSync(join(dir, f)).mtimeMs > startedAt)) return;
+        if (i >= 30 && lastAckAt < startedAt && restarts.length > 0) return;
         await sleep(100);
       }
-      throw new Error('no snapshot within 10 s');
+      // What the next reader of a failure needs: the snapshots there are and what the process said.
+      const snaps = existsSync(dir)
+        ? readdirSync(dir).map((f) => `${f} (mtime ${Math.round(statSync(join(dir, f)).mtimeMs - startedAt)} ms after the start)`)
+        : [];
+      const said = existsSync(app!.log) ? readFileSync(app!.log, 'utf8').trim().split('\n').slice(-15).join('\n') : '';
+      throw new Error(`no snapshot within 10 s of the start; last ack ${lastAckAt - startedAt} ms after it; snapshots: ${snaps.join(', ') || 'none'}\n${said}`);
     };
     const crash = (share: number, name: string): [number, string, () => Promise<void>] => [
       share,
@@ -69,7 +80,16 @@ describe.sequential('the all-in-one process on its data directory', () => {
     const plan = faultPlan([crash(0.3, 'first SIGKILL'), crash(0.7, 'second SIGKILL')]);
     const url = `http://127.0.0.1:${port}`;
     // Few clients at a time, so that events are still flowing when the snapshots come and the kills.
-    const d1 = await drive(url, people, { concurrency: 3, onProgress: plan.onProgress });
+    // A pause between a client's batches keeps the stream going for seconds: without it the clients
+    // could be done within the first snapshot interval, and the kills would come after the stream.
+    const d1 = await drive(url, people, {
+      concurrency: 3,
+      pauseMs: 40,
+      onProgress: (share) => {
+        lastAckAt = Date.now();
+        plan.onProgress(share);
+      },
+    });
     expect(await plan.done()).toEqual(['first SIGKILL', 'second SIGKILL']);
 
     // Folded: every person's history as the query API answers it, until it matches (or time is up).

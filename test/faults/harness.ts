@@ -125,6 +125,8 @@ export async function drive(
     onProgress?: (share: number) => void;
     /** A later round of the same people: new event ids, later times. */
     round?: number;
+    /** A pause after each acknowledged batch of a client, ms (a person between clicks): spreads the stream over time. */
+    pauseMs?: number;
   } = {},
 ): Promise<DriverResult> {
   const base = Date.now() - 3_600_000 + (opts.round ?? 0) * 600_000;
@@ -173,6 +175,7 @@ export async function drive(
         }
         done++;
         opts.onProgress?.(done / total);
+        if (opts.pauseMs) await sleep(opts.pauseMs);
       }
     }
   });
