@@ -2,9 +2,8 @@ import type { ServerType } from '@hono/node-server';
 import { Hono } from 'hono';
 import { Registry } from 'prom-client';
 import type { Transition } from '../contract/transition.js';
-import { apiKeysFromEnv } from '../history/query/auth.js';
 import { LiveFeed } from '../history/transitions/live-feed.js';
-import { createQueryApp } from '../history/query/app.js';
+import { queryAppFromEnv } from './shared/query.js';
 import { compileTopicMap, foldOptionsOf, type TopicMapConfig } from '../history/fold/topic-map.js';
 import { createWebhookMetrics, type RunningWebhooks } from '../history/transitions/webhooks.js';
 import { beforeScrape, createWorkerHttpApp, type WorkerReadiness } from '../history/worker/http.js';
@@ -20,7 +19,7 @@ import { createDemoShop } from './demo-shop.js';
 import { openBackends, type Backends } from './shared/backends.js';
 import { ingestOptionsFromEnv } from './shared/ingest-options.js';
 import { createWorker } from './shared/worker.js';
-import { crmJobOptions, crmQueryOptions, openAutomation } from './shared/automation.js';
+import { crmJobOptions, openAutomation } from './shared/automation.js';
 import { visitorOptionsFromEnv } from './shared/visitor.js';
 import { startWebhooksFromEnv } from './shared/webhooks.js';
 
@@ -106,18 +105,7 @@ export async function startApp(env: Env, topicMapConfig: TopicMapConfig, logger:
       visitor: visitorOptionsFromEnv(env, backends.store, feed),
     }),
   );
-  app.route(
-    '/',
-    createQueryApp({
-      store: backends.store,
-      logger,
-      feed,
-      keys: apiKeysFromEnv(env),
-      registry,
-      stallRules,
-      crm: crmQueryOptions(env),
-    }),
-  );
+  app.route('/', queryAppFromEnv(env, { store: backends.store, logger, feed, registry, stallRules }));
   app.route('/', createDemoShop());
 
   if (opts.onTransitions) {

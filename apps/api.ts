@@ -1,8 +1,8 @@
 import { Hono } from 'hono';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { registerLoopDelay } from '../lib/loop-delay.js';
-import { apiKeysFromEnv, checkApiAccess } from '../history/query/auth.js';
-import { createQueryApp } from '../history/query/app.js';
+import { checkApiAccess } from '../history/query/auth.js';
+import { queryAppFromEnv } from './shared/query.js';
 import { compileTopicMap, foldOptionsOf } from '../history/fold/topic-map.js';
 import { loadTopicMap } from '../history/fold/topic-map-file.js';
 import { LiveFeed } from '../history/transitions/live-feed.js';
@@ -13,7 +13,7 @@ import { closeServer, listen } from '../lib/serve.js';
 import { openBackends } from './shared/backends.js';
 import { runProcess } from './shared/process.js';
 import { startWebhooksFromEnv } from './shared/webhooks.js';
-import { crmQueryOptions, openAutomation } from './shared/automation.js';
+import { openAutomation } from './shared/automation.js';
 
 /**
  * The query API and dashboard as a process of their own (the real stack): `npx tsx apps/api.ts`.
@@ -43,18 +43,7 @@ await runProcess('api', async (env, logger) => {
   const app = new Hono();
   app.get('/healthz', (c) => c.json({ ok: true }));
   app.get('/metrics', async (c) => c.body(await metrics.metrics(), 200, { 'content-type': metrics.contentType }));
-  app.route(
-    '/',
-    createQueryApp({
-      store: backends.store,
-      logger,
-      feed,
-      keys: apiKeysFromEnv(env),
-      registry,
-      stallRules,
-      crm: crmQueryOptions(env),
-    }),
-  );
+  app.route('/', queryAppFromEnv(env, { store: backends.store, logger, feed, registry, stallRules }));
   const { server, port } = await listen(app, env.PORT, env.HOST);
   const url = `http://${env.HOST}:${port}`;
   logger.info({ port, url, dashboard: `${url}/dashboard`, webhooks: env.WEBHOOK_URLS.length }, 'query API is listening');
